@@ -1,0 +1,1 @@
+"""Software-defined assets: ingestion, features, model and predictions."""

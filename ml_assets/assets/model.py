@@ -1,0 +1,260 @@
+"""Training, registering and evaluating the trip-duration model."""
+
+from datetime import date
+from typing import Any
+
+import dagster as dg
+import mlflow
+import polars as pl
+import skops.io
+from dagster_mlflow.resources import MlFlow
+from mlflow.models import infer_signature
+
+from ml_assets.lib.features import TARGET
+from ml_assets.lib.model import (
+    ALL_FEATURES,
+    ModelParams,
+    TrainedModel,
+    ZonePairBaseline,
+    feature_importances,
+    model_input,
+    regression_metrics,
+    train_model,
+)
+from ml_assets.lib.registry import RegisteredModel
+from ml_assets.partitions import daily_partitions, previous_day, training_window, window_and_day
+from ml_assets.resources.mlflow import ModelRegistryResource
+
+MODEL_GROUP = "model"
+MLFLOW_MODEL_NAME = "model"
+
+mlflow_retry = dg.RetryPolicy(
+    max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
+"""A tracking server restarting or a locked store is transient: retry with backoff."""
+
+PIP_REQUIREMENTS = [
+    f"scikit-learn=={__import__('sklearn').__version__}",
+    f"pandas=={__import__('pandas').__version__}",
+    f"numpy=={__import__('numpy').__version__}",
+    f"mlflow=={mlflow.__version__}",
+]
+"""Pinned explicitly: MLflow would otherwise spend seconds inferring them on every log."""
+
+
+def _validation_split(features: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Hold out the window's last day (or last tenth of trips) to validate out of time."""
+    days = features["pickup_datetime"].dt.date()
+    last_day = days.max()
+    if days.n_unique() > 1:
+        return features.filter(days < last_day), features.filter(days == last_day)
+    cut = int(features.height * 0.9)
+    return features[:cut], features[cut:]
+
+
+@dg.asset(
+    group_name=MODEL_GROUP,
+    partitions_def=daily_partitions,
+    ins={"trip_features": dg.AssetIn(partition_mapping=training_window)},
+    kinds={"scikit-learn", "mlflow"},
+    code_version="1",
+    retry_policy=mlflow_retry,
+    owners=["team:ml-platform"],
+)
+def duration_model(
+    context: dg.AssetExecutionContext,
+    trip_features: pl.LazyFrame,
+    mlflow_tracking: dg.ResourceParam[MlFlow],
+    model_registry: ModelRegistryResource,
+) -> dg.MaterializeResult:
+    """A trip-duration model trained on the trailing window of days ending on the partition's day.
+
+    Logged to MLflow through dagster-mlflow (params, validation metrics, the model with its
+    signature, input example and pinned requirements) and registered as a new version of the
+    registered model. The last day of the window is held out to validate against the zone-pair
+    baseline; the registered model is then refit on the whole window.
+    """
+    day = context.partition_key
+    features = trip_features.collect()
+    if features.height == 0:
+        raise ValueError(f"partition {day}: the training window holds no trip_features rows")
+    window = features["pickup_datetime"].dt.date()
+    window_start, window_end = str(window.min()), str(window.max())
+    params = ModelParams()
+
+    train, validation = _validation_split(features)
+    holdout_model = train_model(train, params)
+    validation_metrics = regression_metrics(
+        validation[TARGET].to_numpy(), holdout_model.predict(validation)
+    )
+    baseline_metrics = regression_metrics(
+        validation[TARGET].to_numpy(), ZonePairBaseline(train).predict(validation)
+    )
+    model = train_model(features, params)
+
+    try:
+        # A retried step finds the run ended by its previous attempt: resume the same MLflow run.
+        run = mlflow.active_run() or mlflow.start_run(run_id=mlflow_tracking.mlflow_run_id)
+        mlflow_tracking.log_params(
+            {**params.as_mlflow_params(), "window_start": window_start, "window_end": window_end}
+        )
+        metrics = {
+            "val_rmse": validation_metrics["rmse"],
+            "val_mae": validation_metrics["mae"],
+            "baseline_val_rmse": baseline_metrics["rmse"],
+            "baseline_val_mae": baseline_metrics["mae"],
+            "train_rows": float(features.height),
+            "fit_seconds": model.fit_seconds,
+        }
+        mlflow.log_metrics(metrics)
+        mlflow.set_tags({"dagster_partition": day, "dagster_asset": "duration_model"})
+        registered = _log_and_register(model, features, model_registry, day)
+        mlflow.end_run()
+    except BaseException:
+        mlflow.end_run(status="FAILED")
+        raise
+
+    experiment_id = run.info.experiment_id
+    importances = feature_importances(model)
+    context.log.info(
+        f"model v{registered.version} trained on {features.height} trips "
+        f"({window_start}..{window_end}) in {model.fit_seconds:.2f}s: "
+        f"validation RMSE {validation_metrics['rmse']:.3f} vs baseline {baseline_metrics['rmse']:.3f}"
+    )
+    return dg.MaterializeResult(
+        value={
+            **registered.as_dict(),
+            "window_start": window_start,
+            "window_end": window_end,
+            "metrics": metrics,
+            "params": params.as_mlflow_params(),
+        },
+        metadata={
+            "dagster/row_count": features.height,
+            "mlflow_run_id": registered.run_id,
+            "mlflow_run": dg.MetadataValue.url(
+                model_registry.run_url(experiment_id, run.info.run_id)
+            ),
+            "model_version": registered.version,
+            "model_uri": registered.uri,
+            "model_version_link": dg.MetadataValue.url(
+                model_registry.model_version_url(registered.version)
+            ),
+            "window": f"{window_start}..{window_end}",
+            "val_rmse": validation_metrics["rmse"],
+            "val_mae": validation_metrics["mae"],
+            "baseline_val_rmse": baseline_metrics["rmse"],
+            "fit_seconds": model.fit_seconds,
+            "params": dg.MetadataValue.json(params.as_mlflow_params()),
+            "feature_importance": dg.MetadataValue.json(importances),
+        },
+    )
+
+
+def _log_and_register(
+    model: TrainedModel, features: pl.DataFrame, model_registry: ModelRegistryResource, day: str
+) -> RegisteredModel:
+    example = model_input(features.head(5), model.params.features)
+    signature = infer_signature(example, model.pipeline.predict(example))
+    info = mlflow.sklearn.log_model(
+        model.pipeline,
+        name=MLFLOW_MODEL_NAME,
+        signature=signature,
+        input_example=example,
+        pip_requirements=PIP_REQUIREMENTS,
+        registered_model_name=model_registry.model_name,
+        # MLflow stores sklearn models with skops, which loads only types it is told to trust:
+        # trust exactly the types of the pipeline trained here.
+        skops_trusted_types=skops.io.get_untrusted_types(data=skops.io.dumps(model.pipeline)),
+    )
+    version = str(info.registered_model_version)
+    registry = model_registry.registry()
+    registry.client.set_model_version_tag(
+        model_registry.model_name, version, "trained_through", day
+    )
+    return registry.version(version)
+
+
+@dg.asset(
+    group_name=MODEL_GROUP,
+    partitions_def=daily_partitions,
+    ins={
+        "duration_model": dg.AssetIn(partition_mapping=previous_day),
+        "trip_features": dg.AssetIn(partition_mapping=window_and_day),
+    },
+    kinds={"scikit-learn", "mlflow"},
+    code_version="1",
+    retry_policy=mlflow_retry,
+    output_required=False,
+    owners=["team:ml-platform"],
+)
+def model_evaluation(
+    context: dg.AssetExecutionContext,
+    duration_model: dict[str, dict[str, Any]],
+    trip_features: pl.LazyFrame,
+    model_registry: ModelRegistryResource,
+):
+    """Out-of-time quality of the model trained through the day before, scored on this day.
+
+    The challenger (the model of day D-1) and the champion going into day D are both scored on
+    day D's trips, next to a naive baseline (mean duration of the zone pair in the challenger's
+    training window). The challenger is promoted, and the MLflow alias `champion` moved to it, only
+    if it beats the champion on the same trips. The first day has no earlier model: nothing is
+    materialized for it.
+    """
+    day = date.fromisoformat(context.partition_key)
+    if not duration_model:
+        context.log.info(f"{day}: no model was trained before this day; nothing to evaluate")
+        return
+    (challenger_record,) = duration_model.values()
+    pickup_day = pl.col("pickup_datetime").dt.date()
+    day_features = trip_features.filter(pickup_day == day).collect()
+    training_window = trip_features.filter(pickup_day < day)
+    registry = model_registry.registry()
+    challenger = registry.version(challenger_record["version"])
+    incumbent = registry.champion_going_into(day)
+    if incumbent is not None and incumbent.version == challenger.version:
+        incumbent = None  # the challenger itself won an earlier day: nothing else to beat
+
+    actual = day_features[TARGET].to_numpy()
+    inputs = model_input(day_features, ALL_FEATURES)
+    challenger_metrics = regression_metrics(actual, registry.load(challenger).predict(inputs))
+    baseline = ZonePairBaseline(training_window.collect())
+    baseline_metrics = regression_metrics(actual, baseline.predict(day_features))
+    incumbent_metrics = (
+        regression_metrics(actual, registry.load(incumbent).predict(inputs)) if incumbent else None
+    )
+    promote = incumbent_metrics is None or challenger_metrics["rmse"] < incumbent_metrics["rmse"]
+    if promote:
+        champion = registry.promote(challenger, day)
+        context.log.info(f"{day}: promoted v{challenger.version} to champion")
+    else:
+        registry.withdraw(challenger, day)
+        champion = registry.current_champion() or incumbent
+    # Predictions for day D come from the champion chosen before D was seen.
+    serving = incumbent or challenger
+
+    record = {
+        "date": day.isoformat(),
+        "rows": day_features.height,
+        "challenger": {**challenger.as_dict(), **challenger_metrics},
+        "incumbent": {**incumbent.as_dict(), **incumbent_metrics} if incumbent else None,
+        "baseline": baseline_metrics,
+        "promoted": promote,
+        "champion": champion.as_dict() if champion else None,
+        "serving_model": serving.as_dict(),
+    }
+    yield dg.Output(
+        record,
+        metadata={
+            "dagster/row_count": day_features.height,
+            "rmse": challenger_metrics["rmse"],
+            "mae": challenger_metrics["mae"],
+            "baseline_rmse": baseline_metrics["rmse"],
+            "baseline_mae": baseline_metrics["mae"],
+            "champion_rmse": incumbent_metrics["rmse"] if incumbent_metrics else None,
+            "challenger_version": challenger.version,
+            "champion_version": champion.version if champion else None,
+            "promoted": promote,
+        },
+    )

@@ -1,0 +1,56 @@
+"""Daily batch predictions from the champion model."""
+
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from ml_assets.assets.metadata import table_metadata
+from ml_assets.lib.model import ALL_FEATURES, model_input
+from ml_assets.lib.registry import RegisteredModel
+from ml_assets.partitions import daily_partitions
+from ml_assets.resources.mlflow import ModelRegistryResource
+
+
+@dg.asset(
+    group_name="predictions",
+    partitions_def=daily_partitions,
+    kinds={"scikit-learn", "polars", "parquet"},
+    code_version="1",
+    owners=["team:ml-platform"],
+)
+def trip_duration_predictions(
+    context: dg.AssetExecutionContext,
+    trip_features: pl.DataFrame,
+    model_evaluation: dict[str, Any],
+    model_registry: ModelRegistryResource,
+) -> dg.MaterializeResult:
+    """Predicted duration in minutes of every trip of the day, with its trip key.
+
+    Scored by the champion going into the day: a model trained, and chosen, on days before it, so
+    nothing about the day leaks into its predictions. On the first evaluated day, when no champion
+    exists yet, the model trained through the day before is used.
+    """
+    serving = RegisteredModel(
+        **{key: value for key, value in model_evaluation["serving_model"].items() if key != "uri"}
+    )
+    pipeline = model_registry.registry().load(serving)
+    predicted = pipeline.predict(model_input(trip_features, ALL_FEATURES))
+    predictions = trip_features.select(
+        "trip_key", "pickup_datetime", "PULocationID", "DOLocationID", "trip_distance"
+    ).with_columns(
+        pl.Series("predicted_duration_min", predicted, dtype=pl.Float64),
+        pl.lit(serving.version).alias("model_version"),
+    )
+    context.log.info(
+        f"scored {predictions.height} trips of {context.partition_key} with model v{serving.version}"
+    )
+    return dg.MaterializeResult(
+        value=predictions,
+        metadata={
+            **table_metadata(predictions),
+            "model_version": serving.version,
+            "model_uri": serving.uri,
+            "mean_predicted_min": float(predictions["predicted_duration_min"].mean() or 0.0),
+        },
+    )

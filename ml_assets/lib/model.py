@@ -1,0 +1,259 @@
+"""The trip-duration model: scikit-learn pipelines, a naive baseline and metrics. No Dagster here."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import polars as pl
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.linear_model import Ridge
+from sklearn.model_selection import KFold
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler, TargetEncoder
+from threadpoolctl import threadpool_limits
+
+from ml_assets.lib.features import TARGET
+
+ModelFamily = Literal["hist_gradient_boosting", "ridge"]
+MODEL_FAMILIES: tuple[ModelFamily, ...] = ("hist_gradient_boosting", "ridge")
+
+FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
+    "zones": ("PULocationID", "DOLocationID", "PU_DO"),
+    "distance": ("trip_distance",),
+    "time": ("pickup_hour", "pickup_dow"),
+    "boroughs": ("pu_borough", "do_borough"),
+}
+"""Features by group; a model uses the union of the groups it is configured with."""
+
+ALL_FEATURES: tuple[str, ...] = tuple(c for group in FEATURE_GROUPS.values() for c in group)
+
+CATEGORICAL = frozenset({"PULocationID", "DOLocationID", "PU_DO", "pu_borough", "do_borough"})
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """Everything that defines a model before it sees data.
+
+    The defaults were chosen on the course protocol (train January 2021, validate February 2021):
+    RMSE 5.35 against 7.76 for the course's linear regression, fitting in about 1.4 s on one core.
+    """
+
+    family: ModelFamily = "hist_gradient_boosting"
+    feature_groups: tuple[str, ...] = ("zones", "distance", "time", "boroughs")
+    learning_rate: float = 0.1
+    max_iter: int = 150
+    max_leaf_nodes: int = 63
+    min_samples_leaf: int = 20
+    l2_regularization: float = 0.0
+    ridge_alpha: float = 1.0
+    random_state: int = 0
+    n_threads: int = 1
+    """Threads for fitting. One is reproducible and, on a shared 2-core machine, often faster."""
+
+    def __post_init__(self) -> None:
+        if self.family not in MODEL_FAMILIES:
+            raise ValueError(f"model family {self.family!r} is not one of {MODEL_FAMILIES}")
+        unknown = sorted(set(self.feature_groups) - FEATURE_GROUPS.keys())
+        if unknown or not self.feature_groups:
+            raise ValueError(
+                f"feature groups {unknown or '(none)'} invalid: choose from {sorted(FEATURE_GROUPS)}"
+            )
+
+    @property
+    def features(self) -> list[str]:
+        return [
+            column
+            for group in FEATURE_GROUPS
+            if group in self.feature_groups
+            for column in FEATURE_GROUPS[group]
+        ]
+
+    def as_mlflow_params(self) -> dict[str, str]:
+        params = asdict(self)
+        params["feature_groups"] = ",".join(self.feature_groups)
+        tree_only = ("learning_rate", "max_iter", "max_leaf_nodes", "min_samples_leaf")
+        for key in (
+            (*tree_only, "l2_regularization") if self.family == "ridge" else ("ridge_alpha",)
+        ):
+            params.pop(key)
+        return {key: str(value) for key, value in params.items()}
+
+
+def build_pipeline(params: ModelParams) -> Pipeline:
+    """An unfitted pipeline taking a pandas frame with (at least) `params.features` columns."""
+    features = params.features
+    if params.family == "ridge":
+        categorical = [column for column in features if column in CATEGORICAL]
+        numeric = [column for column in features if column not in CATEGORICAL]
+        encode = ColumnTransformer(
+            [
+                ("onehot", OneHotEncoder(handle_unknown="ignore"), categorical),
+                ("scale", StandardScaler(), numeric),
+            ]
+        )
+        return Pipeline([("encode", encode), ("model", Ridge(alpha=params.ridge_alpha))])
+
+    def unknown_is_missing() -> OrdinalEncoder:
+        return OrdinalEncoder(
+            handle_unknown="use_encoded_value", unknown_value=np.nan, dtype=np.float64
+        )
+
+    zones = [c for c in ("PULocationID", "DOLocationID") if c in features]
+    boroughs = [c for c in ("pu_borough", "do_borough") if c in features]
+    pair = [c for c in ("PU_DO",) if c in features]
+    numeric = [c for c in features if c not in CATEGORICAL]
+    steps: list[tuple[str, object, list[str]]] = []
+    if zones:
+        # Native categorical splits allow at most 255 levels: pool the rarest zones.
+        zone_encoder = unknown_is_missing().set_params(max_categories=254)
+        steps.append(("zone", zone_encoder, zones))
+    if boroughs:
+        steps.append(("borough", unknown_is_missing(), boroughs))
+    if pair:
+        # ~13k zone pairs: a cross-fitted target encoding gives each its typical duration
+        # without leaking the target of the row being encoded.
+        pair_encoder = TargetEncoder(
+            target_type="continuous",
+            cv=KFold(5, shuffle=True, random_state=params.random_state),
+        )
+        steps.append(("pair", pair_encoder, pair))
+    steps.append(("numeric", "passthrough", numeric))
+    encode = ColumnTransformer(steps, remainder="drop", verbose_feature_names_out=False)
+    categorical_mask = [True] * (len(zones) + len(boroughs)) + [False] * (len(pair) + len(numeric))
+    model = HistGradientBoostingRegressor(
+        learning_rate=params.learning_rate,
+        max_iter=params.max_iter,
+        max_leaf_nodes=params.max_leaf_nodes,
+        min_samples_leaf=params.min_samples_leaf,
+        l2_regularization=params.l2_regularization,
+        categorical_features=categorical_mask if any(categorical_mask) else None,
+        early_stopping=False,
+        random_state=params.random_state,
+    )
+    return Pipeline([("encode", encode), ("model", model)])
+
+
+def model_input(features: pl.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """The pandas frame a pipeline takes (MLflow signatures are inferred from it)."""
+    frame = features.select(columns).to_pandas()
+    for column in frame.columns:
+        if column in CATEGORICAL:
+            frame[column] = frame[column].astype(str)
+        elif frame[column].dtype != np.float64:
+            frame[column] = frame[column].astype(np.float64)
+    return frame
+
+
+@dataclass
+class TrainedModel:
+    pipeline: Pipeline
+    params: ModelParams
+    fit_seconds: float
+    train_rows: int
+    feature_names: list[str] = field(default_factory=list)
+
+    def predict(self, features: pl.DataFrame) -> np.ndarray:
+        return self.pipeline.predict(model_input(features, self.params.features))
+
+
+def train_model(features: pl.DataFrame, params: ModelParams) -> TrainedModel:
+    """Fit `params`' pipeline on rows of `trip_features`."""
+    if features.height == 0:
+        raise ValueError("cannot train on zero rows of trip_features")
+    pipeline = build_pipeline(params)
+    inputs = model_input(features, params.features)
+    started = time.perf_counter()
+    with threadpool_limits(params.n_threads):
+        pipeline.fit(inputs, features[TARGET].to_numpy())
+    return TrainedModel(
+        pipeline=pipeline,
+        params=params,
+        fit_seconds=time.perf_counter() - started,
+        train_rows=features.height,
+        feature_names=params.features,
+    )
+
+
+def regression_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    errors = np.asarray(predicted, dtype=float) - np.asarray(actual, dtype=float)
+    return {
+        "rmse": float(math.sqrt(np.mean(errors**2))),
+        "mae": float(np.mean(np.abs(errors))),
+    }
+
+
+class ZonePairBaseline:
+    """Predicts the mean training duration of the trip's zone pair.
+
+    Falls back to the pickup zone's mean, then to the overall mean, for pairs never seen in
+    training. It is the bar a real model has to clear.
+    """
+
+    def __init__(self, training: pl.DataFrame) -> None:
+        self.overall = float(training[TARGET].mean())  # type: ignore[arg-type]
+        self.by_pair = training.group_by("PU_DO").agg(pl.col(TARGET).mean().alias("pair_mean"))
+        self.by_pickup = training.group_by("PULocationID").agg(
+            pl.col(TARGET).mean().alias("pickup_mean")
+        )
+
+    def predict(self, features: pl.DataFrame) -> np.ndarray:
+        joined = (
+            features.select("PU_DO", "PULocationID")
+            .with_row_index("row")
+            .join(self.by_pair, on="PU_DO", how="left")
+            .join(self.by_pickup, on="PULocationID", how="left")
+            .sort("row")
+        )
+        return (
+            joined.select(
+                pl.coalesce("pair_mean", "pickup_mean", pl.lit(self.overall)).alias("baseline")
+            )
+            .to_series()
+            .to_numpy()
+        )
+
+
+def feature_importances(model: TrainedModel, top: int = 10) -> dict[str, float]:
+    """Share of importance per input column: |coefficients| for ridge, split gains for trees."""
+    estimator = model.pipeline.named_steps["model"]
+    if isinstance(estimator, Ridge):
+        encode = model.pipeline.named_steps["encode"]
+        weights = np.abs(estimator.coef_)
+        totals: dict[str, float] = {}
+        for name, transformer, columns in encode.transformers_:
+            if name == "remainder":
+                continue
+            sizes = (
+                [len(levels) for levels in transformer.categories_]
+                if isinstance(transformer, OneHotEncoder)
+                else [1] * len(columns)
+            )
+            offset = encode.output_indices_[name].start
+            for column, size in zip(columns, sizes, strict=True):
+                totals[column] = float(weights[offset : offset + size].sum())
+                offset += size
+    else:
+        totals = _tree_split_gains(estimator, model.pipeline.named_steps["encode"])
+    ranked = sorted(totals.items(), key=lambda item: item[1], reverse=True)[:top]
+    total = sum(value for _, value in ranked) or 1.0
+    return {name: round(value / total, 4) for name, value in ranked}
+
+
+def _tree_split_gains(
+    estimator: HistGradientBoostingRegressor, encode: ColumnTransformer
+) -> dict[str, float]:
+    names = list(encode.get_feature_names_out())
+    counts = np.zeros(len(names))
+    for iteration in estimator._predictors:
+        for predictor in iteration:
+            nodes = predictor.nodes
+            split = nodes[~nodes["is_leaf"].astype(bool)]
+            np.add.at(counts, split["feature_idx"], split["gain"])
+    return {name: float(count) for name, count in zip(names, counts, strict=True)}

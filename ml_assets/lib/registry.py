@@ -1,0 +1,112 @@
+"""The MLflow model registry as ml_assets uses it: versions, the champion alias and its history.
+
+Each registered version carries the tag `trained_through` (the last day of its training window).
+When an evaluation of day D promotes a version it gets the tag `promoted_on=D`. The champion going
+into day D is the version with the latest `promoted_on` before D: a decision made only with data
+from before D, so predictions for D never depend on D's outcomes, whatever order days are
+(re)computed in. The `champion` alias always points at the most recent promotion.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+
+CHAMPION_ALIAS = "champion"
+TRAINED_THROUGH_TAG = "trained_through"
+PROMOTED_ON_TAG = "promoted_on"
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    """A registered version, as much as downstream steps need to find and load it."""
+
+    name: str
+    version: str
+    run_id: str
+    trained_through: str
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+    @classmethod
+    def from_version(cls, version: ModelVersion) -> RegisteredModel:
+        return cls(
+            name=version.name,
+            version=str(version.version),
+            run_id=version.run_id or "",
+            trained_through=version.tags.get(TRAINED_THROUGH_TAG, ""),
+        )
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "run_id": self.run_id,
+            "trained_through": self.trained_through,
+            "uri": self.uri,
+        }
+
+
+class ModelRegistry:
+    def __init__(self, tracking_uri: str, model_name: str) -> None:
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        self.model_name = model_name
+
+    def version(self, version: str) -> RegisteredModel:
+        return RegisteredModel.from_version(self.client.get_model_version(self.model_name, version))
+
+    def _versions(self) -> list[ModelVersion]:
+        try:
+            return list(self.client.search_model_versions(f"name='{self.model_name}'"))
+        except MlflowException:
+            return []
+
+    def champion_going_into(self, day: date) -> RegisteredModel | None:
+        """The version promoted most recently before `day`, or None if none was."""
+        promoted = [
+            version
+            for version in self._versions()
+            if version.tags.get(PROMOTED_ON_TAG, "9999-12-31") < day.isoformat()
+        ]
+        if not promoted:
+            return None
+        latest = max(promoted, key=lambda v: (v.tags[PROMOTED_ON_TAG], int(v.version)))
+        return RegisteredModel.from_version(latest)
+
+    def current_champion(self) -> RegisteredModel | None:
+        try:
+            version = self.client.get_model_version_by_alias(self.model_name, CHAMPION_ALIAS)
+        except MlflowException:
+            return None
+        return RegisteredModel.from_version(version)
+
+    def promote(self, model: RegisteredModel, day: date) -> RegisteredModel:
+        """Record that `model` won day `day`'s evaluation and move the alias to the latest winner."""
+        self.client.set_model_version_tag(
+            self.model_name, model.version, PROMOTED_ON_TAG, day.isoformat()
+        )
+        promoted = [v for v in self._versions() if PROMOTED_ON_TAG in v.tags]
+        latest = max(promoted, key=lambda v: (v.tags[PROMOTED_ON_TAG], int(v.version)))
+        self.client.set_registered_model_alias(self.model_name, CHAMPION_ALIAS, latest.version)
+        return RegisteredModel.from_version(latest)
+
+    def withdraw(self, model: RegisteredModel, day: date) -> None:
+        """Undo a promotion of `model` on `day` that a re-run of that day's evaluation reversed."""
+        version = self.client.get_model_version(self.model_name, model.version)
+        if version.tags.get(PROMOTED_ON_TAG) == day.isoformat():
+            self.client.delete_model_version_tag(self.model_name, model.version, PROMOTED_ON_TAG)
+
+    def load(self, model: RegisteredModel) -> Any:
+        """The registered scikit-learn pipeline itself."""
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+        return mlflow.sklearn.load_model(model.uri)

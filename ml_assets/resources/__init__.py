@@ -1,0 +1,32 @@
+"""Resources: the trip source, file storage for asset outputs and MLflow."""
+
+from ml_assets.resources.mlflow import ModelRegistryResource, mlflow_tracking
+from ml_assets.resources.parquet_io_manager import PartitionedFileIOManager
+from ml_assets.resources.trip_source import TripSource
+from ml_assets.settings import Settings
+
+
+def build_resources(settings: Settings) -> dict[str, object]:
+    """The resources of the code location, configured from `settings`."""
+    return {
+        "io_manager": PartitionedFileIOManager(base_dir=str(settings.assets_dir)),
+        "trip_source": TripSource(
+            source=settings.source,
+            taxi_type=settings.taxi_type,
+            base_url=settings.tlc_base_url,
+            zone_lookup_url=settings.tlc_zone_lookup_url,
+            cache_dir=str(settings.cache_dir),
+        ),
+        "mlflow_tracking": mlflow_tracking.configured(
+            {
+                "experiment_name": settings.mlflow_experiment,
+                "mlflow_tracking_uri": settings.mlflow_tracking_uri,
+                "artifact_location": settings.mlflow_artifact_location,
+            }
+        ),
+        "model_registry": ModelRegistryResource(
+            tracking_uri=settings.mlflow_tracking_uri,
+            model_name=settings.model_name,
+            ui_url=settings.mlflow_ui_url,
+        ),
+    }

@@ -1,0 +1,62 @@
+"""MLflow: the dagster-mlflow tracking resource and the model registry resource."""
+
+import contextlib
+
+import dagster as dg
+import mlflow
+from dagster_mlflow.resources import CONFIG_SCHEMA, MlFlow
+from pydantic import Field
+
+from ml_assets.lib.registry import ModelRegistry
+
+
+@dg.resource(
+    config_schema={
+        **CONFIG_SCHEMA,
+        "artifact_location": dg.Field(
+            dg.Noneable(dg.StringSource),
+            default_value=None,
+            is_required=False,
+            description=(
+                "Where a new experiment keeps its artifacts when MLflow runs without a tracking "
+                "server (a local sqlite store); a server decides this itself."
+            ),
+        ),
+    },
+    description="dagster-mlflow tracking: one MLflow run per Dagster run, tagged with its run id.",
+)
+def mlflow_tracking(init_context: dg.InitResourceContext) -> MlFlow:
+    """dagster-mlflow's resource, creating the experiment first where artifacts must go.
+
+    Without a tracking server MLflow would put artifacts in `./mlruns` relative to whatever
+    directory a step runs in; creating the experiment with an explicit location keeps them under
+    the data directory for every process.
+    """
+    config = init_context.resource_config
+    artifact_location = config.get("artifact_location")
+    if artifact_location:
+        client = mlflow.MlflowClient(tracking_uri=config["mlflow_tracking_uri"])
+        if client.get_experiment_by_name(config["experiment_name"]) is None:
+            # Another step may create it first.
+            with contextlib.suppress(mlflow.exceptions.MlflowException):
+                client.create_experiment(
+                    config["experiment_name"], artifact_location=artifact_location
+                )
+    return MlFlow(init_context)
+
+
+class ModelRegistryResource(dg.ConfigurableResource):
+    """The MLflow model registry holding every trained trip-duration model and the champion alias."""
+
+    tracking_uri: str = Field(description="MLflow tracking (and registry) URI.")
+    model_name: str = Field(description="Registered model name.")
+    ui_url: str = Field(description="Base URL of the MLflow UI, for links in asset metadata.")
+
+    def registry(self) -> ModelRegistry:
+        return ModelRegistry(self.tracking_uri, self.model_name)
+
+    def run_url(self, experiment_id: str, run_id: str) -> str:
+        return f"{self.ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+    def model_version_url(self, version: str) -> str:
+        return f"{self.ui_url.rstrip('/')}/#/models/{self.model_name}/versions/{version}"

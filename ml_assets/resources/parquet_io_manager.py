@@ -1,0 +1,120 @@
+"""Stores asset outputs as files under the data directory, one file per partition.
+
+Outputs never travel between steps in memory, so the multiprocess, Celery and Kubernetes executors
+all work: each step reads its inputs from the files its upstream steps wrote.
+"""
+
+import json
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import polars as pl
+from pydantic import Field
+
+from ml_assets.lib.storage import atomic_write_json, atomic_write_parquet
+
+
+class PartitionedFileIOManager(dg.ConfigurableIOManager):
+    """Polars frames as parquet and dicts as JSON, at `{base_dir}/{asset}/{partition}.{ext}`.
+
+    A run over a partition range (a single-run backfill) returns a mapping from partition key to
+    that partition's value; each is written to its own file. Downstream assets read one partition
+    as a value, several as a lazily scanned frame (`pl.LazyFrame`) or as a mapping by partition key.
+    """
+
+    base_dir: str = Field(description="Folder under which every asset's files are written.")
+
+    def _asset_dir(self, asset_key: dg.AssetKey) -> Path:
+        return Path(self.base_dir).joinpath(*asset_key.path)
+
+    def _path(self, asset_key: dg.AssetKey, partition_key: str | None, value: Any) -> Path:
+        suffix = ".json" if isinstance(value, Mapping) else ".parquet"
+        if partition_key is None:
+            return Path(self.base_dir).joinpath(*asset_key.path).with_suffix(suffix)
+        return self._asset_dir(asset_key) / f"{partition_key}{suffix}"
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        if obj is None:
+            return
+        asset_key = context.asset_key
+        if not context.has_asset_partitions:
+            self._write(self._path(asset_key, None, obj), obj)
+            return
+        keys = context.asset_partition_keys
+        if len(keys) == 1 and not _is_partition_mapping(obj, keys):
+            self._write(self._path(asset_key, keys[0], obj), obj)
+            return
+        if not _is_partition_mapping(obj, keys):
+            raise TypeError(
+                f"{asset_key.to_user_string()}: a run over partitions {keys[0]}..{keys[-1]} must "
+                "return a mapping from each partition key to its value"
+            )
+        missing = sorted(set(keys) - set(obj))
+        if missing:
+            raise ValueError(
+                f"{asset_key.to_user_string()}: no output for partition(s) {', '.join(missing)}"
+            )
+        for key in keys:
+            self._write(self._path(asset_key, key, obj[key]), obj[key])
+
+    def _write(self, path: Path, value: Any) -> None:
+        if isinstance(value, pl.DataFrame):
+            atomic_write_parquet(value, path)
+        elif isinstance(value, Mapping):
+            atomic_write_json(value, path)
+        else:
+            raise TypeError(
+                f"{path}: cannot store a {type(value).__name__}; return a polars DataFrame or a dict"
+            )
+
+    def load_input(self, context: dg.InputContext) -> Any:
+        asset_key = context.asset_key
+        wants = context.dagster_type.typing_type
+        if not context.has_asset_partitions:
+            return self._read(self._find(asset_key, None), wants)
+        keys = context.asset_partition_keys
+        paths = {key: self._find(asset_key, key) for key in keys}
+        if wants is pl.LazyFrame:
+            return pl.scan_parquet([str(path) for path in paths.values()])
+        if len(keys) == 1 and not _wants_mapping(wants):
+            return self._read(paths[keys[0]], wants)
+        return {key: self._read(path, None) for key, path in paths.items()}
+
+    def _find(self, asset_key: dg.AssetKey, partition_key: str | None) -> Path:
+        for suffix in (".parquet", ".json"):
+            path = self._path(asset_key, partition_key, {} if suffix == ".json" else None)
+            if path.exists():
+                return path
+        where = f"partition {partition_key} of " if partition_key else ""
+        raise FileNotFoundError(
+            f"{where}{asset_key.to_user_string()} has not been materialized: no file under "
+            f"{self._asset_dir(asset_key)}; materialize it first"
+        )
+
+    @staticmethod
+    def _read(path: Path, wants: Any) -> Any:
+        if path.suffix == ".json":
+            return json.loads(path.read_text())
+        if wants is pl.LazyFrame:
+            return pl.scan_parquet(path)
+        return pl.read_parquet(path)
+
+
+def _is_partition_mapping(obj: Any, keys: list[str]) -> bool:
+    return (
+        isinstance(obj, Mapping)
+        and bool(obj)
+        and set(obj) <= set(keys)
+        and all(isinstance(value, pl.DataFrame | Mapping) for value in obj.values())
+    )
+
+
+def _wants_mapping(wants: Any) -> bool:
+    """`dict[str, pl.DataFrame]` or `dict[str, dict[...]]` asks for values by partition key."""
+    if typing.get_origin(wants) is not dict:
+        return False
+    value_type = typing.get_args(wants)[1]
+    return value_type is pl.DataFrame or value_type is dict or typing.get_origin(value_type) is dict

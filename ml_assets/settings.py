@@ -1,0 +1,66 @@
+"""Every environment variable ml_assets reads, with its default, in one place.
+
+Values are read when the code location loads (`dagster dev` reloads pick up changes). Nothing here
+is a secret; secrets are passed to resources as `dg.EnvVar` so they are read only at run time.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ml_assets.lib.tlc_client import TLC_TRIP_DATA_URL, TLC_ZONE_LOOKUP_URL
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    source: str
+    taxi_type: str
+    tlc_base_url: str
+    tlc_zone_lookup_url: str
+    start_date: str
+    training_window_days: int
+    mlflow_tracking_uri: str
+    mlflow_artifact_location: str | None
+    mlflow_experiment: str
+    mlflow_ui_url: str
+    model_name: str
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"
+
+    @property
+    def assets_dir(self) -> Path:
+        return self.data_dir / "assets"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        data_dir = Path(env.get("ML_ASSETS_DATA_DIR", "data")).expanduser().resolve()
+        source = env.get("ML_ASSETS_SOURCE", "tlc")
+        if source not in ("tlc", "sample"):
+            raise ValueError(f"ML_ASSETS_SOURCE={source!r}: expected 'tlc' or 'sample'")
+        window = env.get("ML_ASSETS_TRAINING_WINDOW_DAYS", "28")
+        if not window.isdigit() or not 1 <= int(window) <= 366:
+            raise ValueError(
+                f"ML_ASSETS_TRAINING_WINDOW_DAYS={window!r}: expected a whole number of days, 1..366"
+            )
+        tracking_uri = env.get("MLFLOW_TRACKING_URI")
+        return cls(
+            data_dir=data_dir,
+            source=source,
+            taxi_type=env.get("ML_ASSETS_TAXI_TYPE", "green"),
+            tlc_base_url=env.get("ML_ASSETS_TLC_BASE_URL", TLC_TRIP_DATA_URL),
+            tlc_zone_lookup_url=env.get("ML_ASSETS_TLC_ZONE_LOOKUP_URL", TLC_ZONE_LOOKUP_URL),
+            start_date=env.get("ML_ASSETS_START_DATE", "2021-01-01"),
+            training_window_days=int(window),
+            # Four slashes: sqlite wants an absolute path after `sqlite:///`.
+            mlflow_tracking_uri=tracking_uri or f"sqlite:///{data_dir / 'mlflow.db'}",
+            mlflow_artifact_location=None if tracking_uri else str(data_dir / "mlartifacts"),
+            mlflow_experiment=env.get("ML_ASSETS_MLFLOW_EXPERIMENT", "ml_assets"),
+            mlflow_ui_url=env.get("ML_ASSETS_MLFLOW_UI_URL", "http://127.0.0.1:5000"),
+            model_name=env.get("ML_ASSETS_MODEL_NAME", "nyc-taxi-trip-duration"),
+        )
