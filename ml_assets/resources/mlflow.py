@@ -1,10 +1,14 @@
 """MLflow: the dagster-mlflow tracking resource and the model registry resource."""
 
 import contextlib
+import warnings
 
 import dagster as dg
 import mlflow
-from dagster_mlflow.resources import CONFIG_SCHEMA, MlFlow
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", dg.BetaWarning)  # dagster-mlflow marks itself beta
+    from dagster_mlflow.resources import CONFIG_SCHEMA, MlFlow
 from pydantic import Field
 
 from ml_assets.lib.registry import ModelRegistry
@@ -42,7 +46,9 @@ def mlflow_tracking(init_context: dg.InitResourceContext) -> MlFlow:
                 client.create_experiment(
                     config["experiment_name"], artifact_location=artifact_location
                 )
-    return MlFlow(init_context)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return MlFlow(init_context)
 
 
 class ModelRegistryResource(dg.ConfigurableResource):

@@ -1,0 +1,5 @@
+"""Asset checks: data quality of trips and features, model quality gates."""
+
+import dagster as dg
+
+asset_checks: list[dg.AssetChecksDefinition] = []

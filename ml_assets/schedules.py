@@ -1,0 +1,5 @@
+"""Schedules built from the partitioned jobs."""
+
+import dagster as dg
+
+schedules: list[dg.ScheduleDefinition] = []
