@@ -142,13 +142,14 @@ def build_pipeline(params: ModelParams) -> Pipeline:
 
 def model_input(features: pl.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     """The pandas frame a pipeline takes (MLflow signatures are inferred from it)."""
-    frame = features.select(columns).to_pandas()
-    for column in frame.columns:
-        if column in CATEGORICAL:
-            frame[column] = frame[column].astype(str)
-        elif frame[column].dtype != np.float64:
-            frame[column] = frame[column].astype(np.float64)
-    return frame
+    # Cast in polars, before the conversion: twice as fast as pandas' `astype(str)`. A null
+    # category becomes "None", as `astype(str)` made it.
+    return features.select(
+        pl.col(column).cast(pl.String).fill_null("None")
+        if column in CATEGORICAL
+        else pl.col(column).cast(pl.Float64)
+        for column in columns
+    ).to_pandas()
 
 
 @dataclass
