@@ -4,6 +4,7 @@ import dagster as dg
 
 from ml_assets.assets import features, ingestion, model, predictions
 from ml_assets.checks import asset_checks
+from ml_assets.executors import executor_from_env
 from ml_assets.jobs import jobs
 from ml_assets.resources import build_resources
 from ml_assets.schedules import schedules
@@ -17,4 +18,5 @@ defs = dg.Definitions(
     schedules=schedules,
     sensors=sensors,
     resources=build_resources(Settings.from_env()),
+    executor=executor_from_env(),
 )
