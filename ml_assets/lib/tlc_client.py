@@ -12,6 +12,7 @@ import hashlib
 import json
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -127,18 +128,31 @@ class TLCClient:
 
         etag: str | None = None
 
-        def download(temp: Path) -> None:
+        def receive(temp: Path, response: requests.Response) -> None:
             nonlocal etag
-            response = self._request("GET", url, stream=True)
             etag = response.headers.get("ETag")
-            with temp.open("wb") as handle:
-                for chunk in response.iter_content(chunk_size=1 << 20):
-                    handle.write(chunk)
             expected = response.headers.get("Content-Length")
+            try:
+                with temp.open("wb") as handle:
+                    for chunk in response.iter_content(chunk_size=1 << 20):
+                        handle.write(chunk)
+            except (
+                requests.exceptions.ChunkedEncodingError,
+                requests.ConnectionError,
+                requests.Timeout,
+            ) as error:
+                # The body was cut short or stalled: worth another attempt.
+                raise TransientTLCError(
+                    f"GET {url}: the transfer broke after {temp.stat().st_size} of "
+                    f"{expected or 'unknown'} bytes ({error})"
+                ) from error
             if expected is not None and temp.stat().st_size != int(expected):
-                raise CorruptFileError(
-                    f"{url}: received {temp.stat().st_size} bytes, expected {expected}"
+                raise TransientTLCError(
+                    f"GET {url}: received {temp.stat().st_size} bytes, expected {expected}"
                 )
+
+        def download(temp: Path) -> None:
+            self._request("GET", url, stream=True, consume=lambda response: receive(temp, response))
             _validate_parquet(temp, url)
 
         atomic_write(path, download)
@@ -167,36 +181,52 @@ class TLCClient:
         raw = pl.read_csv(response.content, infer_schema_length=0)
         return normalize_zones(raw, source_name=self.zone_lookup_url)
 
-    def _request(self, method: str, url: str, *, stream: bool = False) -> requests.Response:
-        """One HTTP request, retried with exponential backoff and jitter while errors are transient."""
+    def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        stream: bool = False,
+        consume: Callable[[requests.Response], object] | None = None,
+    ) -> requests.Response:
+        """One HTTP request, retried with exponential backoff and jitter while errors are transient.
+
+        `consume` reads a streamed body inside the same attempt, so a transfer cut short
+        (raising `TransientTLCError`) is retried like a failed request.
+        """
         for attempt in range(1, self.max_attempts + 1):
             try:
-                response = self.session.request(
-                    method, url, timeout=self.timeout_seconds, stream=stream
-                )
-            except (requests.ConnectionError, requests.Timeout) as error:
-                failure: TLCError = TransientTLCError(f"{method} {url} failed: {error}")
-            else:
-                if response.status_code == 404:
-                    raise MonthNotPublishedError(
-                        f"{url} does not exist (HTTP 404): TLC has not published this file yet, "
-                        "or the taxi type or month is wrong"
-                    )
-                if response.status_code in TRANSIENT_STATUS_CODES:
-                    failure = TransientTLCError(
-                        f"{method} {url} answered HTTP {response.status_code} {response.reason}"
-                    )
-                elif response.status_code >= 400:
-                    raise TLCError(
-                        f"{method} {url} answered HTTP {response.status_code} {response.reason}"
-                    )
-                else:
-                    return response
-            if attempt == self.max_attempts:
-                raise failure
+                response = self._send(method, url, stream=stream)
+                if consume is not None:
+                    with response:
+                        consume(response)
+                return response
+            except TransientTLCError:
+                if attempt == self.max_attempts:
+                    raise
             delay = self.backoff_seconds * 2 ** (attempt - 1)
             time.sleep(delay + random.uniform(0, delay / 2))
         raise AssertionError("unreachable")
+
+    def _send(self, method: str, url: str, *, stream: bool) -> requests.Response:
+        try:
+            response = self.session.request(
+                method, url, timeout=self.timeout_seconds, stream=stream
+            )
+        except (requests.ConnectionError, requests.Timeout) as error:
+            raise TransientTLCError(f"{method} {url} failed: {error}") from error
+        if response.status_code == 404:
+            raise MonthNotPublishedError(
+                f"{url} does not exist (HTTP 404): TLC has not published this file yet, "
+                "or the taxi type or month is wrong"
+            )
+        if response.status_code in TRANSIENT_STATUS_CODES:
+            raise TransientTLCError(
+                f"{method} {url} answered HTTP {response.status_code} {response.reason}"
+            )
+        if response.status_code >= 400:
+            raise TLCError(f"{method} {url} answered HTTP {response.status_code} {response.reason}")
+        return response
 
 
 def _validate_parquet(path: Path, url: str) -> None:

@@ -1,0 +1,397 @@
+"""The TLC client and the `tlc` trip source against a real HTTP server on 127.0.0.1."""
+
+import io
+import json
+import socket
+from datetime import date, datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from ml_assets.lib.tlc_client import (
+    CorruptFileError,
+    MonthNotPublishedError,
+    TLCClient,
+    TLCError,
+    TransientTLCError,
+    sha256_of,
+)
+from ml_assets.lib.trip_schema import TRIP_SCHEMA, TripSchemaError
+from ml_assets.resources.trip_source import TripSource
+from ml_assets_tests.http_fixtures import FileServer, ScriptedResponse
+
+JANUARY = date(2021, 1, 1)
+JANUARY_FILE = "green_tripdata_2021-01.parquet"
+
+
+def tlc_month(
+    id_dtype: type[pl.DataType] = pl.Int64, prefix: str = "lpep", drop: tuple[str, ...] = ()
+) -> pl.DataFrame:
+    """Four trips in TLC's raw layout: three on 2021-01-15, one on 2021-01-16."""
+    frame = pl.DataFrame(
+        {
+            "VendorID": [2, 1, 2, 2],
+            f"{prefix}_pickup_datetime": [
+                datetime(2021, 1, 15, 8, 0),
+                datetime(2021, 1, 15, 9, 30),
+                datetime(2021, 1, 15, 23, 59),
+                datetime(2021, 1, 16, 0, 1),
+            ],
+            f"{prefix}_dropoff_datetime": [
+                datetime(2021, 1, 15, 8, 12),
+                datetime(2021, 1, 15, 9, 50),
+                datetime(2021, 1, 16, 0, 9),
+                datetime(2021, 1, 16, 0, 30),
+            ],
+            "store_and_fwd_flag": ["N", "N", "N", "N"],
+            "RatecodeID": [1.0, 1.0, None, 1.0],
+            "PULocationID": [74, 75, 41, 42],
+            "DOLocationID": [75, 74, 42, 41],
+            "passenger_count": [1.0, 2.0, None, 1.0],
+            "trip_distance": [1.2, 3.4, 0.0, 5.5],
+            "fare_amount": [7.0, 12.5, 3.0, 20.0],
+            "ehail_fee": [None, None, None, None],
+            "total_amount": [8.3, 15.0, 3.8, 24.0],
+            "payment_type": [1.0, 2.0, None, 1.0],
+        }
+    ).with_columns(pl.col("VendorID", "PULocationID", "DOLocationID").cast(id_dtype))
+    return frame.drop(list(drop))
+
+
+def parquet_bytes(frame: pl.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer)
+    return buffer.getvalue()
+
+
+def make_client(server: FileServer, cache_dir: Path, **options: float) -> TLCClient:
+    return TLCClient(
+        cache_dir,
+        base_url=server.base_url,
+        zone_lookup_url=server.url("taxi_zone_lookup.csv"),
+        timeout_seconds=options.pop("timeout_seconds", 10.0),
+        max_attempts=int(options.pop("max_attempts", 3)),
+        backoff_seconds=options.pop("backoff_seconds", 0.0),
+    )
+
+
+def cache_listing(cache_dir: Path) -> list[str]:
+    return sorted(path.name for path in cache_dir.iterdir()) if cache_dir.exists() else []
+
+
+def test_downloads_a_month_into_the_cache_with_a_checksum_sidecar(
+    tlc_server: FileServer, tmp_path: Path
+) -> None:
+    content = parquet_bytes(tlc_month())
+    tlc_server.add_file(JANUARY_FILE, content)
+    client = make_client(tlc_server, tmp_path / "cache")
+
+    cached = client.fetch_month("green", JANUARY)
+
+    assert cached.downloaded is True
+    assert cached.url == tlc_server.url(JANUARY_FILE)
+    assert cached.path == tmp_path / "cache" / JANUARY_FILE
+    assert cached.path.read_bytes() == content
+    assert cached.sha256 == sha256_of(cached.path)
+    assert cached.etag is not None and cached.etag.startswith('"')
+    sidecar = json.loads((tmp_path / "cache" / "green_tripdata_2021-01.json").read_text())
+    assert sidecar == {"url": cached.url, "sha256": cached.sha256, "etag": cached.etag}
+    assert tlc_server.requests_for(JANUARY_FILE) == ["GET"]
+
+
+def test_a_cached_month_is_read_without_asking_the_server_again(
+    tlc_server: FileServer, tmp_path: Path
+) -> None:
+    tlc_server.add_file(JANUARY_FILE, parquet_bytes(tlc_month()))
+    client = make_client(tlc_server, tmp_path / "cache")
+    first = client.fetch_month("green", JANUARY)
+    tlc_server.remove_file(JANUARY_FILE)  # a request now would fail
+
+    again = make_client(tlc_server, tmp_path / "cache").fetch_month("green", JANUARY)
+
+    assert again.downloaded is False
+    assert (again.path, again.sha256, again.etag) == (first.path, first.sha256, first.etag)
+    assert tlc_server.requests_for(JANUARY_FILE) == ["GET"]
+
+
+def test_404_means_the_month_is_not_published_and_is_not_retried(
+    tlc_server: FileServer, tmp_path: Path
+) -> None:
+    client = make_client(tlc_server, tmp_path / "cache", max_attempts=3)
+
+    with pytest.raises(MonthNotPublishedError) as raised:
+        client.fetch_month("green", date(2031, 5, 1))
+
+    message = str(raised.value)
+    assert "green_tripdata_2031-05.parquet" in message
+    assert "HTTP 404" in message
+    assert "not published" in message
+    assert not isinstance(raised.value, CorruptFileError | TransientTLCError)
+    assert tlc_server.requests_for("green_tripdata_2031-05.parquet") == ["GET"]
+    assert cache_listing(tmp_path / "cache") == []
+
+
+def test_transient_errors_are_retried_until_the_file_arrives(
+    tlc_server: FileServer, tmp_path: Path
+) -> None:
+    content = parquet_bytes(tlc_month())
+    tlc_server.add_file(JANUARY_FILE, content)
+    tlc_server.script(JANUARY_FILE, [503, 429])
+    client = make_client(tlc_server, tmp_path / "cache", max_attempts=3)
+
+    cached = client.fetch_month("green", JANUARY)
+
+    assert cached.path.read_bytes() == content
+    assert tlc_server.requests_for(JANUARY_FILE) == ["GET", "GET", "GET"]
+
+
+def test_transient_errors_that_persist_fail_naming_the_status_after_every_attempt(
+    tlc_server: FileServer, tmp_path: Path
+) -> None:
+    tlc_server.add_file(JANUARY_FILE, parquet_bytes(tlc_month()))
+    tlc_server.script(JANUARY_FILE, [503, 503])
+    client = make_client(tlc_server, tmp_path / "cache", max_attempts=2)
+
+    with pytest.raises(TransientTLCError, match=r"HTTP 503 Service Unavailable"):
+        client.fetch_month("green", JANUARY)
+
+    assert tlc_server.requests_for(JANUARY_FILE) == ["GET", "GET"]
+    assert cache_listing(tmp_path / "cache") == []
+
+
+def test_other_client_errors_fail_at_once(tlc_server: FileServer, tmp_path: Path) -> None:
+    tlc_server.script(JANUARY_FILE, [403])
+    client = make_client(tlc_server, tmp_path / "cache", max_attempts=3)
+
+    with pytest.raises(TLCError, match=r"GET .*green_tripdata_2021-01\.parquet answered HTTP 403"):
+        client.fetch_month("green", JANUARY)
+
+    assert tlc_server.requests_for(JANUARY_FILE) == ["GET"]
+
+
+def test_an_unreachable_host_is_a_transient_error(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = TLCClient(
+        tmp_path / "cache", base_url=f"http://127.0.0.1:{port}", max_attempts=2, backoff_seconds=0
+    )
+
+    with pytest.raises(TransientTLCError, match=rf"GET http://127.0.0.1:{port}/.* failed"):
+        client.fetch_month("green", JANUARY)
+
+
+def test_a_truncated_file_is_reported_as_corrupt_and_not_cached(
+    tlc_server: FileServer, tmp_path: Path
+) -> None:
+    content = parquet_bytes(tlc_month())
+    tlc_server.add_file(JANUARY_FILE, content[: len(content) // 2])
+    client = make_client(tlc_server, tmp_path / "cache")
+
+    with pytest.raises(CorruptFileError, match=r"green_tripdata_2021-01\.parquet.*truncated"):
+        client.fetch_month("green", JANUARY)
+
+    assert cache_listing(tmp_path / "cache") == []
+
+
+def test_a_dropped_connection_mid_file_is_retried_and_never_cached_half_written(
+    tlc_server: FileServer, tmp_path: Path
+) -> None:
+    content = parquet_bytes(tlc_month())
+    tlc_server.add_file(JANUARY_FILE, content)
+    tlc_server.script(JANUARY_FILE, [ScriptedResponse(truncate_to=len(content) // 3)])
+    client = make_client(tlc_server, tmp_path / "cache", max_attempts=2)
+
+    cached = client.fetch_month("green", JANUARY)
+
+    assert cached.path.read_bytes() == content
+    assert tlc_server.requests_for(JANUARY_FILE) == ["GET", "GET"]
+    assert cache_listing(tmp_path / "cache") == [
+        "green_tripdata_2021-01.json",
+        JANUARY_FILE,
+    ]
+
+
+def test_a_dropped_connection_every_time_fails_as_transient(
+    tlc_server: FileServer, tmp_path: Path
+) -> None:
+    content = parquet_bytes(tlc_month())
+    tlc_server.add_file(JANUARY_FILE, content)
+    tlc_server.script(JANUARY_FILE, [ScriptedResponse(truncate_to=100)] * 2)
+    client = make_client(tlc_server, tmp_path / "cache", max_attempts=2)
+
+    with pytest.raises(TransientTLCError, match=r"green_tripdata_2021-01\.parquet"):
+        client.fetch_month("green", JANUARY)
+
+    assert cache_listing(tmp_path / "cache") == []
+
+
+def test_a_page_that_is_not_parquet_is_corrupt(tlc_server: FileServer, tmp_path: Path) -> None:
+    tlc_server.add_file(JANUARY_FILE, b"<html><body>Access denied</body></html>")
+
+    with pytest.raises(CorruptFileError, match=r"not a readable parquet file"):
+        make_client(tlc_server, tmp_path / "cache").fetch_month("green", JANUARY)
+
+
+def test_head_reports_the_published_version_and_notices_a_replaced_file(
+    tlc_server: FileServer, tmp_path: Path
+) -> None:
+    first = parquet_bytes(tlc_month())
+    tlc_server.add_file(JANUARY_FILE, first)
+    client = make_client(tlc_server, tmp_path / "cache")
+
+    info = client.head_month("green", JANUARY)
+    tlc_server.add_file(JANUARY_FILE, parquet_bytes(tlc_month(pl.Int32)))
+    replaced = client.head_month("green", JANUARY)
+
+    assert info.url == tlc_server.url(JANUARY_FILE)
+    assert info.content_length == len(first)
+    assert info.etag is not None and info.last_modified is not None
+    assert replaced.version != info.version
+    assert tlc_server.requests_for(JANUARY_FILE) == ["HEAD", "HEAD"]
+    assert cache_listing(tmp_path / "cache") == []
+
+
+def test_head_without_validators_falls_back_to_date_and_length(
+    tlc_server: FileServer, tmp_path: Path
+) -> None:
+    tlc_server.send_validators = False
+    tlc_server.add_file(JANUARY_FILE, b"x" * 10)
+
+    info = make_client(tlc_server, tmp_path / "cache").head_month("green", JANUARY)
+
+    assert (info.etag, info.last_modified, info.content_length) == (None, None, 10)
+    assert info.version == "None|10"
+
+
+def test_head_of_an_unpublished_month_is_a_404(tlc_server: FileServer, tmp_path: Path) -> None:
+    with pytest.raises(MonthNotPublishedError):
+        make_client(tlc_server, tmp_path / "cache").head_month("green", date(2031, 1, 1))
+    assert tlc_server.requests_for("green_tripdata_2031-01.parquet") == ["HEAD"]
+
+
+def test_zone_lookup_is_read_and_typed(tlc_server: FileServer, tmp_path: Path) -> None:
+    tlc_server.add_file(
+        "taxi_zone_lookup.csv",
+        b'"LocationID","Borough","Zone","service_zone"\r\n'
+        b'2,"Queens","Jamaica Bay","Boro Zone"\r\n1,"EWR","Newark Airport","EWR"\r\n',
+    )
+
+    zones = make_client(tlc_server, tmp_path / "cache").read_zones()
+
+    assert zones.schema == pl.Schema(
+        {"LocationID": pl.Int32, "Borough": pl.String, "Zone": pl.String, "service_zone": pl.String}
+    )
+    assert zones.rows() == [
+        (1, "EWR", "Newark Airport", "EWR"),
+        (2, "Queens", "Jamaica Bay", "Boro Zone"),
+    ]
+
+
+def test_zone_lookup_without_a_column_fails_naming_it(
+    tlc_server: FileServer, tmp_path: Path
+) -> None:
+    tlc_server.add_file(
+        "taxi_zone_lookup.csv", b"LocationID,Borough,Zone\r\n1,EWR,Newark Airport\r\n"
+    )
+
+    with pytest.raises(TripSchemaError, match=r"taxi_zone_lookup\.csv: .*service_zone missing"):
+        make_client(tlc_server, tmp_path / "cache").read_zones()
+
+
+def tlc_source(server: FileServer, tmp_path: Path, taxi_type: str = "green") -> TripSource:
+    return TripSource(
+        source="tlc",
+        taxi_type=taxi_type,
+        base_url=server.base_url,
+        zone_lookup_url=server.url("taxi_zone_lookup.csv"),
+        cache_dir=str(tmp_path / "cache"),
+        max_attempts=2,
+        backoff_seconds=0.0,
+    )
+
+
+@pytest.mark.parametrize("id_dtype", [pl.Int32, pl.Int64], ids=["int32 ids", "int64 ids"])
+def test_trip_source_reads_one_day_in_the_normalized_schema_whatever_the_id_width(
+    tlc_server: FileServer, tmp_path: Path, id_dtype: type[pl.DataType]
+) -> None:
+    tlc_server.add_file(JANUARY_FILE, parquet_bytes(tlc_month(id_dtype)))
+
+    day = tlc_source(tlc_server, tmp_path).trips_for_day(date(2021, 1, 15))
+
+    assert day.trips.schema == pl.Schema(TRIP_SCHEMA)
+    assert day.trips["PULocationID"].to_list() == [74, 75, 41]
+    assert day.trips["trip_key"].to_list() == [f"{JANUARY_FILE}:{row}" for row in range(3)]
+    assert day.synthetic is False
+    assert day.downloaded is True
+    assert day.source_description == tlc_server.url(JANUARY_FILE)
+    assert day.source_version == sha256_of(tmp_path / "cache" / JANUARY_FILE)
+
+
+def test_trip_source_downloads_a_month_once_for_all_its_days(
+    tlc_server: FileServer, tmp_path: Path
+) -> None:
+    tlc_server.add_file(JANUARY_FILE, parquet_bytes(tlc_month()))
+    source = tlc_source(tlc_server, tmp_path)
+
+    first = source.trips_for_day(date(2021, 1, 15))
+    second = source.trips_for_day(date(2021, 1, 16))
+
+    assert (first.trips.height, second.trips.height) == (3, 1)
+    assert (first.downloaded, second.downloaded) == (True, False)
+    assert second.trips["trip_key"].to_list() == [f"{JANUARY_FILE}:3"]
+    assert tlc_server.requests_for(JANUARY_FILE) == ["GET"]
+
+
+def test_trip_source_reads_yellow_cab_tpep_columns(tlc_server: FileServer, tmp_path: Path) -> None:
+    tlc_server.add_file("yellow_tripdata_2021-01.parquet", parquet_bytes(tlc_month(prefix="tpep")))
+
+    day = tlc_source(tlc_server, tmp_path, taxi_type="yellow").trips_for_day(date(2021, 1, 15))
+
+    assert day.trips["pickup_datetime"].to_list()[0] == datetime(2021, 1, 15, 8, 0)
+    assert day.trips["dropoff_datetime"].to_list()[0] == datetime(2021, 1, 15, 8, 12)
+    assert tlc_server.requests_for("yellow_tripdata_2021-01.parquet") == ["GET"]
+
+
+def test_trip_source_names_the_file_and_the_missing_column(
+    tlc_server: FileServer, tmp_path: Path
+) -> None:
+    tlc_server.add_file(JANUARY_FILE, parquet_bytes(tlc_month(drop=("DOLocationID",))))
+
+    with pytest.raises(TripSchemaError) as raised:
+        tlc_source(tlc_server, tmp_path).trips_for_day(date(2021, 1, 15))
+
+    assert str(raised.value).startswith(f"{JANUARY_FILE}: required column(s) DOLocationID missing")
+
+
+def test_trip_source_names_the_file_and_an_unusable_column(
+    tlc_server: FileServer, tmp_path: Path
+) -> None:
+    broken = tlc_month().with_columns(pl.Series("trip_distance", ["1.2", "3.4", "n/a", "5.5"]))
+    tlc_server.add_file(JANUARY_FILE, parquet_bytes(broken))
+
+    with pytest.raises(
+        TripSchemaError,
+        match=rf"{JANUARY_FILE}: column trip_distance has 1 value\(s\) that cannot be read as Float64",
+    ):
+        tlc_source(tlc_server, tmp_path).trips_for_day(date(2021, 1, 15))
+
+
+def test_trip_source_reports_an_unpublished_month(tlc_server: FileServer, tmp_path: Path) -> None:
+    with pytest.raises(MonthNotPublishedError, match=r"green_tripdata_2021-01\.parquet"):
+        tlc_source(tlc_server, tmp_path).trips_for_day(date(2021, 1, 15))
+
+
+def test_trip_source_reads_zones_from_the_lookup_url(
+    tlc_server: FileServer, tmp_path: Path
+) -> None:
+    tlc_server.add_file(
+        "taxi_zone_lookup.csv",
+        b"LocationID,Borough,Zone,service_zone\r\n1,EWR,Newark Airport,EWR\r\n",
+    )
+
+    zones, origin = tlc_source(tlc_server, tmp_path).zones()
+
+    assert zones["Zone"].to_list() == ["Newark Airport"]
+    assert origin == tlc_server.url("taxi_zone_lookup.csv")
