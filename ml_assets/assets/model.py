@@ -6,7 +6,6 @@ from typing import Any
 import dagster as dg
 import mlflow
 import polars as pl
-import skops.io
 from dagster_mlflow.resources import MlFlow
 from mlflow.models import infer_signature
 
@@ -151,6 +150,14 @@ def duration_model(
     )
 
 
+def _trusted_types(pipeline: object) -> list[str]:
+    """The types skops must trust to load `pipeline` back: exactly those it is made of."""
+    # Imported here: importing skops takes seconds, and most steps never log a model.
+    import skops.io
+
+    return skops.io.get_untrusted_types(data=skops.io.dumps(pipeline))
+
+
 def _log_and_register(
     model: TrainedModel, features: pl.DataFrame, model_registry: ModelRegistryResource, day: str
 ) -> RegisteredModel:
@@ -165,7 +172,7 @@ def _log_and_register(
         registered_model_name=model_registry.model_name,
         # MLflow stores sklearn models with skops, which loads only types it is told to trust:
         # trust exactly the types of the pipeline trained here.
-        skops_trusted_types=skops.io.get_untrusted_types(data=skops.io.dumps(model.pipeline)),
+        skops_trusted_types=_trusted_types(model.pipeline),
     )
     version = str(info.registered_model_version)
     registry = model_registry.registry()
