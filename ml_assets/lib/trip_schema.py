@@ -93,10 +93,20 @@ def normalize_trips(raw: pl.DataFrame, *, taxi_type: str, source_name: str) -> p
             )
         columns.append(_cast(renamed, name, source_dtype, dtype, source_name))
     keyed = renamed.select(columns).with_row_index("row_number")
-    return keyed.select(
+    trips = keyed.select(
         pl.format("{}:{}", pl.lit(source_name), pl.col("row_number")).alias("trip_key"),
         pl.exclude("row_number"),
     )
+    # Imported here because schemas.py builds its pandera schema from TRIP_SCHEMA above.
+    from ml_assets.lib.schemas import TRIP_FRAME_SCHEMA, schema_problems
+
+    problems = schema_problems(TRIP_FRAME_SCHEMA, trips)
+    if problems:
+        raise TripSchemaError(
+            f"{source_name}: normalized trips break the trip schema: "
+            + "; ".join(str(problem) for problem in problems)
+        )
+    return trips
 
 
 def _cast(

@@ -1,0 +1,145 @@
+"""The pandera schemas (trips, features, predictions) and the data-quality measurements."""
+
+from datetime import date, datetime
+
+import numpy as np
+import polars as pl
+import pytest
+
+from ml_assets.lib.features import build_trip_features
+from ml_assets.lib.quality import (
+    PSI_WARN,
+    dropped_share,
+    feature_drift,
+    implausible_predictions,
+    null_rates,
+    pickups_outside_day,
+    population_stability_index,
+)
+from ml_assets.lib.sample_source import sample_trips, sample_zones
+from ml_assets.lib.schemas import (
+    FEATURE_FRAME_SCHEMA,
+    PREDICTION_FRAME_SCHEMA,
+    TRIP_FRAME_SCHEMA,
+    schema_problems,
+)
+from ml_assets.lib.trip_schema import TRIP_SCHEMA, normalize_trips
+from ml_assets_tests.conftest import SHARED_TLC_DIR
+
+DAY = date(2021, 1, 5)
+
+
+@pytest.fixture(scope="module")
+def trips() -> pl.DataFrame:
+    return sample_trips(DAY, "green")
+
+
+@pytest.fixture(scope="module")
+def features(trips: pl.DataFrame) -> pl.DataFrame:
+    return build_trip_features(trips.lazy(), sample_zones().lazy()).collect()
+
+
+def problems(schema: object, frame: pl.DataFrame) -> list[str]:
+    return [str(problem) for problem in schema_problems(schema, frame)]
+
+
+def test_sample_trips_and_their_features_match_the_schemas(
+    trips: pl.DataFrame, features: pl.DataFrame
+) -> None:
+    assert problems(TRIP_FRAME_SCHEMA, trips) == []
+    assert problems(FEATURE_FRAME_SCHEMA, features) == []
+    assert list(TRIP_FRAME_SCHEMA.columns) == list(TRIP_SCHEMA)
+
+
+def test_real_tlc_month_normalizes_into_the_trip_schema() -> None:
+    path = SHARED_TLC_DIR / "green_tripdata_2021-01.parquet"
+    if not path.exists():
+        pytest.skip(f"real TLC file not available at {path}")
+    trips = normalize_trips(pl.read_parquet(path), taxi_type="green", source_name=path.name)
+    assert trips.height == 76518
+    assert problems(TRIP_FRAME_SCHEMA, trips) == []
+
+
+def test_trip_schema_names_missing_columns_wrong_dtypes_and_duplicate_keys(
+    trips: pl.DataFrame,
+) -> None:
+    broken = pl.concat([trips.head(3), trips.head(1)]).with_columns(
+        pl.col("PULocationID").cast(pl.Int64)
+    )
+    assert problems(TRIP_FRAME_SCHEMA, broken.drop("fare_amount")) == [
+        "column fare_amount missing",
+        f"column trip_key: field_uniqueness failed in 2 row(s) (e.g. {trips['trip_key'][0]})",
+        "column PULocationID has dtype Int64, expected Int32",
+    ]
+    assert problems(TRIP_FRAME_SCHEMA, trips.with_columns(pl.lit(1).alias("extra"))) == [
+        "unexpected column extra"
+    ]
+
+
+def test_feature_schema_rejects_nulls_and_targets_outside_1_to_60(features: pl.DataFrame) -> None:
+    broken = features.head(4).with_columns(
+        duration_min=pl.Series([0.5, 61.0, 10.0, 12.0]),
+        pu_borough=pl.Series(["Queens", None, "Bronx", "Bronx"]),
+    )
+    assert problems(FEATURE_FRAME_SCHEMA, broken) == [
+        "column pu_borough: not_nullable failed in 1 row(s) (e.g. None)",
+        "column duration_min: in_range(1.0, 60.0) failed in 2 row(s) (e.g. 0.5, 61.0)",
+    ]
+
+
+def test_prediction_schema_and_implausible_values() -> None:
+    predictions = pl.DataFrame(
+        {
+            "trip_key": ["a", "b", "c"],
+            "pickup_datetime": [datetime(2021, 1, 5, hour) for hour in (8, 9, 10)],
+            "PULocationID": pl.Series([1, 2, 3], dtype=pl.Int32),
+            "DOLocationID": pl.Series([3, 4, 5], dtype=pl.Int32),
+            "trip_distance": [1.0, 2.0, 3.0],
+            "predicted_duration_min": [12.5, 480.0, float("nan")],
+            "model_version": ["3", "3", "3"],
+        }
+    )
+    # pandera counts NaN as missing: a NaN prediction breaks the schema itself.
+    assert problems(PREDICTION_FRAME_SCHEMA, predictions) == [
+        "column predicted_duration_min: not_nullable failed in 1 row(s) (e.g. NaN)"
+    ]
+    assert implausible_predictions(predictions) == 2
+    assert problems(PREDICTION_FRAME_SCHEMA, predictions.head(2)) == []
+    assert problems(PREDICTION_FRAME_SCHEMA, predictions.head(2).drop("model_version")) == [
+        "column model_version missing"
+    ]
+
+
+def test_null_rates_pickups_outside_the_day_and_dropped_share(trips: pl.DataFrame) -> None:
+    with_gaps = trips.head(10).with_columns(
+        trip_distance=pl.when(pl.int_range(pl.len()) < 3).then(None).otherwise("trip_distance")
+    )
+    assert null_rates(with_gaps, ["trip_distance", "PULocationID"]) == {
+        "trip_distance": 0.3,
+        "PULocationID": 0.0,
+    }
+    assert null_rates(trips.head(0), ["trip_distance"]) == {"trip_distance": 0.0}
+    assert pickups_outside_day(trips, DAY) == 0
+    stray = trips.head(2).with_columns(pickup_datetime=pl.lit(datetime(2020, 12, 31, 23)))
+    assert pickups_outside_day(pl.concat([trips, stray]), DAY) == 2
+    assert dropped_share(200, 150) == 0.25
+    assert dropped_share(0, 0) == 0.0
+
+
+def test_psi_is_zero_for_the_same_distribution_and_large_for_a_shift() -> None:
+    rng = np.random.default_rng(0)
+    window = rng.normal(3, 1, 20_000)
+    edges = np.quantile(window, np.linspace(0, 1, 11)[1:-1])
+    assert population_stability_index(window, rng.normal(3, 1, 5_000), edges) < 0.01
+    assert population_stability_index(window, rng.normal(4.5, 1, 5_000), edges) > PSI_WARN
+
+
+def test_feature_drift_sees_a_day_of_long_night_trips(features: pl.DataFrame) -> None:
+    stable = feature_drift(features, features)
+    assert stable == {"trip_distance": 0.0, "pickup_hour": 0.0}
+    shifted = features.with_columns(
+        trip_distance=pl.col("trip_distance") * 4, pickup_hour=pl.lit(3, dtype=pl.Int8)
+    )
+    drift = feature_drift(shifted, features)
+    assert drift["trip_distance"] > PSI_WARN
+    assert drift["pickup_hour"] > PSI_WARN
