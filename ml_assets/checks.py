@@ -1,5 +1,314 @@
-"""Asset checks: data quality of trips and features, model quality gates."""
+"""Asset checks: data quality of trips and features, model quality gates, drift.
+
+Severity and blocking are chosen per check:
+
+- ERROR + blocking where bad data must not flow on: a failing check of `raw_trips` or
+  `trip_features` skips everything downstream in the same run (no training, no predictions on
+  broken data) and fails the run.
+- ERROR, not blocking, where the asset itself is the thing that is wrong and nothing downstream in
+  the same run depends on it (see each check's description).
+- WARN where the data is usable but someone should look (null rates, moderate cleaning losses,
+  drift). Blocking only ever acts on ERROR results.
+
+Each check evaluates every partition of the run and reports the failing days in its metadata.
+The measurements are plain code in `ml_assets/lib/quality.py` and `ml_assets/lib/schemas.py`.
+"""
+
+from datetime import date, timedelta
+from typing import Any
 
 import dagster as dg
+import polars as pl
 
-asset_checks: list[dg.AssetChecksDefinition] = []
+from ml_assets.assets.features import trip_features
+from ml_assets.assets.ingestion import raw_trips
+from ml_assets.assets.model import duration_model, model_evaluation
+from ml_assets.assets.predictions import trip_duration_predictions
+from ml_assets.lib.quality import (
+    DROPPED_SHARE_ERROR,
+    DROPPED_SHARE_WARN,
+    IMPLAUSIBLE_SHARE_ERROR,
+    MAX_REQUIRED_NULL_RATE,
+    PLAUSIBLE_PREDICTION_MINUTES,
+    PSI_WARN,
+    dropped_share,
+    feature_drift,
+    implausible_predictions,
+    null_rates,
+    pickups_outside_day,
+)
+from ml_assets.lib.schemas import (
+    FEATURE_FRAME_SCHEMA,
+    PREDICTION_FRAME_SCHEMA,
+    TRIP_FRAME_SCHEMA,
+    schema_problems,
+)
+from ml_assets.lib.trip_schema import REQUIRED_SOURCE_COLUMNS, TRIP_SCHEMA
+from ml_assets.partitions import TRAINING_WINDOW_DAYS, daily_partitions, window_and_day
+
+ERROR = dg.AssetCheckSeverity.ERROR
+WARN = dg.AssetCheckSeverity.WARN
+
+
+def _result(
+    failures: dict[str, str], severity: dg.AssetCheckSeverity, **metadata: Any
+) -> dg.AssetCheckResult:
+    """Pass if no day failed; otherwise name each failing day and why."""
+    return dg.AssetCheckResult(
+        passed=not failures,
+        severity=severity,
+        description="; ".join(f"{day}: {why}" for day, why in failures.items()) or None,
+        metadata={"failing_days": sorted(failures), **metadata},
+    )
+
+
+# raw_trips -----------------------------------------------------------------------------------
+
+
+@dg.asset_check(asset=raw_trips, blocking=True, partitions_def=daily_partitions)
+def raw_trips_schema(raw_trips: dict[str, pl.DataFrame]) -> dg.AssetCheckResult:
+    """Every normalized column present with its dtype, in order, and trip keys unique.
+
+    ERROR, blocking: features and the model read these columns by name and dtype; a table that
+    breaks the schema would fail them obscurely or, worse, be misread.
+    """
+    failures = {
+        day: "; ".join(str(problem) for problem in problems)
+        for day, frame in raw_trips.items()
+        if (problems := schema_problems(TRIP_FRAME_SCHEMA, frame))
+    }
+    return _result(failures, ERROR, expected_columns=list(TRIP_SCHEMA))
+
+
+@dg.asset_check(asset=raw_trips, blocking=True, partitions_def=daily_partitions)
+def raw_trips_not_empty(raw_trips: dict[str, pl.DataFrame]) -> dg.AssetCheckResult:
+    """At least one trip on the day.
+
+    ERROR, blocking: NYC has thousands of trips every day; none means the source file or the
+    download is broken, and a model trained or evaluated on an empty day means nothing.
+    """
+    rows = {day: frame.height for day, frame in raw_trips.items()}
+    failures = {day: "no trips" for day, count in rows.items() if count == 0}
+    return _result(failures, ERROR, rows=sum(rows.values()))
+
+
+@dg.asset_check(asset=raw_trips, blocking=True, partitions_def=daily_partitions)
+def raw_trips_pickups_on_day(raw_trips: dict[str, pl.DataFrame]) -> dg.AssetCheckResult:
+    """Every trip's pickup falls on the partition's day.
+
+    ERROR, blocking: TLC month files hold stray trips of other days (even other years); a day
+    that lets them in would count trips twice and leak later days into training.
+    """
+    outside = {
+        day: pickups_outside_day(frame, date.fromisoformat(day)) for day, frame in raw_trips.items()
+    }
+    failures = {
+        day: f"{count} pickup(s) outside the day" for day, count in outside.items() if count
+    }
+    return _result(failures, ERROR, pickups_outside_day=sum(outside.values()))
+
+
+@dg.asset_check(asset=raw_trips, partitions_def=daily_partitions)
+def raw_trips_null_rates(raw_trips: dict[str, pl.DataFrame]) -> dg.AssetCheckResult:
+    """Share of missing values of the required columns (pickup and drop-off time, zones,
+    distance) at most 1%; the rates of every column are in the metadata.
+
+    WARN, not blocking: cleaning drops trips with missing required values, so the day is still
+    usable; a high rate points at a source problem worth a look. Optional columns (passenger
+    count, rate code, payment type) are often half empty in TLC files and are only reported.
+    """
+    rates_by_day = {day: null_rates(frame, TRIP_SCHEMA) for day, frame in raw_trips.items()}
+    failures = {}
+    for day, rates in rates_by_day.items():
+        high = {c: rates[c] for c in REQUIRED_SOURCE_COLUMNS if rates[c] > MAX_REQUIRED_NULL_RATE}
+        if high:
+            failures[day] = ", ".join(f"{column} {rate:.1%} null" for column, rate in high.items())
+    worst = {
+        column: max(rates[column] for rates in rates_by_day.values()) for column in TRIP_SCHEMA
+    }
+    return _result(
+        failures,
+        WARN,
+        max_required_null_rate=MAX_REQUIRED_NULL_RATE,
+        null_rates=dg.MetadataValue.json(worst),
+    )
+
+
+# trip_features -------------------------------------------------------------------------------
+
+
+@dg.asset_check(asset=trip_features, blocking=True, partitions_def=daily_partitions)
+def trip_features_schema(trip_features: dict[str, pl.DataFrame]) -> dg.AssetCheckResult:
+    """Feature columns and dtypes as declared, no nulls in any column, target `duration_min`
+    within 1..60, zones within 1..265, distance within 0..100, hour 0..23, weekday 1..7.
+
+    ERROR, blocking: the model is trained on and predicts from these columns; a null or an
+    out-of-range target would silently train a worse model or break scoring.
+    """
+    failures = {
+        day: "; ".join(str(problem) for problem in problems)
+        for day, frame in trip_features.items()
+        if (problems := schema_problems(FEATURE_FRAME_SCHEMA, frame))
+    }
+    return _result(failures, ERROR, rows=sum(frame.height for frame in trip_features.values()))
+
+
+@dg.asset_check(
+    asset=trip_features,
+    blocking=True,
+    partitions_def=daily_partitions,
+    additional_ins={"raw_trips": dg.AssetIn()},
+)
+def trip_features_dropped_share(
+    trip_features: dict[str, pl.DataFrame], raw_trips: dict[str, pl.DataFrame]
+) -> dg.AssetCheckResult:
+    """Share of the day's trips removed by cleaning: WARN above 15%, ERROR (blocking) above 50%.
+
+    Cleaning normally drops 3-5% of trips (implausible durations, distances or zones). Somewhat
+    more is worth a look but the day is still usable (WARN, nothing is blocked); losing most of
+    the day means the raw data is not what cleaning expects, and training or predicting on the
+    remainder would be misleading (ERROR, downstream assets are skipped).
+    """
+    shares = {
+        day: round(dropped_share(raw_trips[day].height, trip_features[day].height), 4)
+        for day in trip_features
+    }
+    severity = ERROR if any(share > DROPPED_SHARE_ERROR for share in shares.values()) else WARN
+    failures = {
+        day: f"cleaning dropped {share:.1%} of trips"
+        for day, share in shares.items()
+        if share > DROPPED_SHARE_WARN
+    }
+    return _result(
+        failures,
+        severity,
+        dropped_share=max(shares.values(), default=0.0),
+        warn_above=DROPPED_SHARE_WARN,
+        error_above=DROPPED_SHARE_ERROR,
+    )
+
+
+# model -----------------------------------------------------------------------------------------
+
+
+@dg.asset_check(asset=duration_model, partitions_def=daily_partitions)
+def duration_model_beats_baseline(
+    duration_model: dict[str, dict[str, Any]],
+) -> dg.AssetCheckResult:
+    """The model's validation RMSE (on the last day of its window) is lower than the naive
+    zone-pair baseline's on the same trips.
+
+    ERROR, not blocking: a model that cannot beat a per-zone-pair mean is broken and someone must
+    look. It does not block because what runs after it in the same run (today's evaluation and
+    predictions) uses the models chosen before today, not this one; this model is scored against
+    the champion tomorrow and promoted only if it wins there.
+    """
+    failures = {}
+    margins = {}
+    for day, record in duration_model.items():
+        rmse = record["metrics"]["val_rmse"]
+        baseline = record["metrics"]["baseline_val_rmse"]
+        margins[day] = round(baseline - rmse, 4)
+        if not rmse < baseline:
+            failures[day] = f"validation RMSE {rmse:.3f} is not below the baseline's {baseline:.3f}"
+    return _result(failures, ERROR, rmse_below_baseline_by=min(margins.values(), default=0.0))
+
+
+@dg.asset_check(
+    asset=model_evaluation,
+    partitions_def=daily_partitions,
+    additional_ins={"trip_features": dg.AssetIn(partition_mapping=window_and_day)},
+)
+def feature_drift_vs_training_window(
+    model_evaluation: dict[str, dict[str, Any]], trip_features: dict[str, pl.DataFrame]
+) -> dg.AssetCheckResult:
+    """Population stability index (PSI) of trip distance and pickup hour of the evaluated day
+    against the training window of the model evaluated on it; WARN above 0.25.
+
+    WARN, not blocking: drift is a reason to read the evaluation with care, not a data error. A
+    storm or a holiday shifts the day legitimately (2021-02-01, a snowstorm, reaches PSI 0.35 on
+    pickup hour); a persistent shift means the model needs retraining on recent data.
+    """
+    failures = {}
+    psi_by_day = {}
+    for key in model_evaluation:
+        day = date.fromisoformat(key)
+        first = day - timedelta(days=TRAINING_WINDOW_DAYS)
+        window_keys = [k for k in trip_features if first <= date.fromisoformat(k) < day]
+        if not window_keys or key not in trip_features:
+            continue
+        window = pl.concat([trip_features[k] for k in window_keys])
+        psi = feature_drift(trip_features[key], window)
+        psi_by_day[key] = psi
+        drifted = {feature: value for feature, value in psi.items() if value > PSI_WARN}
+        if drifted:
+            failures[key] = ", ".join(f"PSI {value:.2f} on {f}" for f, value in drifted.items())
+    return _result(
+        failures,
+        WARN,
+        psi=dg.MetadataValue.json(psi_by_day),
+        psi_warn_above=PSI_WARN,
+    )
+
+
+# predictions -----------------------------------------------------------------------------------
+
+
+@dg.asset_check(
+    asset=trip_duration_predictions,
+    partitions_def=daily_partitions,
+    additional_ins={"trip_features": dg.AssetIn()},
+)
+def trip_duration_predictions_complete_and_plausible(
+    trip_duration_predictions: dict[str, pl.DataFrame], trip_features: dict[str, pl.DataFrame]
+) -> dg.AssetCheckResult:
+    """Exactly one prediction per `trip_features` row (same trip keys, none missing), and values
+    within 0..120 minutes: ERROR if rows are missing or extra, or more than 1% of values are
+    implausible; WARN for a few implausible values.
+
+    Not blocking (nothing runs after predictions). ERROR means consumers must not use the day's
+    predictions; the failed-check alert says so even though the run itself succeeded. A handful
+    of slightly negative predictions happens with short training windows and only warns.
+    """
+    failures = {}
+    severity = WARN
+    implausible_total = 0
+    for day, predictions in trip_duration_predictions.items():
+        problems = [str(p) for p in schema_problems(PREDICTION_FRAME_SCHEMA, predictions)]
+        expected = set(trip_features[day]["trip_key"])
+        predicted = set(predictions["trip_key"])
+        if missing := len(expected - predicted):
+            problems.append(f"{missing} feature row(s) without a prediction")
+        if extra := len(predicted - expected):
+            problems.append(f"{extra} prediction(s) for trips not in trip_features")
+        if problems:
+            severity = ERROR
+        implausible = implausible_predictions(predictions)
+        implausible_total += implausible
+        if implausible:
+            low, high = PLAUSIBLE_PREDICTION_MINUTES
+            share = implausible / max(predictions.height, 1)
+            problems.append(f"{implausible} prediction(s) ({share:.1%}) outside {low}..{high} min")
+            if share > IMPLAUSIBLE_SHARE_ERROR:
+                severity = ERROR
+        if problems:
+            failures[day] = "; ".join(problems)
+    return _result(
+        failures,
+        severity,
+        rows=sum(frame.height for frame in trip_duration_predictions.values()),
+        implausible_predictions=implausible_total,
+    )
+
+
+asset_checks: list[dg.AssetChecksDefinition] = [
+    raw_trips_schema,
+    raw_trips_not_empty,
+    raw_trips_pickups_on_day,
+    raw_trips_null_rates,
+    trip_features_schema,
+    trip_features_dropped_share,
+    duration_model_beats_baseline,
+    feature_drift_vs_training_window,
+    trip_duration_predictions_complete_and_plausible,
+]
