@@ -1,0 +1,97 @@
+"""`ml-assets-demo`: the whole loop for a few days, run as a user runs it, in its own process.
+
+It runs in a subprocess because `ml_assets.definitions` reads the environment when it is first
+imported: in this process it may already be loaded with other settings.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster._core.instance.ref import InstanceRef
+
+from ml_assets.lib.features import build_trip_features
+from ml_assets.lib.sample_source import sample_trips, sample_zones
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DAYS = ["2021-01-01", "2021-01-02", "2021-01-03"]
+
+
+@pytest.mark.slow
+def test_demo_runs_the_loop_day_by_day_and_prints_what_each_day_produced(tmp_path: Path) -> None:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO_ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("ML_ASSETS_", "MLFLOW_", "DAGSTER_"))
+    }
+    env.update(DAGSTER_HOME=str(home), ML_ASSETS_DATA_DIR=str(tmp_path / "data"))
+    work_dir = tmp_path / "cwd"  # no .env here: only the environment above counts
+    work_dir.mkdir()
+
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from ml_assets.demo import main; sys.exit(main(sys.argv[1:]))",
+            "--start",
+            DAYS[0],
+            "--end",
+            DAYS[-1],
+        ],
+        cwd=work_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+        start_new_session=True,
+    )
+
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    lines = completed.stdout.splitlines()
+    assert lines[0].split() == [
+        "day",
+        "trips",
+        "features",
+        "model",
+        "RMSE",
+        "baseline",
+        "served",
+        "by",
+    ]
+    rows = {line.split()[0]: line.split() for line in lines[1 : 1 + len(DAYS)]}
+    assert list(rows) == DAYS
+    zones = sample_zones().lazy()
+    for number, day in enumerate(DAYS, start=1):
+        trips = sample_trips(date.fromisoformat(day))
+        kept = build_trip_features(trips.lazy(), zones).collect().height
+        assert rows[day][1:4] == [str(trips.height), str(kept), f"v{number}"]
+    # Day one: no earlier model, so no RMSE and no predictions.
+    assert rows[DAYS[0]][4:] == ["-", "-", "(no", "model", "before", "this", "day)"]
+    for day in DAYS[1:]:
+        rmse, baseline, served_by = rows[day][4:]
+        assert float(rmse) < float(baseline)
+        assert served_by == "v1"  # the first champion serves until a later one was chosen before
+    assert f"DAGSTER_HOME={home}" in completed.stdout
+
+    data_dir = tmp_path / "data"
+    assert sorted(p.name for p in (data_dir / "assets" / "raw_trips").iterdir()) == [
+        f"{day}.parquet" for day in DAYS
+    ]
+    assert (data_dir / "mlflow.db").is_file()
+    assert not (work_dir / "mlruns").exists()  # MLflow kept everything under the data dir
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        runs = instance.get_runs()
+        assert len(runs) == 1 + len(DAYS)  # taxi_zones, then one run per day
+        assert all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs)
+        assert (
+            sorted(run.tags["dagster/partition"] for run in runs if "dagster/partition" in run.tags)
+            == DAYS
+        )
