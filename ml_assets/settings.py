@@ -27,6 +27,14 @@ class Settings:
     mlflow_experiment: str
     mlflow_ui_url: str
     model_name: str
+    ui_url: str = "http://127.0.0.1:3000"
+    """Base URL of the Dagster UI, for the run links in alerts."""
+    notify_configured: bool = False
+    """Whether ML_ASSETS_NOTIFY_URLS is set; its value (it holds secrets) is read only at run time."""
+    rmse_regression_margin: float = 0.1
+    """Alert when a day's evaluation RMSE exceeds the trailing mean by more than this share."""
+    rmse_trailing_days: int = 7
+    """How many earlier evaluated days the trailing mean RMSE covers."""
 
     @property
     def cache_dir(self) -> Path:
@@ -63,4 +71,29 @@ class Settings:
             mlflow_experiment=env.get("ML_ASSETS_MLFLOW_EXPERIMENT", "ml_assets"),
             mlflow_ui_url=env.get("ML_ASSETS_MLFLOW_UI_URL", "http://127.0.0.1:5000"),
             model_name=env.get("ML_ASSETS_MODEL_NAME", "nyc-taxi-trip-duration"),
+            ui_url=env.get("ML_ASSETS_UI_URL", "http://127.0.0.1:3000"),
+            notify_configured=bool(env.get("ML_ASSETS_NOTIFY_URLS", "").strip()),
+            rmse_regression_margin=_share(
+                "ML_ASSETS_RMSE_REGRESSION_MARGIN",
+                env.get("ML_ASSETS_RMSE_REGRESSION_MARGIN", "0.1"),
+            ),
+            rmse_trailing_days=_days(
+                "ML_ASSETS_RMSE_TRAILING_DAYS", env.get("ML_ASSETS_RMSE_TRAILING_DAYS", "7")
+            ),
         )
+
+
+def _share(name: str, value: str) -> float:
+    try:
+        share = float(value)
+    except ValueError:
+        share = -1.0
+    if not 0 <= share <= 10:
+        raise ValueError(f"{name}={value!r}: expected a share such as 0.1 (10%), from 0 to 10")
+    return share
+
+
+def _days(name: str, value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 366:
+        raise ValueError(f"{name}={value!r}: expected a whole number of days, 1..366")
+    return int(value)

@@ -1,6 +1,9 @@
 """Resources: the trip source, file storage for asset outputs and MLflow."""
 
+import dagster as dg
+
 from ml_assets.resources.mlflow import ModelRegistryResource, mlflow_tracking
+from ml_assets.resources.notifier import NOTIFY_URLS_ENV_VAR, Notifier
 from ml_assets.resources.parquet_io_manager import PartitionedFileIOManager
 from ml_assets.resources.trip_source import TripSource
 from ml_assets.settings import Settings
@@ -28,5 +31,11 @@ def build_resources(settings: Settings) -> dict[str, object]:
             tracking_uri=settings.mlflow_tracking_uri,
             model_name=settings.model_name,
             ui_url=settings.mlflow_ui_url,
+        ),
+        "notifier": Notifier(
+            # An EnvVar keeps the URLs (they hold tokens and passwords) out of the UI and the
+            # run config; an unset variable cannot be an EnvVar, so no channel is used then.
+            urls=dg.EnvVar(NOTIFY_URLS_ENV_VAR) if settings.notify_configured else "",
+            ui_url=settings.ui_url,
         ),
     }

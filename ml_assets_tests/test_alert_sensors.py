@@ -1,0 +1,255 @@
+"""Alert sensors evaluated against an instance holding real runs: a failing run, succeeding daily
+and training runs, a run that succeeded with a failed check, and model evaluations. Messages go
+to a real JSON webhook on 127.0.0.1; a second evaluation must send nothing new."""
+
+from collections.abc import Iterator
+from datetime import date, timedelta
+from typing import Any
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from ml_assets.assets import features, ingestion, model, predictions
+from ml_assets.assets.features import trip_features
+from ml_assets.assets.ingestion import raw_trips, taxi_zones
+from ml_assets.checks import asset_checks
+from ml_assets.jobs import jobs
+from ml_assets.resources.notifier import Notifier
+from ml_assets.resources.trip_source import DayOfTrips, TripSource
+from ml_assets.sensors.alerts import (
+    alert_sensors,
+    failed_check_alert,
+    model_quality_regression_alert,
+    run_failure_alert,
+    run_success_alert,
+    trailing_mean,
+)
+from ml_assets_tests.alert_receivers import WebhookServer, webhook_server
+from ml_assets_tests.test_checks import StrayPickupsSource
+
+UI = "http://dagster.example:3000"
+
+
+class GapsInDistanceSource(TripSource):
+    """The sample source with trip distance missing on one trip in ten."""
+
+    def trips_for_day(self, day: date, taxi_type: str | None = None) -> DayOfTrips:
+        real = super().trips_for_day(day, taxi_type)
+        gaps = real.trips.with_columns(
+            trip_distance=pl.when(pl.int_range(pl.len()) % 10 == 0)
+            .then(None)
+            .otherwise("trip_distance")
+        )
+        return DayOfTrips(gaps, real.source_description, real.source_version, True, False)
+
+
+@pytest.fixture
+def webhook() -> Iterator[WebhookServer]:
+    with webhook_server() as server:
+        yield server
+
+
+@pytest.fixture
+def alert_resources(resources: dict[str, object], webhook: WebhookServer) -> dict[str, object]:
+    notifier = Notifier(urls=f"json://{webhook.base_url}/alerts", ui_url=UI, backoff_seconds=0.01)
+    return {**resources, "notifier": notifier}
+
+
+def definitions(resources: dict[str, object]) -> dg.Definitions:
+    return dg.Definitions(
+        assets=dg.load_assets_from_modules([ingestion, features, model, predictions]),
+        asset_checks=asset_checks,
+        jobs=jobs,
+        sensors=alert_sensors,
+        resources=resources,
+    )
+
+
+class SensorRunner:
+    """Evaluates sensors the way the daemon does: each tick starts from the stored cursor."""
+
+    def __init__(self, instance: dg.DagsterInstance, defs: dg.Definitions, resources: dict) -> None:
+        self.instance, self.defs, self.resources = instance, defs, resources
+        self.cursors: dict[str, str | None] = {}
+
+    def tick(self, sensor: dg.SensorDefinition) -> None:
+        context = dg.build_sensor_context(
+            instance=self.instance,
+            definitions=self.defs,
+            cursor=self.cursors.get(sensor.name),
+            # Sensors use only the notifier (the MLflow resources need a run to start).
+            resources={"notifier": self.resources["notifier"]},
+        )
+        self.cursors[sensor.name] = sensor.evaluate_tick(context).cursor
+
+    def tick_all(self) -> None:
+        for sensor in alert_sensors:
+            self.tick(sensor)
+
+
+def failed_check_evaluations(instance: dg.DagsterInstance) -> list[Any]:
+    records = instance.get_event_records(
+        dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    )
+    evaluations = [r.event_log_entry.dagster_event.asset_check_evaluation_data for r in records]
+    return [evaluation for evaluation in evaluations if not evaluation.passed]
+
+
+def test_each_event_is_announced_once(
+    instance: dg.DagsterInstance,
+    alert_resources: dict[str, object],
+    webhook: WebhookServer,
+) -> None:
+    defs = definitions(alert_resources)
+    sensors = SensorRunner(instance, defs, alert_resources)
+    sensors.tick_all()  # first ticks: start from now, announce nothing
+    assert webhook.posts == []
+
+    # Day 1 ingested ad hoc; its model trained by training_job; day 2 run by daily_job.
+    dg.materialize([taxi_zones], resources=alert_resources, instance=instance)
+    dg.materialize(
+        [taxi_zones, raw_trips, trip_features],
+        selection=[raw_trips, trip_features],
+        partition_key="2021-01-01",
+        resources=alert_resources,
+        instance=instance,
+    )
+    training = defs.resolve_job_def("training_job").execute_in_process(
+        partition_key="2021-01-01", instance=instance
+    )
+    daily = defs.resolve_job_def("daily_job").execute_in_process(
+        partition_key="2021-01-02", instance=instance
+    )
+    # A daily run that fails: the day's trips include pickups of the day before.
+    source: TripSource = alert_resources["trip_source"]  # type: ignore[assignment]
+    stray = {**alert_resources, "trip_source": StrayPickupsSource(**source.model_dump())}
+    failed = (
+        definitions(stray)
+        .resolve_job_def("daily_job")
+        .execute_in_process(partition_key="2021-01-03", instance=instance, raise_on_error=False)
+    )
+    assert not failed.success
+    # An ingestion that succeeds although a (non-blocking, WARN) check fails.
+    gaps = {**alert_resources, "trip_source": GapsInDistanceSource(**source.model_dump())}
+    warned = dg.materialize(
+        [taxi_zones, raw_trips, trip_features, *asset_checks],
+        selection=[raw_trips, trip_features],
+        partition_key="2021-01-04",
+        resources=gaps,
+        instance=instance,
+    )
+    assert warned.success
+
+    sensors.tick_all()
+    titles = [payload["title"] for payload in webhook.payloads("/alerts")]
+    by_title = {payload["title"]: payload for payload in webhook.payloads("/alerts")}
+
+    # Successes of the monitored jobs, with their numbers.
+    trained = by_title["✅ training_job [2021-01-01] succeeded"]["message"]
+    model_meta = training.asset_materializations_for_node("duration_model")[0].metadata
+    assert f"**Model trained:** v{model_meta['model_version'].value}" in trained
+    assert (
+        f"**RMSE:** {model_meta['val_rmse'].value:.2f} min "
+        f"(baseline {model_meta['baseline_val_rmse'].value:.2f}"
+    ) in trained
+    assert f"{UI}/runs/{training.run_id}" in trained
+
+    day2 = by_title["✅ daily_job [2021-01-02] succeeded"]["message"]
+    trips = daily.asset_materializations_for_node("raw_trips")[0].metadata["dagster/row_count"]
+    evaluation = daily.asset_materializations_for_node("model_evaluation")[0].metadata
+    assert f"**Trips:** {trips.value:,}" in day2
+    assert f"**RMSE:** {evaluation['rmse'].value:.2f} min" in day2
+    assert f"**Champion:** new champion promoted: v{evaluation['champion_version'].value}" in day2
+
+    # The failed run: its step, the cause and the link.
+    failure = by_title["❌ daily_job [2021-01-03] failed"]
+    assert failure["type"] == "failure"
+    assert "**Failed step:** raw_trips_raw_trips_pickups_on_day" in failure["message"]
+    assert "blocking asset check failed" in failure["message"]
+    assert f"{UI}/runs/{failed.run_id}" in failure["message"]
+
+    # Every failed check is announced, including the WARN of a run that succeeded.
+    failed_checks = failed_check_evaluations(instance)
+    check_titles = [title for title in titles if title.startswith(("⚠️ check", "❌ check"))]
+    assert len(check_titles) == len(failed_checks)
+    assert "❌ check raw_trips_pickups_on_day on raw_trips [2021-01-03] failed (ERROR)" in titles
+    null_warning = by_title["⚠️ check raw_trips_null_rates on raw_trips [2021-01-04] failed (WARN)"]
+    assert "trip_distance 10.0% null" in null_warning["message"]
+    assert null_warning["type"] == "warning"
+
+    # One message per event: exactly these, and nothing for the unmonitored ad hoc runs.
+    run_titles = [title for title in titles if title not in check_titles]
+    assert sorted(run_titles) == sorted(
+        [
+            "✅ training_job [2021-01-01] succeeded",
+            "✅ daily_job [2021-01-02] succeeded",
+            "❌ daily_job [2021-01-03] failed",
+        ]
+    )
+
+    sent = len(webhook.posts)
+    sensors.tick_all()
+    sensors.tick_all()
+    assert len(webhook.posts) == sent
+
+
+def report_evaluation(instance: dg.DagsterInstance, day: date, rmse: float) -> None:
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(
+            asset_key="model_evaluation", partition=day.isoformat(), metadata={"rmse": rmse}
+        )
+    )
+
+
+def test_model_quality_regression_is_announced_once(
+    instance: dg.DagsterInstance, alert_resources: dict[str, object], webhook: WebhookServer
+) -> None:
+    sensors = SensorRunner(instance, definitions(alert_resources), alert_resources)
+    sensors.tick(model_quality_regression_alert)
+    first = date(2021, 1, 1)
+    for offset, rmse in enumerate([5.0, 5.2, 4.8, 5.0, 5.1, 4.9, 5.0]):
+        report_evaluation(instance, first + timedelta(days=offset), rmse)
+    report_evaluation(instance, date(2021, 1, 8), 6.0)  # 20% worse than the 7 days before
+    report_evaluation(instance, date(2021, 1, 9), 5.3)  # within 10% of the trailing mean
+
+    sensors.tick(model_quality_regression_alert)
+    (payload,) = webhook.payloads("/alerts")
+    assert payload["title"] == "📉 model quality regression [2021-01-08]: RMSE 6.00 vs 5.00"
+    assert "5.00 min over 7 day(s) (2021-01-01..2021-01-07)" in payload["message"]
+    assert "**Worse by:** 20.0% (alert above 10%)" in payload["message"]
+
+    sensors.tick(model_quality_regression_alert)
+    assert len(webhook.posts) == 1
+
+
+def test_trailing_mean_uses_only_earlier_days_in_the_window() -> None:
+    rmse = {"2021-01-01": 9.0, "2021-01-05": 4.0, "2021-01-06": 6.0, "2021-01-07": 1.0}
+    assert trailing_mean(rmse, "2021-01-07", days=3) == (5.0, ["2021-01-05", "2021-01-06"])
+    assert trailing_mean(rmse, "2021-01-01", days=3) is None
+
+
+def test_sensor_outage_never_fails_a_tick(
+    instance: dg.DagsterInstance, resources: dict[str, object], webhook: WebhookServer
+) -> None:
+    webhook.fail_next("/down", [503] * 10)
+    notifier = Notifier(urls=f"json://{webhook.base_url}/down", max_attempts=2, backoff_seconds=0)
+    down = {**resources, "notifier": notifier}
+    sensors = SensorRunner(instance, definitions(down), down)
+    sensors.tick(model_quality_regression_alert)
+    for offset, rmse in enumerate([5.0, 9.0]):
+        report_evaluation(instance, date(2021, 1, 1) + timedelta(days=offset), rmse)
+    sensors.tick(model_quality_regression_alert)  # the regression is tried twice, then dropped
+    assert len(webhook.payloads("/down")) == 2
+    sensors.tick(model_quality_regression_alert)
+    assert len(webhook.payloads("/down")) == 2
+
+
+def test_alert_sensors_are_registered_and_on_by_default() -> None:
+    from ml_assets.sensors import sensors
+
+    names = {sensor.name for sensor in sensors}
+    for sensor in (run_failure_alert, run_success_alert, failed_check_alert):
+        assert sensor.name in names
+        assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert model_quality_regression_alert.name in names
