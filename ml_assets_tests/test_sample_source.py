@@ -104,3 +104,14 @@ def test_the_sample_trip_source_says_it_is_synthetic(tmp_path: Path) -> None:
     assert day.trips.equals(sample_trips(MONDAY))
     assert "synthetic" in origin and zones.height == 265
     assert not (tmp_path / "cache").exists()  # nothing downloaded, nothing cached
+
+
+def test_the_sample_trip_source_serves_yellow_cabs_too(tmp_path: Path) -> None:
+    source = TripSource(source="sample", taxi_type="yellow", cache_dir=str(tmp_path / "cache"))
+
+    day = source.trips_for_day(MONDAY)
+
+    assert day.trips.schema == pl.Schema(TRIP_SCHEMA)
+    assert day.trips.equals(sample_trips(MONDAY, "yellow"))
+    assert "yellow" in day.source_description
+    assert day.trips["trip_key"][0] == "sample_yellow_tripdata_2021-01-04:0"

@@ -146,6 +146,23 @@ def test_transient_errors_are_retried_until_the_file_arrives(
     assert tlc_server.requests_for(JANUARY_FILE) == ["GET", "GET", "GET"]
 
 
+def test_retries_back_off_exponentially_with_jitter(
+    tlc_server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waits: list[float] = []
+    monkeypatch.setattr("ml_assets.lib.tlc_client.time.sleep", waits.append)
+    tlc_server.add_file(JANUARY_FILE, parquet_bytes(tlc_month()))
+    tlc_server.script(JANUARY_FILE, [503, 502, 504])
+    client = make_client(tlc_server, tmp_path / "cache", max_attempts=4, backoff_seconds=2.0)
+
+    client.fetch_month("green", JANUARY)
+
+    # 2 s, 4 s, 8 s, each plus up to half of itself at random; no wait after the last attempt.
+    assert len(waits) == 3
+    for wait, base in zip(waits, (2.0, 4.0, 8.0), strict=True):
+        assert base <= wait <= 1.5 * base
+
+
 def test_transient_errors_that_persist_fail_naming_the_status_after_every_attempt(
     tlc_server: FileServer, tmp_path: Path
 ) -> None:
