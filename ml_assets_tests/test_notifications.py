@@ -2,7 +2,9 @@
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
+import dagster as dg
 import pytest
 from apprise.plugins.slack import NotifySlack
 
@@ -15,7 +17,9 @@ from ml_assets.lib.notifications import (
     run_success_message,
     summarize_error,
 )
+from ml_assets.resources import build_resources
 from ml_assets.resources.notifier import Notifier
+from ml_assets.settings import Settings
 from ml_assets_tests.alert_receivers import (
     MailServer,
     WebhookServer,
@@ -278,3 +282,32 @@ def test_an_invalid_url_is_reported_by_scheme_only(caplog: pytest.LogCaptureFixt
     assert not delivery.delivered
     assert "'nosuchservice' is not a valid Apprise URL" in caplog.text
     assert "hunter2" not in caplog.text
+
+
+def test_channels_come_from_an_env_var_read_at_run_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, webhook: WebhookServer
+) -> None:
+    env = {"ML_ASSETS_SOURCE": "sample", "ML_ASSETS_DATA_DIR": str(tmp_path)}
+    unset = build_resources(Settings.from_env(env))["notifier"]
+    assert unset.urls == ""
+
+    url = f"json://{webhook.base_url}/from-env"
+    configured = Settings.from_env({**env, "ML_ASSETS_NOTIFY_URLS": url, "ML_ASSETS_UI_URL": UI})
+    notifier = build_resources(configured)["notifier"]
+    # The resource holds the variable's name, not its value: the URL is not in any config.
+    assert notifier.urls == dg.EnvVar("ML_ASSETS_NOTIFY_URLS")
+    assert notifier.ui_url == UI
+    monkeypatch.setenv("ML_ASSETS_NOTIFY_URLS", url)
+    with dg.build_resources({"notifier": notifier}) as resources:
+        (delivery,) = resources.notifier.send(failure())
+    assert delivery.delivered
+    assert len(webhook.payloads("/from-env")) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("ML_ASSETS_RMSE_REGRESSION_MARGIN", "ten"), ("ML_ASSETS_RMSE_TRAILING_DAYS", "0")],
+)
+def test_alert_settings_are_validated(name: str, value: str) -> None:
+    with pytest.raises(ValueError, match=f"{name}='{value}'"):
+        Settings.from_env({name: value})
