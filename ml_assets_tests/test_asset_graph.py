@@ -77,12 +77,16 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
         resources=build_resources(settings),
     )
     job = defs.resolve_job_def(ml_loop_job.name)
+    # The runs (and the model loading below) point the mlflow module at this loop's store.
+    tracking_uri, registry_uri = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     with dg.instance_for_test() as instance:
         zones_run = defs.resolve_implicit_global_asset_job_def().execute_in_process(
             instance=instance, asset_selection=[dg.AssetKey("taxi_zones")]
         )
         runs = {day: job.execute_in_process(instance=instance, partition_key=day) for day in DAYS}
         yield Loop(settings, instance, zones_run, runs)
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(registry_uri)
 
 
 def test_every_day_runs_and_writes_its_files_under_the_data_dir(loop: Loop) -> None:

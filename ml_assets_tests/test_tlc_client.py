@@ -251,6 +251,16 @@ def test_a_page_that_is_not_parquet_is_corrupt(tlc_server: FileServer, tmp_path:
         make_client(tlc_server, tmp_path / "cache").fetch_month("green", JANUARY)
 
 
+def test_a_parquet_file_without_rows_is_corrupt(tlc_server: FileServer, tmp_path: Path) -> None:
+    tlc_server.add_file(JANUARY_FILE, parquet_bytes(tlc_month().clear()))
+
+    with pytest.raises(
+        CorruptFileError, match=r"green_tripdata_2021-01\.parquet: the parquet file holds no rows"
+    ):
+        make_client(tlc_server, tmp_path / "cache").fetch_month("green", JANUARY)
+    assert cache_listing(tmp_path / "cache") == []
+
+
 def test_head_reports_the_published_version_and_notices_a_replaced_file(
     tlc_server: FileServer, tmp_path: Path
 ) -> None:
