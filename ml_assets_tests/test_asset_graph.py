@@ -21,7 +21,7 @@ from mlflow import MlflowClient
 
 from ml_assets.assets import features, ingestion, model, predictions
 from ml_assets.jobs import ml_loop_job
-from ml_assets.lib.features import build_trip_features
+from ml_assets.lib.features import FEATURE_SCHEMA, build_trip_features
 from ml_assets.lib.model import ALL_FEATURES, ZonePairBaseline, model_input, regression_metrics
 from ml_assets.lib.registry import CHAMPION_ALIAS, PROMOTED_ON_TAG, TRAINED_THROUGH_TAG
 from ml_assets.lib.sample_source import sample_trips, sample_zones
@@ -334,3 +334,20 @@ def use_tracking_store(loop: Loop) -> None:
     """Point the mlflow module at the loop's store, to load registered models by URI."""
     mlflow.set_tracking_uri(loop.settings.mlflow_tracking_uri)
     mlflow.set_registry_uri(loop.settings.mlflow_tracking_uri)
+
+
+def test_evaluating_a_day_without_trips_fails_naming_the_partition(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {"ML_ASSETS_SOURCE": "sample", "ML_ASSETS_DATA_DIR": str(tmp_path)}
+    )
+    no_trips = pl.LazyFrame(schema=FEATURE_SCHEMA)
+
+    with pytest.raises(ValueError, match=r"^partition 2021-01-05: trip_features holds no trips"):
+        list(
+            model.model_evaluation(
+                dg.build_asset_context(partition_key="2021-01-05"),
+                duration_model={"2021-01-04": {"version": "4"}},
+                trip_features=no_trips,
+                model_registry=build_resources(settings)["model_registry"],
+            )
+        )

@@ -216,6 +216,11 @@ def model_evaluation(
     (challenger_record,) = duration_model.values()
     pickup_day = pl.col("pickup_datetime").dt.date()
     day_features = trip_features.filter(pickup_day == day).collect()
+    if day_features.height == 0:
+        raise ValueError(
+            f"partition {day}: trip_features holds no trips of this day, so there is nothing to "
+            "score the models on; check raw_trips for the day"
+        )
     training_window = trip_features.filter(pickup_day < day)
     registry = model_registry.registry()
     challenger = registry.version(challenger_record["version"])
