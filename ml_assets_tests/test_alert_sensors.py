@@ -22,6 +22,7 @@ from ml_assets.sensors.alerts import (
     failed_check_alert,
     model_quality_regression_alert,
     run_failure_alert,
+    run_partition,
     run_success_alert,
     trailing_mean,
 )
@@ -29,6 +30,7 @@ from ml_assets_tests.alert_receivers import WebhookServer, webhook_server
 from ml_assets_tests.test_checks import StrayPickupsSource
 
 UI = "http://dagster.example:3000"
+DAY = "2021-01-05"
 
 
 class GapsInDistanceSource(TripSource):
@@ -253,3 +255,16 @@ def test_alert_sensors_are_registered_and_on_by_default() -> None:
         assert sensor.name in names
         assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     assert model_quality_regression_alert.name in names
+
+
+def test_run_partition_names_a_day_or_a_range() -> None:
+    assert run_partition(dg.DagsterRun("daily_job", tags={"dagster/partition": DAY})) == DAY
+    ranged = dg.DagsterRun(
+        "ingestion_job",
+        tags={
+            "dagster/asset_partition_range_start": "2021-01-01",
+            "dagster/asset_partition_range_end": "2021-01-31",
+        },
+    )
+    assert run_partition(ranged) == "2021-01-01..2021-01-31"
+    assert run_partition(dg.DagsterRun("adhoc")) is None

@@ -1,9 +1,9 @@
 """Alerts: a message for every failed run, every successful daily or training run, every failed
 asset check and every model-quality regression, sent through the `notifier` resource.
 
-Each sensor keeps a cursor in the Dagster instance (the run status sensors' built-in one, or the
-storage id of the last event handled), so every event is announced once, across ticks and
-daemon restarts. A sensor turned on for the first time starts from that moment: history is not
+Each sensor keeps a cursor in the Dagster instance (the run status sensors' built-in one, the
+run-status records already seen, or the storage id of the last materialization handled), so every
+event is announced once, across ticks and daemon restarts. A sensor turned on for the first time starts from that moment: history is not
 replayed. Sending never raises (the notifier retries with backoff, then logs and drops), so a chat
 outage cannot fail a sensor tick or a pipeline.
 """
@@ -39,6 +39,16 @@ MODEL_EVALUATION = dg.AssetKey("model_evaluation")
 PARTITION_TAG = "dagster/partition"
 
 
+def run_partition(run: dg.DagsterRun) -> str | None:
+    """The run's partition, or `first..last` for a run over a range (a single-run backfill)."""
+    if PARTITION_TAG in run.tags:
+        return run.tags[PARTITION_TAG]
+    start, end = (
+        run.tags.get(f"dagster/asset_partition_range_{side}") for side in ("start", "end")
+    )
+    return f"{start}..{end}" if start and end else None
+
+
 def _root_cause(error: SerializableErrorInfo) -> str:
     """The user's exception, not Dagster's "error occurred while executing op" wrapper."""
     while error.cause is not None:
@@ -65,7 +75,7 @@ def run_failure_alert(context: dg.RunFailureSensorContext, notifier: Notifier) -
         run_failure_message(
             job=run.job_name,
             run_id=run.run_id,
-            partition=run.tags.get(PARTITION_TAG),
+            partition=run_partition(run),
             failing_steps=failing_steps,
             error=error,
             ui_url=notifier.ui_url,
@@ -146,7 +156,7 @@ def run_success_alert(context: dg.RunStatusSensorContext, notifier: Notifier) ->
         run_success_message(
             job=run.job_name,
             run_id=run.run_id,
-            partition=run.tags.get(PARTITION_TAG),
+            partition=run_partition(run),
             raw_rows=numbers.raw_rows,
             feature_rows=numbers.feature_rows,
             rmse=numbers.rmse,
