@@ -2,7 +2,7 @@
 
 `FileServer` serves the files of a folder (GET and HEAD, with `Content-Length`, `ETag` and
 `Last-Modified`), records every request it receives, and can be scripted per path to answer with
-other statuses first (a 404, or 503 then success), or to cut a response body short. It runs
+other statuses first (a 404, or 503 then success), to answer late, or to cut a response body short. It runs
 `http.server.ThreadingHTTPServer` in a daemon thread on a free port; use it through the
 `tlc_server` fixture of `conftest.py`:
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -43,13 +44,16 @@ class ScriptedResponse:
     """An answer given instead of the file, once, before the path is served normally.
 
     `truncate_to` serves the real file but stops after that many bytes while announcing the full
-    `Content-Length`, as a dropped connection does.
+    `Content-Length`, as a dropped connection does. `delay_seconds` waits before answering, to
+    make a client with a shorter timeout give up. `status=None` serves the file normally (after
+    the delay).
     """
 
-    status: int = 200
+    status: int | None = 200
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     truncate_to: int | None = None
+    delay_seconds: float = 0.0
 
 
 @dataclass
@@ -152,8 +156,12 @@ def _handler_for(server: FileServer) -> type[BaseHTTPRequestHandler]:
             path = unquote(urlsplit(self.path).path)
             scripted = server._record(RecordedRequest(self.command, path, dict(self.headers)))
             file = server.root / path.lstrip("/")
+            if scripted is not None and scripted.delay_seconds:
+                time.sleep(scripted.delay_seconds)
+            if scripted is not None and scripted.status is None and scripted.truncate_to is None:
+                scripted = None
             if scripted is not None and scripted.truncate_to is None:
-                self._send(scripted.status, scripted.body, scripted.headers, send_body)
+                self._send(scripted.status or 200, scripted.body, scripted.headers, send_body)
                 return
             if not file.is_file() or not file.resolve().is_relative_to(server.root.resolve()):
                 self._send(404, b"Not Found", {"Content-Type": "text/plain"}, send_body)

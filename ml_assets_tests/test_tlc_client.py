@@ -163,6 +163,20 @@ def test_retries_back_off_exponentially_with_jitter(
         assert base <= wait <= 1.5 * base
 
 
+def test_a_server_that_does_not_answer_in_time_is_retried(
+    tlc_server: FileServer, tmp_path: Path
+) -> None:
+    content = parquet_bytes(tlc_month())
+    tlc_server.add_file(JANUARY_FILE, content)
+    tlc_server.script(JANUARY_FILE, [ScriptedResponse(status=None, delay_seconds=1.0)])
+    client = make_client(tlc_server, tmp_path / "cache", max_attempts=2, timeout_seconds=0.2)
+
+    cached = client.fetch_month("green", JANUARY)
+
+    assert cached.path.read_bytes() == content
+    assert tlc_server.requests_for(JANUARY_FILE) == ["GET", "GET"]
+
+
 def test_transient_errors_that_persist_fail_naming_the_status_after_every_attempt(
     tlc_server: FileServer, tmp_path: Path
 ) -> None:
