@@ -14,6 +14,7 @@ from ml_assets.partitions import daily_partitions
     kinds={"polars", "parquet"},
     code_version="1",
     owners=["team:ml-platform"],
+    tags={"domain": "nyc_taxi", "stage": "features"},
 )
 def trip_features(
     context: dg.AssetExecutionContext, raw_trips: dict[str, pl.DataFrame], taxi_zones: pl.DataFrame

@@ -6,6 +6,7 @@ import dagster as dg
 import polars as pl
 
 from ml_assets.assets.metadata import table_metadata
+from ml_assets.config import IngestionConfig
 from ml_assets.partitions import daily_partitions
 from ml_assets.resources.trip_source import TripSource
 
@@ -23,6 +24,7 @@ network_retry = dg.RetryPolicy(
     code_version="1",
     retry_policy=network_retry,
     owners=["team:ml-platform"],
+    tags={"domain": "nyc_taxi", "stage": "ingest"},
 )
 def taxi_zones(trip_source: TripSource) -> dg.MaterializeResult:
     """NYC TLC taxi zones: LocationID, Borough, Zone and service zone of every pickup/drop-off ID."""
@@ -44,18 +46,23 @@ def taxi_zones(trip_source: TripSource) -> dg.MaterializeResult:
     code_version="1",
     retry_policy=network_retry,
     owners=["team:ml-platform"],
+    tags={"domain": "nyc_taxi", "stage": "ingest"},
 )
-def raw_trips(context: dg.AssetExecutionContext, trip_source: TripSource) -> dg.MaterializeResult:
+def raw_trips(
+    context: dg.AssetExecutionContext, trip_source: TripSource, config: IngestionConfig
+) -> dg.MaterializeResult:
     """Every trip picked up on the partition's day, in the normalized trip schema.
 
     Read from the month's TLC parquet file (downloaded once and cached) or from the synthetic
-    sample source. Nothing is cleaned here: this is the day as the source reported it.
+    sample source. Nothing is cleaned here: this is the day as the source reported it. The run
+    config may pick the taxi type (green or yellow); by default it is ML_ASSETS_TAXI_TYPE.
     """
+    taxi_type = config.taxi_type_or(trip_source.taxi_type)
     trips_by_day: dict[str, pl.DataFrame] = {}
     origins: set[str] = set()
     downloaded = False
     for key in context.partition_keys:
-        day = trip_source.trips_for_day(date.fromisoformat(key))
+        day = trip_source.trips_for_day(date.fromisoformat(key), taxi_type=taxi_type)
         trips_by_day[key] = day.trips
         origins.add(day.source_description)
         downloaded |= day.downloaded
@@ -69,5 +76,6 @@ def raw_trips(context: dg.AssetExecutionContext, trip_source: TripSource) -> dg.
             "source": ", ".join(sorted(origins)),
             "synthetic": trip_source.synthetic,
             "downloaded": downloaded,
+            "taxi_type": taxi_type,
         },
     )

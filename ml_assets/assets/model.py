@@ -1,6 +1,6 @@
 """Training, registering and evaluating the trip-duration model."""
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import dagster as dg
@@ -9,10 +9,11 @@ import polars as pl
 from dagster_mlflow.resources import MlFlow
 from mlflow.models import infer_signature
 
+from ml_assets.assets.metadata import importance_markdown, rmse_comparison_markdown
+from ml_assets.config import TrainingConfig
 from ml_assets.lib.features import TARGET
 from ml_assets.lib.model import (
     ALL_FEATURES,
-    ModelParams,
     TrainedModel,
     ZonePairBaseline,
     feature_importances,
@@ -59,12 +60,14 @@ def _validation_split(features: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFram
     code_version="1",
     retry_policy=mlflow_retry,
     owners=["team:ml-platform"],
+    tags={"domain": "nyc_taxi", "stage": "train"},
 )
 def duration_model(
     context: dg.AssetExecutionContext,
     trip_features: pl.LazyFrame,
     mlflow_tracking: dg.ResourceParam[MlFlow],
     model_registry: ModelRegistryResource,
+    config: TrainingConfig,
 ) -> dg.MaterializeResult:
     """A trip-duration model trained on the trailing window of days ending on the partition's day.
 
@@ -72,14 +75,22 @@ def duration_model(
     signature, input example and pinned requirements) and registered as a new version of the
     registered model. The last day of the window is held out to validate against the zone-pair
     baseline; the registered model is then refit on the whole window.
+
+    The model family, its hyperparameters, the feature groups and the window length come from the
+    run config (Launchpad or `retrain_job`); the defaults are the model the daily loop trains.
     """
     day = context.partition_key
-    features = trip_features.collect()
+    params = config.model_params()
+    # The partition mapping loads the longest window; the run config may ask for fewer days.
+    first_day = date.fromisoformat(day) - timedelta(days=config.window_days - 1)
+    features = trip_features.filter(pl.col("pickup_datetime").dt.date() >= first_day).collect()
     if features.height == 0:
-        raise ValueError(f"partition {day}: the training window holds no trip_features rows")
+        raise ValueError(
+            f"partition {day}: the {config.window_days}-day training window holds no "
+            "trip_features rows"
+        )
     window = features["pickup_datetime"].dt.date()
     window_start, window_end = str(window.min()), str(window.max())
-    params = ModelParams()
 
     train, validation = _validation_split(features)
     holdout_model = train_model(train, params)
@@ -95,7 +106,12 @@ def duration_model(
         # A retried step finds the run ended by its previous attempt: resume the same MLflow run.
         run = mlflow.active_run() or mlflow.start_run(run_id=mlflow_tracking.mlflow_run_id)
         mlflow_tracking.log_params(
-            {**params.as_mlflow_params(), "window_start": window_start, "window_end": window_end}
+            {
+                **params.as_mlflow_params(),
+                "window_days": str(config.window_days),
+                "window_start": window_start,
+                "window_end": window_end,
+            }
         )
         metrics = {
             "val_rmse": validation_metrics["rmse"],
@@ -127,6 +143,7 @@ def duration_model(
             "window_end": window_end,
             "metrics": metrics,
             "params": params.as_mlflow_params(),
+            "window_days": config.window_days,
         },
         metadata={
             "dagster/row_count": features.height,
@@ -144,8 +161,12 @@ def duration_model(
             "val_mae": validation_metrics["mae"],
             "baseline_val_rmse": baseline_metrics["rmse"],
             "fit_seconds": model.fit_seconds,
+            "model_family": params.family,
+            "feature_groups": ", ".join(params.feature_groups),
+            "window_days": config.window_days,
             "params": dg.MetadataValue.json(params.as_mlflow_params()),
             "feature_importance": dg.MetadataValue.json(importances),
+            "feature_importance_chart": dg.MetadataValue.md(importance_markdown(importances)),
         },
     )
 
@@ -194,6 +215,7 @@ def _log_and_register(
     retry_policy=mlflow_retry,
     output_required=False,
     owners=["team:ml-platform"],
+    tags={"domain": "nyc_taxi", "stage": "evaluate"},
 )
 def model_evaluation(
     context: dg.AssetExecutionContext,
@@ -208,6 +230,8 @@ def model_evaluation(
     training window). The challenger is promoted, and the MLflow alias `champion` moved to it, only
     if it beats the champion on the same trips. The first day has no earlier model: nothing is
     materialized for it.
+
+    The asset's Plots tab charts `rmse` against `baseline_rmse` (and `champion_rmse`) day by day.
     """
     day = date.fromisoformat(context.partition_key)
     if not duration_model:
@@ -268,5 +292,16 @@ def model_evaluation(
             "challenger_version": challenger.version,
             "champion_version": champion.version if champion else None,
             "promoted": promote,
+            "rmse_comparison": dg.MetadataValue.md(
+                rmse_comparison_markdown(
+                    {
+                        f"challenger v{challenger.version}": challenger_metrics["rmse"],
+                        f"champion v{incumbent.version}" if incumbent else "champion": (
+                            incumbent_metrics["rmse"] if incumbent_metrics else None
+                        ),
+                        "zone-pair baseline": baseline_metrics["rmse"],
+                    }
+                )
+            ),
         },
     )

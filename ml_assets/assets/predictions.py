@@ -18,6 +18,7 @@ from ml_assets.resources.mlflow import ModelRegistryResource
     kinds={"scikit-learn", "polars", "parquet"},
     code_version="1",
     owners=["team:ml-platform"],
+    tags={"domain": "nyc_taxi", "stage": "serve"},
 )
 def trip_duration_predictions(
     context: dg.AssetExecutionContext,

@@ -229,8 +229,8 @@ def feature_importances(model: TrainedModel, top: int = 10) -> dict[str, float]:
         weights = np.abs(estimator.coef_)
         totals: dict[str, float] = {}
         for name, transformer, columns in encode.transformers_:
-            if name == "remainder":
-                continue
+            if name == "remainder" or len(columns) == 0:
+                continue  # nothing was fitted for an empty column group
             sizes = (
                 [len(levels) for levels in transformer.categories_]
                 if isinstance(transformer, OneHotEncoder)

@@ -2,4 +2,6 @@
 
 import dagster as dg
 
-sensors: list[dg.SensorDefinition] = []
+from ml_assets.sensors.retrain import evaluate_retrained_model
+
+sensors: list[dg.SensorDefinition] = [evaluate_retrained_model]

@@ -1,0 +1,42 @@
+"""After an ad hoc retrain, score the new model against the champion like any other model."""
+
+from datetime import date, timedelta
+
+import dagster as dg
+
+from ml_assets.jobs import model_evaluation_job, retrain_job
+
+
+def evaluation_day_after(trained_through: str, materialized_feature_days: set[str]) -> str | None:
+    """The day a model trained through `trained_through` is evaluated on, if its features exist."""
+    next_day = (date.fromisoformat(trained_through) + timedelta(days=1)).isoformat()
+    return next_day if next_day in materialized_feature_days else None
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    monitored_jobs=[retrain_job],
+    request_job=model_evaluation_job,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "When `retrain_job` has registered a model trained through day D, evaluate it on day D+1 "
+        "against the champion (promoting it if it wins), as soon as day D+1's features exist. "
+        "Until then the daily loop evaluates it when D+1 arrives."
+    ),
+)
+def evaluate_retrained_model(context: dg.RunStatusSensorContext):
+    trained_through = context.dagster_run.tags.get("dagster/partition")
+    if trained_through is None:
+        return dg.SkipReason(f"run {context.dagster_run.run_id} retrained no daily partition")
+    feature_days = context.instance.get_materialized_partitions(dg.AssetKey("trip_features"))
+    evaluation_day = evaluation_day_after(trained_through, feature_days)
+    if evaluation_day is None:
+        return dg.SkipReason(
+            f"model trained through {trained_through}: the next day's trip_features are not "
+            "materialized yet; the daily loop will evaluate it"
+        )
+    return dg.RunRequest(
+        run_key=context.dagster_run.run_id,
+        partition_key=evaluation_day,
+        tags={"ml_assets/retrain_run": context.dagster_run.run_id},
+    )
