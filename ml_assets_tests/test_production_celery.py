@@ -1,0 +1,242 @@
+"""Scale-out with Celery: the stack of `scripts/stack up` (Postgres-backed instance, daemon,
+webserver, MLflow server, two Celery workers) runs the daily loop's steps in the workers; a worker
+killed in the middle of a step has that step run again by the other worker."""
+
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+from dagster_celery.cli import get_validated_config
+from dagster_graphql import DagsterGraphQLClient
+from mlflow import MlflowClient
+
+from ml_assets.assets import ingestion
+from ml_assets.executors import (
+    CELERY_APP_SETTINGS,
+    DEFAULT_CELERY_BACKEND,
+    DEFAULT_CELERY_BROKER,
+    celery_executor_config,
+    executor_from_env,
+)
+from ml_assets.resources import build_resources
+from ml_assets.settings import Settings
+from ml_assets_tests.production_services import (
+    CELERY_WORKER_CONFIG,
+    PG_HOST,
+    PG_PORT,
+    PG_USER,
+    STACK_SCRIPT,
+    child_environment,
+    database_exists,
+    drop_database,
+    free_port,
+    process_group_members,
+    unique_name,
+    wait_for,
+)
+
+DAY = "2021-01-01"
+FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+
+
+def test_executor_is_chosen_by_the_environment() -> None:
+    assert executor_from_env({}) is dg.multi_or_in_process_executor
+    assert executor_from_env({"ML_ASSETS_EXECUTOR": "in_process"}) is dg.in_process_executor
+    assert executor_from_env({"ML_ASSETS_EXECUTOR": "celery"}).name == "celery"
+    with pytest.raises(ValueError, match="ML_ASSETS_EXECUTOR='dask': expected one of"):
+        executor_from_env({"ML_ASSETS_EXECUTOR": "dask"})
+
+
+def test_celery_executor_config_comes_from_the_environment() -> None:
+    config = celery_executor_config(
+        {
+            "ML_ASSETS_CELERY_BROKER": "redis://127.0.0.1:6379/0",
+            "ML_ASSETS_CELERY_BACKEND": "redis://127.0.0.1:6379/1",
+            "ML_ASSETS_CELERY_QUEUE": "nightly",
+        }
+    )
+    assert config["broker"] == "redis://127.0.0.1:6379/0"
+    assert config["backend"] == "redis://127.0.0.1:6379/1"
+    assert config["config_source"]["task_default_queue"] == "nightly"
+    defaults = celery_executor_config({})
+    assert (defaults["broker"], defaults["backend"]) == (
+        DEFAULT_CELERY_BROKER,
+        DEFAULT_CELERY_BACKEND,
+    )
+    assert defaults["config_source"]["task_default_queue"] == "dagster"
+
+
+def test_worker_config_agrees_with_the_executor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """deploy/celery.yaml (the workers) and the executor must share broker, backend and settings."""
+    env = {
+        "ML_ASSETS_CELERY_BROKER": "redis://127.0.0.1:6379/3",
+        "ML_ASSETS_CELERY_BACKEND": "rpc://",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    worker = get_validated_config(str(CELERY_WORKER_CONFIG))
+    executor = celery_executor_config(env)
+    assert (worker["broker"], worker["backend"]) == (executor["broker"], executor["backend"])
+    assert worker["config_source"] == CELERY_APP_SETTINGS
+    assert yaml.safe_load(CELERY_WORKER_CONFIG.read_text())["execution"]["config"]["broker"] == {
+        "env": "ML_ASSETS_CELERY_BROKER"
+    }
+
+
+def _read_env_file(path: Path) -> dict[str, str]:
+    env = {}
+    for line in path.read_text().splitlines():
+        if line.startswith("export "):
+            key, _, value = line.removeprefix("export ").partition("=")
+            env[key] = value.strip("'")
+    return env
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """`scripts/stack up` on free ports, with its own databases and queue; `down` afterwards."""
+    stack_dir = tmp_path / "stack"
+    databases = [unique_name("ml_assets_test_dagster"), unique_name("ml_assets_test_mlflow")]
+    env = child_environment(
+        ML_ASSETS_STACK_DIR=str(stack_dir),
+        DAGSTER_PG_HOST=PG_HOST,
+        DAGSTER_PG_PORT=PG_PORT,
+        DAGSTER_PG_USER=PG_USER,
+        DAGSTER_PG_DB=databases[0],
+        ML_ASSETS_MLFLOW_DB=databases[1],
+        MLFLOW_PORT=str(free_port()),
+        DAGSTER_WEBSERVER_PORT=str(free_port()),
+        ML_ASSETS_CELERY_QUEUE=unique_name("ml_assets_test"),
+        ML_ASSETS_CELERY_WORKERS="2",
+    )
+    try:
+        up = subprocess.run(
+            [str(STACK_SCRIPT), "up"], env=env, capture_output=True, text=True, timeout=400
+        )
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "The stack is up" in up.stdout
+        yield {**_read_env_file(stack_dir / "env"), "ML_ASSETS_STACK_DIR": str(stack_dir)}
+    finally:
+        pids = {p.stem: int(p.read_text()) for p in (stack_dir / "pids").glob("*.pid")}
+        down = subprocess.run(
+            [str(STACK_SCRIPT), "down"], env=env, capture_output=True, text=True, timeout=120
+        )
+        for name in databases:
+            drop_database(name)
+        assert down.returncode == 0, down.stdout + down.stderr
+        assert not [name for name, pid in pids.items() if process_group_members(pid)]
+        assert not list((stack_dir / "pids").glob("*.pid"))
+        assert not any(database_exists(name) for name in databases)
+
+
+def _step_events(instance: dg.DagsterInstance, run_id: str, step_key: str) -> list[dg.DagsterEvent]:
+    return [
+        entry.dagster_event
+        for entry in instance.all_logs(run_id)
+        if entry.dagster_event is not None and entry.dagster_event.step_key == step_key
+    ]
+
+
+def _celery_worker_of(event: dg.DagsterEvent) -> str | None:
+    """`worker1` for the engine event `<queue>_worker1@<host>` reports when it picks up a step."""
+    metadata = getattr(event.event_specific_data, "metadata", None) or {}
+    worker = metadata.get("Celery worker")
+    return worker.value.split("@")[0].rsplit("_", 1)[-1] if worker is not None else None
+
+
+@pytest.mark.slow
+def test_steps_run_in_celery_workers_and_survive_a_killed_worker(
+    stack: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack_dir = Path(stack["ML_ASSETS_STACK_DIR"])
+    data_dir = Path(stack["ML_ASSETS_DATA_DIR"])
+    worker_pids = {
+        name: int((stack_dir / "pids" / f"{name}.pid").read_text())
+        for name in ("worker1", "worker2")
+    }
+    worker_processes = {name: process_group_members(pid) for name, pid in worker_pids.items()}
+    for key in ("DAGSTER_HOME", "DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_USER"):
+        monkeypatch.setenv(key, stack[key])
+    monkeypatch.setenv("DAGSTER_PG_PASSWORD", stack["DAGSTER_PG_PASSWORD"])
+    monkeypatch.setenv("DAGSTER_PG_DB", stack["DAGSTER_PG_DB"])
+    monkeypatch.setenv("DAGSTER_MAX_CONCURRENT_RUNS", stack["DAGSTER_MAX_CONCURRENT_RUNS"])
+
+    with dg.DagsterInstance.get() as instance:
+        # The zones are needed by every day; materialize them here, into the stack's storage.
+        settings = Settings.from_env(
+            {
+                "ML_ASSETS_SOURCE": "sample",
+                "ML_ASSETS_DATA_DIR": str(data_dir),
+                "MLFLOW_TRACKING_URI": stack["MLFLOW_TRACKING_URI"],
+            }
+        )
+        assert dg.materialize(
+            [ingestion.taxi_zones], resources=build_resources(settings), instance=instance
+        ).success
+
+        # As a user would: submit the daily loop to the deployment; the daemon launches the run.
+        client = DagsterGraphQLClient("127.0.0.1", port_number=int(stack["DAGSTER_WEBSERVER_PORT"]))
+        run_id = client.submit_job_execution("ml_loop_job", tags={"dagster/partition": DAY})
+
+        def training_started() -> tuple[str, int] | None:
+            events = _step_events(instance, run_id, "duration_model")
+            workers = [w for w in map(_celery_worker_of, events) if w]
+            started = [e for e in events if e.event_type == dg.DagsterEventType.STEP_START]
+            return (workers[-1], started[0].pid) if workers and started else None
+
+        killed, killed_step_pid = wait_for(
+            training_started, timeout=300, what="duration_model to start in a worker"
+        )
+        # The whole worker, mid-step: the dagster-celery process, Celery and its pool process.
+        os.killpg(worker_pids[killed], signal.SIGKILL)
+        survivor = "worker2" if killed == "worker1" else "worker1"
+
+        run = wait_for(
+            lambda: (r := instance.get_run_by_id(run_id)) and r.status in FINISHED and r,
+            timeout=300,
+            what="the run to finish after a worker was killed",
+        )
+        assert run.status == dg.DagsterRunStatus.SUCCESS
+
+        logs = [e.dagster_event for e in instance.all_logs(run_id) if e.dagster_event]
+        run_process = next(e.pid for e in logs if e.event_type == dg.DagsterEventType.RUN_START)
+        step_pids = {e.pid for e in logs if e.event_type == dg.DagsterEventType.STEP_START}
+        # Every step ran in a worker's pool process, none in the run's own process.
+        assert run_process not in step_pids
+        assert step_pids <= worker_processes["worker1"] | worker_processes["worker2"]
+        assert killed_step_pid in worker_processes[killed]
+
+        # The killed worker's step was handed to the other worker, which finished it.
+        training = _step_events(instance, run_id, "duration_model")
+        assert [w for w in map(_celery_worker_of, training) if w] == [killed, survivor]
+        (success,) = [e for e in training if e.event_type == dg.DagsterEventType.STEP_SUCCESS]
+        assert success.pid in worker_processes[survivor]
+        assert not process_group_members(worker_pids[killed])
+
+        # Outputs landed in the shared data directory, the model in the stack's MLflow server.
+        for asset, suffix in [
+            ("raw_trips", "parquet"),
+            ("trip_features", "parquet"),
+            ("duration_model", "json"),
+        ]:
+            assert (data_dir / "assets" / asset / f"{DAY}.{suffix}").exists(), asset
+        mlflow = MlflowClient(tracking_uri=stack["MLFLOW_TRACKING_URI"])
+        versions = mlflow.search_model_versions(f"name='{settings.model_name}'")
+        assert [v.tags.get("trained_through") for v in versions if v.status == "READY"][-1] == DAY
+        assert list(Path(stack["ML_ASSETS_MLFLOW_ARTIFACTS"]).rglob("MLmodel"))
+
+    status = subprocess.run(
+        [str(STACK_SCRIPT), "status"],
+        env={**os.environ, "ML_ASSETS_STACK_DIR": str(stack_dir)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert f"{killed}: not running" in status
+    assert f"{survivor}: running" in status
+    assert "daemon: running" in status and "mlflow: running" in status
