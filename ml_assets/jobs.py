@@ -1,8 +1,14 @@
 """Jobs over the assets."""
 
+import warnings
+
 import dagster as dg
 
 from ml_assets.partitions import daily_partitions
+
+# Jobs mixing single-run assets (raw_trips, trip_features) with per-day ones (the model) run a
+# backfill one day per run, which is what walk-forward training needs; Dagster warns about the mix.
+warnings.filterwarnings("ignore", message=".*materializes assets with varying BackfillPolicies.*")
 
 ml_loop_job = dg.define_asset_job(
     name="ml_loop_job",
@@ -41,4 +47,45 @@ model_evaluation_job = dg.define_asset_job(
     ),
 )
 
-jobs = [ml_loop_job, retrain_job, model_evaluation_job]
+daily_job = dg.define_asset_job(
+    name="daily_job",
+    selection=dg.AssetSelection.assets(
+        "raw_trips", "trip_features", "model_evaluation", "trip_duration_predictions"
+    ),
+    description=(
+        "Every morning, for the day before: ingest the day's trips, build its features, score "
+        "yesterday's model against the champion on it (promoting the winner) and predict it. "
+        "Steps that touch the network or MLflow retry with backoff; a run that dies (a lost "
+        "worker, an out-of-memory kill) is retried from the failed step."
+    ),
+    tags={
+        # Run-level retries (run_retries is enabled in deploy/dagster.yaml, jobs opt in here).
+        "dagster/max_retries": "2",
+        "dagster/retry_strategy": "FROM_FAILURE",
+        # A step that failed after its own RetryPolicy gave up would fail again the same way:
+        # run retries are for runs that crashed, not for steps that failed.
+        "dagster/retry_on_asset_or_op_failure": "false",
+    },
+)
+
+training_job = dg.define_asset_job(
+    name="training_job",
+    selection=dg.AssetSelection.assets("duration_model"),
+    description=(
+        "Train, log and register the model of one day on the trailing training window. "
+        "Scheduled after the daily job; a backfill over many days is walk-forward retraining "
+        "(one model per day), one training at a time (the `training` concurrency pool)."
+    ),
+)
+
+ingestion_job = dg.define_asset_job(
+    name="ingestion_job",
+    selection=dg.AssetSelection.assets("raw_trips", "trip_features"),
+    description=(
+        "Ingest trips and build features for a range of days in one run (both assets have a "
+        "single-run backfill policy); unchanged days are kept, not recomputed. Launched by the "
+        "TLC publication sensor for each newly published or changed month."
+    ),
+)
+
+jobs = [ml_loop_job, retrain_job, model_evaluation_job, daily_job, training_job, ingestion_job]

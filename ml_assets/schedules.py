@@ -1,5 +1,85 @@
-"""Schedules built from the partitioned jobs."""
+"""Schedules built from the partitioned jobs: the daily loop each morning, then retraining."""
+
+from datetime import date, datetime, timedelta
 
 import dagster as dg
 
-schedules: list[dg.ScheduleDefinition] = []
+from ml_assets.jobs import daily_job, training_job
+from ml_assets.lib.tlc_client import MonthNotPublishedError, TLCError, month_file_name
+from ml_assets.partitions import daily_partitions
+from ml_assets.resources.trip_source import TripSource
+from ml_assets.settings import Settings
+
+DAILY_CRON = "0 5 * * *"
+"""05:00 UTC: the day before is complete in New York (UTC-5/-4) by then."""
+
+_settings = Settings.from_env()
+
+
+def day_before(scheduled_time: datetime) -> date:
+    """The partition a morning tick works on: the last complete day (UTC)."""
+    return scheduled_time.astimezone(daily_partitions.start.tzinfo).date() - timedelta(days=1)
+
+
+@dg.schedule(
+    job=daily_job,
+    cron_schedule=DAILY_CRON,
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+)
+def daily_schedule(
+    context: dg.ScheduleEvaluationContext, trip_source: TripSource
+) -> dg.RunRequest | dg.SkipReason:
+    """Each morning at 05:00 UTC, run `daily_job` for the day before.
+
+    With the TLC source it first asks TLC (a HEAD request) whether the day's month is published;
+    TLC publishes a month weeks after it ends, so most mornings skip with that reason and the TLC
+    publication sensor ingests the month when it appears.
+    """
+    day = day_before(context.scheduled_execution_time)
+    if day < daily_partitions.start.date():
+        return dg.SkipReason(f"{day} is before the first partition ({daily_partitions.start:%F})")
+    if not trip_source.synthetic:
+        month = day.replace(day=1)
+        name = month_file_name(trip_source.taxi_type, month)
+        try:
+            trip_source.client().head_month(trip_source.taxi_type, month)
+        except MonthNotPublishedError:
+            return dg.SkipReason(
+                f"{day}: TLC has not published {name} yet; tlc_publication_sensor ingests it "
+                "when it appears"
+            )
+        except TLCError as error:
+            # The run's own retries handle a flaky source; do not lose the day to a blip here.
+            context.log.warning(f"could not check {name} ({error}); running anyway")
+    return dg.RunRequest(partition_key=day.isoformat(), run_key=f"daily_job:{day.isoformat()}")
+
+
+@dg.schedule(
+    job=training_job,
+    cron_schedule=_settings.retrain_cron,
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+)
+def training_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+    """Train the model of the day before, on `ML_ASSETS_RETRAIN_CRON` (default 06:00 UTC daily).
+
+    Runs an hour after `daily_schedule`, once the day's features exist; if they do not (the daily
+    run failed or is late) the tick is skipped with that reason instead of failing a training run.
+    """
+    day = day_before(context.scheduled_execution_time)
+    if day < daily_partitions.start.date():
+        return dg.SkipReason(f"{day} is before the first partition ({daily_partitions.start:%F})")
+    features = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("trip_features"), asset_partitions=[str(day)]),
+        limit=1,
+    )
+    if not features.records:
+        return dg.SkipReason(
+            f"trip_features for {day} is not materialized yet; nothing to train on (is the "
+            "daily_job run of that day done?)"
+        )
+    return dg.RunRequest(partition_key=day.isoformat(), run_key=f"training_job:{day.isoformat()}")
+
+
+schedules: list[dg.ScheduleDefinition] = [daily_schedule, training_schedule]

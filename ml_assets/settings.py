@@ -27,6 +27,8 @@ class Settings:
     mlflow_experiment: str
     mlflow_ui_url: str
     model_name: str
+    retrain_cron: str = "0 6 * * *"
+    """When `training_job` trains the model of the day before (cron, UTC)."""
     ui_url: str = "http://127.0.0.1:3000"
     """Base URL of the Dagster UI, for the run links in alerts."""
     notify_configured: bool = False
@@ -71,6 +73,7 @@ class Settings:
             mlflow_experiment=env.get("ML_ASSETS_MLFLOW_EXPERIMENT", "ml_assets"),
             mlflow_ui_url=env.get("ML_ASSETS_MLFLOW_UI_URL", "http://127.0.0.1:5000"),
             model_name=env.get("ML_ASSETS_MODEL_NAME", "nyc-taxi-trip-duration"),
+            retrain_cron=_cron(env.get("ML_ASSETS_RETRAIN_CRON", "0 6 * * *")),
             ui_url=env.get("ML_ASSETS_UI_URL", "http://127.0.0.1:3000"),
             notify_configured=bool(env.get("ML_ASSETS_NOTIFY_URLS", "").strip()),
             rmse_regression_margin=_share(
@@ -97,3 +100,14 @@ def _days(name: str, value: str) -> int:
     if not value.isdigit() or not 1 <= int(value) <= 366:
         raise ValueError(f"{name}={value!r}: expected a whole number of days, 1..366")
     return int(value)
+
+
+def _cron(value: str) -> str:
+    # Five fields, each made of digits, `*`, `/`, `,` and `-`: enough to catch a typo early.
+    fields = value.split()
+    if len(fields) != 5 or not all(set(field) <= set("0123456789*/,-") for field in fields):
+        raise ValueError(
+            f"ML_ASSETS_RETRAIN_CRON={value!r}: expected a five-field cron expression "
+            "such as '0 6 * * *' (every day at 06:00 UTC) or '0 6 * * 1' (Mondays)"
+        )
+    return value

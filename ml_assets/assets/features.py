@@ -4,46 +4,88 @@ import dagster as dg
 import polars as pl
 
 from ml_assets.assets.metadata import table_metadata
+from ml_assets.assets.partition_cache import CACHE_KEY, PartitionCache, latest_partition_metadata
 from ml_assets.lib.features import CleaningRules, build_trip_features, cleaning_summary
+from ml_assets.lib.fingerprint import fingerprint, frame_fingerprint
 from ml_assets.partitions import daily_partitions
+from ml_assets.resources.parquet_io_manager import PartitionedFileIOManager
+
+TRIP_FEATURES_CODE_VERSION = "1"
+"""Bump when the features change: every partition is rebuilt, and models downstream go stale."""
 
 
 @dg.asset(
     group_name="features",
     partitions_def=daily_partitions,
     kinds={"polars", "parquet"},
-    code_version="1",
+    code_version=TRIP_FEATURES_CODE_VERSION,
+    backfill_policy=dg.BackfillPolicy.single_run(),
     owners=["team:ml-platform"],
     tags={"domain": "nyc_taxi", "stage": "features"},
 )
 def trip_features(
-    context: dg.AssetExecutionContext, raw_trips: dict[str, pl.DataFrame], taxi_zones: pl.DataFrame
+    context: dg.AssetExecutionContext,
+    raw_trips: dict[str, pl.LazyFrame],
+    taxi_zones: pl.DataFrame,
+    io_manager: dg.ResourceParam[PartitionedFileIOManager],
 ) -> dg.MaterializeResult:
     """The day's trips, cleaned and turned into features.
 
     Kept: durations of 1 to 60 minutes, distances from 0 to 100 miles, zone IDs 1..265.
     Features: pickup and drop-off zone and their pair (`PU_DO`), trip distance, hour of day,
     ISO day of week, pickup and drop-off borough. Target: `duration_min`.
+
+    A day whose `raw_trips` partition, zone lookup, cleaning rules and code version are unchanged
+    since it was last built is not rebuilt (and its raw trips are not even read): the stored file
+    is kept and its materialization says `cached: true`.
     """
     rules = CleaningRules()
-    features_by_day: dict[str, pl.DataFrame] = {}
-    raw_rows = 0
-    for key in context.partition_keys:
-        trips = raw_trips[key]
-        raw_rows += trips.height
-        features_by_day[key] = build_trip_features(trips.lazy(), taxi_zones.lazy(), rules).collect()
-    every_row = pl.concat(features_by_day.values())
-    value = features_by_day if len(features_by_day) > 1 else every_row
-    summary = cleaning_summary(raw_rows, every_row.height)
-    context.log.info(
-        f"kept {summary['kept_rows']} of {summary['raw_rows']} trips "
-        f"({summary['dropped_share']:.1%} dropped by cleaning)"
+    cache = PartitionCache.load(context, io_manager)
+    raw_metadata = latest_partition_metadata(
+        context.instance, dg.AssetKey("raw_trips"), context.partition_keys
     )
+    zones_version = frame_fingerprint(taxi_zones)
+    outputs: dict[str, object] = {}
+    raw_rows = kept_rows = 0
+    for key in context.partition_keys:
+        raw_version = raw_metadata.get(key, {}).get(CACHE_KEY)
+        cache_key = fingerprint(
+            TRIP_FEATURES_CODE_VERSION,
+            repr(rules),
+            zones_version,
+            # No recorded raw version (an older materialization): a key that never matches.
+            str(raw_version.value) if raw_version is not None else context.run_id,
+        )
+        reused = cache.reuse(key, cache_key)
+        if reused is not None:
+            outputs[key] = reused
+            continue
+        trips = raw_trips[key].collect()
+        features = build_trip_features(trips.lazy(), taxi_zones.lazy(), rules).collect()
+        outputs[key] = features
+        raw_rows += trips.height
+        kept_rows += features.height
+        summary = cleaning_summary(trips.height, features.height)
+        cache.record_computed(
+            key,
+            cache_key,
+            {
+                **table_metadata(features),
+                **{f"cleaning/{name}": number for name, number in summary.items()},
+                "mean_duration_min": float(features["duration_min"].mean() or 0.0),
+            },
+        )
+    cache.log_summary()
+    run_summary = cleaning_summary(raw_rows, kept_rows)
+    if cache.computed_keys:
+        context.log.info(
+            f"kept {run_summary['kept_rows']} of {run_summary['raw_rows']} trips "
+            f"({run_summary['dropped_share']:.1%} dropped by cleaning)"
+        )
     return dg.MaterializeResult(
-        value=value,
+        value=outputs if len(outputs) > 1 else next(iter(outputs.values())),
         metadata={
-            **table_metadata(every_row),
-            **{f"cleaning/{name}": number for name, number in summary.items()},
-            "mean_duration_min": float(every_row["duration_min"].mean() or 0.0),
+            **cache.summary(),
+            **{f"run/cleaning/{name}": number for name, number in run_summary.items()},
         },
     )

@@ -59,6 +59,9 @@ def _validation_split(features: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFram
     kinds={"scikit-learn", "mlflow"},
     code_version="1",
     retry_policy=mlflow_retry,
+    # One training at a time on a small machine, however many days a backfill asks for
+    # (deploy/dagster.yaml: pools without their own limit run one step at a time).
+    pool="training",
     owners=["team:ml-platform"],
     tags={"domain": "nyc_taxi", "stage": "train"},
 )

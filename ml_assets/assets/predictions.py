@@ -6,6 +6,7 @@ import dagster as dg
 import polars as pl
 
 from ml_assets.assets.metadata import table_metadata
+from ml_assets.assets.model import mlflow_retry
 from ml_assets.lib.model import ALL_FEATURES, model_input
 from ml_assets.lib.registry import RegisteredModel
 from ml_assets.partitions import daily_partitions
@@ -17,6 +18,7 @@ from ml_assets.resources.mlflow import ModelRegistryResource
     partitions_def=daily_partitions,
     kinds={"scikit-learn", "polars", "parquet"},
     code_version="1",
+    retry_policy=mlflow_retry,  # the champion is loaded from the MLflow registry
     owners=["team:ml-platform"],
     tags={"domain": "nyc_taxi", "stage": "serve"},
 )

@@ -21,8 +21,11 @@ class PartitionedFileIOManager(dg.ConfigurableIOManager):
     """Polars frames as parquet and dicts as JSON, at `{base_dir}/{asset}/{partition}.{ext}`.
 
     A run over a partition range (a single-run backfill) returns a mapping from partition key to
-    that partition's value; each is written to its own file. Downstream assets read one partition
-    as a value, several as a lazily scanned frame (`pl.LazyFrame`) or as a mapping by partition key.
+    that partition's value; each is written to its own file. A partition whose value is
+    `KEEP_STORED` keeps the file it already has (its inputs did not change, see
+    `ml_assets.assets.partition_cache`). Downstream assets read one partition as a value, several
+    as a lazily scanned frame (`pl.LazyFrame`) or as a mapping by partition key (`dict[str,
+    pl.DataFrame]`, or `dict[str, pl.LazyFrame]` to read only the partitions it collects).
     """
 
     base_dir: str = Field(description="Folder under which every asset's files are written.")
@@ -36,6 +39,13 @@ class PartitionedFileIOManager(dg.ConfigurableIOManager):
             return Path(self.base_dir).joinpath(*asset_key.path).with_suffix(suffix)
         return self._asset_dir(asset_key) / f"{partition_key}{suffix}"
 
+    def has_stored(self, asset_key: dg.AssetKey, partition_key: str | None) -> bool:
+        """Whether a file for the asset's partition (or the unpartitioned asset) exists."""
+        return any(
+            self._path(asset_key, partition_key, {} if suffix == ".json" else None).exists()
+            for suffix in (".parquet", ".json")
+        )
+
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         if obj is None:
             return
@@ -45,7 +55,7 @@ class PartitionedFileIOManager(dg.ConfigurableIOManager):
             return
         keys = context.asset_partition_keys
         if len(keys) == 1 and not _is_partition_mapping(obj, keys):
-            self._write(self._path(asset_key, keys[0], obj), obj)
+            self._store(asset_key, keys[0], obj)
             return
         if not _is_partition_mapping(obj, keys):
             raise TypeError(
@@ -58,7 +68,16 @@ class PartitionedFileIOManager(dg.ConfigurableIOManager):
                 f"{asset_key.to_user_string()}: no output for partition(s) {', '.join(missing)}"
             )
         for key in keys:
-            self._write(self._path(asset_key, key, obj[key]), obj[key])
+            self._store(asset_key, key, obj[key])
+
+    def _store(self, asset_key: dg.AssetKey, partition_key: str, value: Any) -> None:
+        if value is not KEEP_STORED:
+            self._write(self._path(asset_key, partition_key, value), value)
+        elif not self.has_stored(asset_key, partition_key):
+            raise FileNotFoundError(
+                f"partition {partition_key} of {asset_key.to_user_string()}: the asset asked to "
+                f"keep its stored file, but there is none under {self._asset_dir(asset_key)}"
+            )
 
     def _write(self, path: Path, value: Any) -> None:
         if isinstance(value, pl.DataFrame):
@@ -81,7 +100,8 @@ class PartitionedFileIOManager(dg.ConfigurableIOManager):
             return pl.scan_parquet([str(path) for path in paths.values()])
         if len(keys) == 1 and not _wants_mapping(wants):
             return self._read(paths[keys[0]], wants)
-        return {key: self._read(path, None) for key, path in paths.items()}
+        value_type = typing.get_args(wants)[1] if _wants_mapping(wants) else None
+        return {key: self._read(path, value_type) for key, path in paths.items()}
 
     def _find(self, asset_key: dg.AssetKey, partition_key: str | None) -> Path:
         for suffix in (".parquet", ".json"):
@@ -103,18 +123,32 @@ class PartitionedFileIOManager(dg.ConfigurableIOManager):
         return pl.read_parquet(path)
 
 
+class _KeepStored:
+    """The marker type of `KEEP_STORED`."""
+
+    def __repr__(self) -> str:
+        return "KEEP_STORED"
+
+
+KEEP_STORED = _KeepStored()
+"""An output value meaning "this partition is unchanged: keep the file already stored"."""
+
+
 def _is_partition_mapping(obj: Any, keys: list[str]) -> bool:
     return (
         isinstance(obj, Mapping)
         and bool(obj)
         and set(obj) <= set(keys)
-        and all(isinstance(value, pl.DataFrame | Mapping) for value in obj.values())
+        and all(
+            isinstance(value, pl.DataFrame | Mapping) or value is KEEP_STORED
+            for value in obj.values()
+        )
     )
 
 
 def _wants_mapping(wants: Any) -> bool:
-    """`dict[str, pl.DataFrame]` or `dict[str, dict[...]]` asks for values by partition key."""
+    """`dict[str, pl.DataFrame | pl.LazyFrame | dict[...]]` asks for values by partition key."""
     if typing.get_origin(wants) is not dict:
         return False
     value_type = typing.get_args(wants)[1]
-    return value_type is pl.DataFrame or value_type is dict or typing.get_origin(value_type) is dict
+    return value_type in (pl.DataFrame, pl.LazyFrame, dict) or typing.get_origin(value_type) is dict

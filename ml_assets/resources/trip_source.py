@@ -92,6 +92,17 @@ class TripSource(dg.ConfigurableResource):
             downloaded=cached.downloaded,
         )
 
+    def source_version_for_day(self, day: date, taxi_type: str | None = None) -> str:
+        """What `DayOfTrips.source_version` of `day` will be, without reading any trips.
+
+        For TLC this is the checksum of the cached month file (downloaded first if needed): the
+        cache check of `raw_trips` costs a small sidecar read per day, not a parquet read.
+        """
+        taxi_type = taxi_type or self.taxi_type
+        if self.synthetic:
+            return f"sample-v{SAMPLE_VERSION}"
+        return self.client().fetch_month(taxi_type, day.replace(day=1)).sha256
+
     def zones(self) -> tuple[pl.DataFrame, str]:
         """The zone lookup and a description of where it came from."""
         if self.synthetic:

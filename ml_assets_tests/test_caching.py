@@ -1,0 +1,152 @@
+"""Unchanged partitions are not recomputed; a changed source file or code version recomputes."""
+
+import io
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from ml_assets.assets import ingestion
+from ml_assets.assets.features import trip_features
+from ml_assets.assets.ingestion import raw_trips, taxi_zones
+from ml_assets.lib.publication import forget_outdated_cached_month
+from ml_assets.lib.sample_source import sample_raw_trips, sample_zones
+from ml_assets.resources import build_resources
+from ml_assets.resources.trip_source import TripSource
+from ml_assets.settings import Settings
+from ml_assets_tests.http_fixtures import FileServer
+
+FIRST, LAST = "2021-01-04", "2021-01-06"
+DAYS = ["2021-01-04", "2021-01-05", "2021-01-06"]
+
+
+def backfill(
+    resources: dict[str, object], instance: dg.DagsterInstance
+) -> dg.ExecuteInProcessResult:
+    """raw_trips and trip_features over FIRST..LAST in one run, as a single-run backfill does."""
+    return dg.materialize(
+        [taxi_zones, raw_trips, trip_features],
+        selection=["raw_trips", "trip_features"],
+        resources=resources,
+        instance=instance,
+        tags={
+            "dagster/asset_partition_range_start": FIRST,
+            "dagster/asset_partition_range_end": LAST,
+        },
+    )
+
+
+def partition_metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, dict]:
+    return {
+        event.partition: {key: value.value for key, value in event.materialization.metadata.items()}
+        for event in result.get_asset_materialization_events()
+        if event.asset_key.to_user_string() == asset
+    }
+
+
+def messages(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    return [entry.user_message for entry in instance.all_logs(run_id)]
+
+
+def stored_files(data_dir: Path, asset: str) -> dict[str, int]:
+    """Each stored partition file and when it was last written."""
+    return {
+        path.stem: path.stat().st_mtime_ns
+        for path in sorted((data_dir / "assets" / asset).glob("*.parquet"))
+    }
+
+
+def test_a_second_identical_backfill_keeps_every_partition(
+    resources: dict[str, object], settings: Settings, instance: dg.DagsterInstance
+):
+    dg.materialize([taxi_zones], resources=resources, instance=instance)
+    first = backfill(resources, instance)
+    written = {
+        asset: stored_files(settings.data_dir, asset) for asset in ("raw_trips", "trip_features")
+    }
+
+    second = backfill(resources, instance)
+
+    for asset in ("raw_trips", "trip_features"):
+        before = partition_metadata(first, asset)
+        after = partition_metadata(second, asset)
+        assert sorted(after) == DAYS
+        assert all(meta["cached"] is False for meta in before.values())
+        assert all(meta["cached"] is True for meta in after.values())
+        # The kept partitions still report what they hold.
+        for day in DAYS:
+            assert after[day]["dagster/row_count"] == before[day]["dagster/row_count"] > 1000
+            assert after[day]["cache_key"] == before[day]["cache_key"]
+            assert after[day]["run/cached"] == 3
+            assert after[day]["run/recomputed"] == 0
+        # Nothing was written again.
+        assert stored_files(settings.data_dir, asset) == written[asset]
+        assert (
+            f"{asset}: all 3 partition(s) unchanged (same source and code version): "
+            "nothing recomputed, stored files kept"
+        ) in messages(instance, second.run_id)
+
+
+def test_a_new_code_version_recomputes_the_asset_and_everything_built_from_it(
+    resources: dict[str, object], instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+):
+    dg.materialize([taxi_zones], resources=resources, instance=instance)
+    backfill(resources, instance)
+    monkeypatch.setattr(ingestion, "RAW_TRIPS_CODE_VERSION", "2")
+
+    again = backfill(resources, instance)
+
+    for asset in ("raw_trips", "trip_features"):
+        assert all(meta["cached"] is False for meta in partition_metadata(again, asset).values())
+
+
+def month_file(rows_on_the_4th: int | None = None) -> bytes:
+    fourth = sample_raw_trips(date(2021, 1, 4))
+    if rows_on_the_4th is not None:
+        fourth = fourth.head(rows_on_the_4th)
+    month = pl.concat([fourth] + [sample_raw_trips(date(2021, 1, day)) for day in (5, 6)])
+    buffer = io.BytesIO()
+    month.write_parquet(buffer)
+    return buffer.getvalue()
+
+
+def test_a_changed_source_file_recomputes_its_partitions(
+    tlc_server: FileServer, tmp_path: Path, instance: dg.DagsterInstance
+):
+    tlc_server.add_file("green_tripdata_2021-01.parquet", month_file())
+    tlc_server.add_file("taxi_zone_lookup.csv", sample_zones().write_csv().encode())
+    settings = Settings.from_env(
+        {
+            "ML_ASSETS_SOURCE": "tlc",
+            "ML_ASSETS_DATA_DIR": str(tmp_path / "data"),
+            "ML_ASSETS_TLC_BASE_URL": tlc_server.base_url,
+            "ML_ASSETS_TLC_ZONE_LOOKUP_URL": tlc_server.url("taxi_zone_lookup.csv"),
+        }
+    )
+    resources = build_resources(settings)
+    source: TripSource = resources["trip_source"]  # type: ignore[assignment]
+    dg.materialize([taxi_zones], resources=resources, instance=instance)
+    first = backfill(resources, instance)
+    unchanged = backfill(resources, instance)
+
+    # TLC replaces the month file; the publication sensor notices and drops the local copy.
+    tlc_server.add_file("green_tripdata_2021-01.parquet", month_file(rows_on_the_4th=150))
+    client = source.client()
+    remote = client.head_month("green", date(2021, 1, 1))
+    assert forget_outdated_cached_month(client, "green", date(2021, 1, 1), remote)
+    changed = backfill(resources, instance)
+
+    assert all(m["cached"] for m in partition_metadata(unchanged, "raw_trips").values())
+    raw = partition_metadata(changed, "raw_trips")
+    assert all(meta["cached"] is False for meta in raw.values())
+    assert raw["2021-01-04"]["dagster/row_count"] == 150
+    assert (
+        raw["2021-01-05"]["source_version"]
+        != partition_metadata(first, "raw_trips")["2021-01-05"]["source_version"]
+    )
+    assert all(m["cached"] is False for m in partition_metadata(changed, "trip_features").values())
+    stored = pl.read_parquet(settings.assets_dir / "raw_trips" / "2021-01-04.parquet")
+    assert stored.height == 150
+    assert tlc_server.requests_for("/green_tripdata_2021-01.parquet").count("GET") == 2
