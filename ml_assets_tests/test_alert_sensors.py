@@ -18,6 +18,7 @@ from ml_assets.jobs import jobs
 from ml_assets.resources.notifier import Notifier
 from ml_assets.resources.trip_source import DayOfTrips, TripSource
 from ml_assets.sensors.alerts import (
+    SUCCESS_ALERT_JOBS,
     alert_sensors,
     failed_check_alert,
     model_quality_regression_alert,
@@ -268,3 +269,8 @@ def test_run_partition_names_a_day_or_a_range() -> None:
     )
     assert run_partition(ranged) == "2021-01-01..2021-01-31"
     assert run_partition(dg.DagsterRun("adhoc")) is None
+
+
+def test_success_alerts_name_existing_jobs() -> None:
+    # The success sensor monitors jobs by name: a renamed job must not silently drop out.
+    assert set(SUCCESS_ALERT_JOBS) <= {job.name for job in jobs}

@@ -2,7 +2,12 @@
 
 import dagster as dg
 
+from ml_assets.sensors.alerts import alert_sensors
 from ml_assets.sensors.publication import tlc_publication_sensor
 from ml_assets.sensors.retrain import evaluate_retrained_model
 
-sensors: list[dg.SensorDefinition] = [tlc_publication_sensor, evaluate_retrained_model]
+sensors: list[dg.SensorDefinition] = [
+    tlc_publication_sensor,
+    evaluate_retrained_model,
+    *alert_sensors,
+]

@@ -17,7 +17,7 @@ import dagster as dg
 from dagster import DagsterEventType, DagsterRunStatus
 from dagster._utils.error import SerializableErrorInfo
 
-from ml_assets.jobs import daily_job, ml_loop_job, training_job
+from ml_assets.jobs import jobs
 from ml_assets.lib.notifications import (
     failed_check_message,
     is_regression,
@@ -34,6 +34,9 @@ RMSE_REGRESSION_MARGIN = _settings.rmse_regression_margin
 RMSE_TRAILING_DAYS = _settings.rmse_trailing_days
 EVENTS_PER_TICK = 25
 """At most this many events are announced per tick; the rest wait for the next one."""
+
+SUCCESS_ALERT_JOBS = ("daily_job", "training_job", "ml_loop_job")
+"""The jobs whose successful runs are announced (the others' successes are routine or ad hoc)."""
 
 MODEL_EVALUATION = dg.AssetKey("model_evaluation")
 PARTITION_TAG = "dagster/partition"
@@ -142,7 +145,7 @@ def run_numbers(instance: dg.DagsterInstance, run_id: str) -> RunNumbers:
 @dg.run_status_sensor(
     run_status=DagsterRunStatus.SUCCESS,
     name="run_success_alert",
-    monitored_jobs=[daily_job, training_job, ml_loop_job],
+    monitored_jobs=[job for job in jobs if job.name in SUCCESS_ALERT_JOBS],
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
