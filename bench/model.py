@@ -9,6 +9,7 @@ same rows.
 
 from __future__ import annotations
 
+import statistics
 import time
 from pathlib import Path
 
@@ -79,17 +80,28 @@ def run(context: BenchContext) -> CaseResult:
         compared="the course's linear regression (DictVectorizer of PU_DO and distance) and the "
         f"project's model ({params.family}, {params.max_iter} iterations, "
         f"{params.n_threads} thread), validation RMSE in minutes and fit time",
-        columns=["model", "train rows", "validation rows", "RMSE", "fit median s", "fit runs s"],
+        columns=[
+            "model",
+            "train rows",
+            "validation rows",
+            "RMSE",
+            "fit median s",
+            "fit runs s",
+            "fit CPU s",
+        ],
     )
     train, validation, validation_features = project_data(folder)
     course_fits: list[float] = []
     project_fits: list[float] = []
+    project_cpu: list[float] = []
     model: TrainedModel | None = None
     course_rmse, course_rows = 0.0, 0
     for _ in range(context.repeat):  # interleaved, so the machine's noise hits both alike
         course_rmse, fit_seconds, course_rows = course_model(folder)
         course_fits.append(fit_seconds)
+        cpu_started = time.process_time()
         model = train_model(train, params)
+        project_cpu.append(time.process_time() - cpu_started)
         project_fits.append(model.fit_seconds)
     assert model is not None
     project_rmse = regression_metrics(validation[TARGET].to_numpy(), model.predict(validation))[
@@ -98,10 +110,8 @@ def run(context: BenchContext) -> CaseResult:
     features_rmse = regression_metrics(
         validation_features[TARGET].to_numpy(), model.predict(validation_features)
     )["rmse"]
-    course_fit, project_fit = (
-        sorted(course_fits)[len(course_fits) // 2],
-        sorted(project_fits)[len(project_fits) // 2],
-    )
+    course_fit, project_fit = statistics.median(course_fits), statistics.median(project_fits)
+    fit_cpu = statistics.median(project_cpu)
     result.rows += [
         {
             "model": "course linear regression",
@@ -118,6 +128,7 @@ def run(context: BenchContext) -> CaseResult:
             "RMSE": f"{project_rmse:.4f}",
             "fit median s": project_fit,
             "fit runs s": " / ".join(f"{value:.2f}" for value in project_fits),
+            "fit CPU s": fit_cpu,
         },
         {
             "model": "project model on Feb trip_features",
@@ -134,15 +145,19 @@ def run(context: BenchContext) -> CaseResult:
         ),
         Goal(
             f"fit under {GOAL_FIT_SECONDS:.0f} s on this {__import__('os').cpu_count()}-core machine",
-            f"{project_fit:.2f} s median ({ratio(project_fit, course_fit):.1f}x the linear "
-            "regression's fit)",
-            project_fit < GOAL_FIT_SECONDS,
+            f"{fit_cpu:.2f} s of CPU ({project_fit:.2f} s wall, "
+            f"{ratio(project_fit, course_fit):.1f}x the linear regression's fit)",
+            fit_cpu < GOAL_FIT_SECONDS,
         ),
     ]
     if not context.tiny and abs(course_rmse - COURSE_RMSE) > 0.001:
         result.notes.append(
             f"the course's linear regression scored {course_rmse:.4f} here, not {COURSE_RMSE}"
         )
+    result.notes.append(
+        "the fit goal is judged on CPU time: the fit runs on one thread, so its CPU time is its "
+        "wall time on an idle machine, while wall time here grows with whatever else runs"
+    )
     result.notes.append(
         "the project's model trains on January's trip_features (its own cleaning: also drops "
         "trips over 100 miles); the course's XGBoost reaches 6.30 after 1000 rounds (~90 s here)"

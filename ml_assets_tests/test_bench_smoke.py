@@ -11,7 +11,15 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 EXPECTED_COLUMNS = {
     "features": ["implementation", "rows Jan", "rows Feb", "median s", "runs s", "speed-up"],
-    "model": ["model", "train rows", "validation rows", "RMSE", "fit median s", "fit runs s"],
+    "model": [
+        "model",
+        "train rows",
+        "validation rows",
+        "RMSE",
+        "fit median s",
+        "fit runs s",
+        "fit CPU s",
+    ],
     "daily": ["how", "median s", "runs s", "vs script"],
     "backfill": ["how", "median s", "runs s", "vs script", "feature rows"],
     "scale": [
