@@ -436,3 +436,13 @@ def test_trip_source_reads_zones_from_the_lookup_url(
 
     assert zones["Zone"].to_list() == ["Newark Airport"]
     assert origin == tlc_server.url("taxi_zone_lookup.csv")
+
+
+def test_missing_zone_lookup_names_the_setting_not_a_month(
+    tlc_server: FileServer, tmp_path: Path
+) -> None:
+    with pytest.raises(TLCError, match=r"taxi_zone_lookup\.csv does not exist") as raised:
+        make_client(tlc_server, tmp_path / "cache").read_zones()
+
+    assert "ML_ASSETS_TLC_ZONE_LOOKUP_URL" in str(raised.value)
+    assert not isinstance(raised.value, MonthNotPublishedError)

@@ -177,7 +177,13 @@ class TLCClient:
 
     def read_zones(self) -> pl.DataFrame:
         """The taxi zone lookup (LocationID, Borough, Zone, service_zone)."""
-        response = self._request("GET", self.zone_lookup_url)
+        try:
+            response = self._request("GET", self.zone_lookup_url)
+        except MonthNotPublishedError as error:
+            raise TLCError(
+                f"{self.zone_lookup_url} does not exist (HTTP 404): check "
+                "ML_ASSETS_TLC_ZONE_LOOKUP_URL"
+            ) from error
         raw = pl.read_csv(response.content, infer_schema_length=0)
         return normalize_zones(raw, source_name=self.zone_lookup_url)
 
