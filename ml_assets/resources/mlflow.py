@@ -48,7 +48,12 @@ def mlflow_tracking(init_context: dg.InitResourceContext) -> MlFlow:
                 )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.BetaWarning)
-        return MlFlow(init_context)
+        tracking = MlFlow(init_context)
+    # dagster-mlflow sets only the tracking URI; models registered by `log_model` go to the registry
+    # URI, which would otherwise stay whatever an earlier step in this process set (for example a
+    # local store, in a process that ran with other settings before).
+    mlflow.set_registry_uri(config["mlflow_tracking_uri"])
+    return tracking
 
 
 class ModelRegistryResource(dg.ConfigurableResource):
