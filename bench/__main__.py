@@ -60,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(work_dir, ignore_errors=True)
     missed = [goal for result in results for goal in result.goals if not goal.met]
-    print(f"{len(missed)} goal(s) missed" if missed else "every goal met")
+    skipped = [result.case for result in results if result.skipped]
+    summary = f"{len(missed)} goal(s) missed" if missed else "no goal missed"
+    print(summary + (f"; skipped: {', '.join(skipped)}" if skipped else ""))
     return 0
 
 
