@@ -1,0 +1,330 @@
+"""End to end in a real browser: `dagster dev` on loopback, driven through Debian's chromium.
+
+Screenshots go to `test-artifacts/` in the repository root. With `ML_ASSETS_UPDATE_SCREENSHOTS=1`
+the README's screenshots in `docs/images/` are refreshed from the same run.
+"""
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+README_IMAGES = REPO_ROOT / "docs" / "images"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+GROUPS = ("ingestion", "features", "model", "predictions")
+CLICKED_DAY = "2021-01-03"
+
+pytestmark = pytest.mark.slow
+
+
+def _require_chromium() -> None:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        reason = "the playwright package is not installed (pip install -e '.[dev]')"
+    else:
+        if CHROMIUM.exists():
+            return
+        reason = f"{CHROMIUM} is missing (apt-get install chromium; scripts/setup does it)"
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must run the browser test: {reason}")
+    pytest.skip(reason)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_for_webserver(url: str, server: subprocess.Popen, log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"dagster dev exited with {server.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/server_info", timeout=5) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            time.sleep(1)
+    pytest.fail(f"dagster dev did not answer on {url} within {timeout:.0f}s")
+
+
+def _default_signal_handling() -> None:
+    """In the child: a test runner may ignore SIGINT/SIGTERM; dagster dev must not inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _stop(server: subprocess.Popen) -> None:
+    """Stop dagster dev and everything it started (its own process group), by its pid."""
+    if server.poll() is None:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=10)
+    # Its children share the group; make sure none outlives the test.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.pid, signal.SIGKILL)
+
+
+def _seed(home: Path, env: dict[str, str]) -> None:
+    """Materialize a model and its evaluation, in-process, into the instance dagster dev shows."""
+    from ml_assets.assets import features, ingestion, model
+    from ml_assets.resources import build_resources
+    from ml_assets.settings import Settings
+
+    assets = dg.load_assets_from_modules([ingestion, features, model])
+    resources = build_resources(Settings.from_env(env))
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        dg.materialize(assets, selection=["taxi_zones"], resources=resources, instance=instance)
+        for day, selection in [
+            ("2021-01-01", ["raw_trips", "trip_features", "duration_model"]),
+            ("2021-01-02", ["raw_trips", "trip_features", "duration_model", "model_evaluation"]),
+        ]:
+            dg.materialize(
+                assets,
+                selection=selection,
+                partition_key=day,
+                resources=resources,
+                instance=instance,
+            )
+
+
+@pytest.fixture(scope="module")
+def dagster_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """A seeded `dagster dev` on a free loopback port; yields its URL and DAGSTER_HOME."""
+    _require_chromium()
+    base = tmp_path_factory.mktemp("dagster_ui")
+    home = base / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO_ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    settings_env = {"ML_ASSETS_SOURCE": "sample", "ML_ASSETS_DATA_DIR": str(base / "data")}
+    env = {**os.environ, **settings_env, "DAGSTER_HOME": str(home)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    _seed(home, settings_env)
+
+    port = _free_port()
+    log = base / "dagster_dev.log"
+    with log.open("w") as output:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(port)],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            # Its own process group, with default signal handling, so it can be stopped as one.
+            start_new_session=True,
+            preexec_fn=_default_signal_handling,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_for_webserver(url, server, log, timeout=180)
+        yield url, home
+    finally:
+        _stop(server)
+        ARTIFACTS.mkdir(exist_ok=True)
+        shutil.copy(log, ARTIFACTS / "dagster_dev.log")
+
+
+@pytest.fixture(scope="module")
+def browser_page(dagster_ui: tuple[str, Path], tmp_path_factory: pytest.TempPathFactory):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium_profile")),
+            executable_path=str(CHROMIUM),
+            args=CHROMIUM_ARGS,
+            headless=True,
+            viewport={"width": 1600, "height": 1000},
+        )
+        # Nothing but the local webserver: fail loudly if the UI reached for the internet.
+        outside: list[str] = []
+
+        def only_loopback(route) -> None:
+            if route.request.url.startswith(dagster_ui[0]) or route.request.url.startswith(
+                ("data:", "blob:")
+            ):
+                route.continue_()
+            else:
+                outside.append(route.request.url)
+                route.abort()
+
+        context.route("**/*", only_loopback)
+        page = context.new_page()
+        page.set_default_timeout(90_000)
+        try:
+            yield page
+        finally:
+            context.close()
+        assert not outside, f"the UI tried to reach beyond loopback: {outside[:5]}"
+
+
+def _screenshot(page, name: str, readme: bool = False) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+    if readme and os.environ.get("ML_ASSETS_UPDATE_SCREENSHOTS") == "1":
+        README_IMAGES.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(README_IMAGES / f"{name}.png"))
+
+
+def _expected_edges() -> set[tuple[str, str]]:
+    from ml_assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    return {
+        (parent.to_user_string(), key.to_user_string())
+        for key in graph.get_all_asset_keys()
+        for parent in graph.get(key).parent_keys
+    }
+
+
+_DRAWN_GRAPH = """() => {
+  const nodes = [];
+  for (const box of document.querySelectorAll('foreignObject')) {
+    const label = box.querySelector('[class*="assetName"]');
+    if (label) nodes.push({name: label.textContent.trim(), x: +box.getAttribute('x'),
+                           y: +box.getAttribute('y'), w: +box.getAttribute('width'),
+                           h: +box.getAttribute('height')});
+  }
+  const edges = [];
+  for (const path of document.querySelectorAll('path[stroke^="var(--color-lineage-edge"]')) {
+    const numbers = path.getAttribute('d').match(/-?[0-9.]+/g).map(Number);
+    edges.push([numbers[0], numbers[1], numbers[numbers.length - 2], numbers[numbers.length - 1]]);
+  }
+  return {nodes, edges};
+}"""
+
+
+def _shown_as(label: str, names: set[str]) -> str:
+    """The asset a node label stands for; long names are shown middle-truncated (`trip_…_x`)."""
+    head, _, tail = label.partition("…")
+    matches = {
+        name
+        for name in names
+        if name == label or ("…" in label and name.startswith(head) and name.endswith(tail))
+    }
+    assert len(matches) == 1, f"node label {label!r} matches {sorted(matches) or 'no asset'}"
+    return matches.pop()
+
+
+def _node_at(nodes: list[dict], x: float, y: float) -> str | None:
+    for node in nodes:
+        if (
+            node["x"] - 15 <= x <= node["x"] + node["w"] + 15
+            and node["y"] <= y <= node["y"] + node["h"]
+        ):
+            return node["name"]
+    return None
+
+
+def test_asset_graph_shows_every_asset_and_edge(browser_page, dagster_ui) -> None:
+    url, _ = dagster_ui
+    expected_edges = _expected_edges()
+    expected_assets = {name for edge in expected_edges for name in edge}
+    expanded = ",".join(f"global@global:{group}" for group in GROUPS)
+    page = browser_page
+
+    page.goto(f"{url}/asset-groups?expanded={expanded}")
+    page.wait_for_function(
+        "n => document.querySelectorAll('foreignObject [class*=\"assetName\"]').length >= n",
+        arg=len(expected_assets),
+    )
+    page.wait_for_timeout(1500)  # let the layout settle before reading coordinates
+
+    # The instance template turns the first-visit popup off: nothing covers the graph.
+    assert page.get_by_role("dialog").count() == 0
+    drawn = page.evaluate(_DRAWN_GRAPH)
+    for node in drawn["nodes"]:
+        node["name"] = _shown_as(node["name"], expected_assets)
+    shown_assets = {node["name"] for node in drawn["nodes"]}
+    shown_edges = {
+        (_node_at(drawn["nodes"], x0, y0), _node_at(drawn["nodes"], x1, y1))
+        for x0, y0, x1, y1 in drawn["edges"]
+    }
+    _screenshot(page, "asset_graph", readme=True)
+    assert expected_assets <= shown_assets
+    assert shown_edges == expected_edges
+
+
+def test_materialize_a_partition_by_clicking(browser_page, dagster_ui) -> None:
+    url, home = dagster_ui
+    page = browser_page
+
+    page.goto(f"{url}/assets/raw_trips")
+    page.get_by_role("button").filter(has_text=re.compile(r"^Materialize")).first.click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_role("button").filter(has_text="Show all partitions").click()
+    selection = dialog.locator("input").first
+    selection.fill(CLICKED_DAY)
+    selection.press("Enter")
+    dialog.get_by_text("1 partition", exact=False).first.wait_for()
+    _screenshot(page, "materialize_dialog")
+    dialog.get_by_role("button").filter(has_text=re.compile(r"^Launch")).click()
+
+    # The run waits in the queue until the daemon's run coordinator picks it up; on a busy
+    # 2-core machine the daemon's first loop alone can take minutes.
+    deadline = time.monotonic() + 420
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        while CLICKED_DAY not in instance.get_materialized_partitions(dg.AssetKey("raw_trips")):
+            assert time.monotonic() < deadline, "the run launched from the UI did not succeed"
+            time.sleep(2)
+
+    page.goto(f"{url}/assets/raw_trips?view=events&partition={CLICKED_DAY}")
+    page.get_by_text("taxi_type").first.wait_for()
+    page.get_by_text("preview").first.wait_for()
+    _screenshot(page, "raw_trips_partition")
+    body = page.inner_text("body")
+    assert CLICKED_DAY in body
+    assert "synthetic sample (green" in body
+
+
+def test_model_metadata_and_evaluation_plot(browser_page, dagster_ui) -> None:
+    url, _ = dagster_ui
+    page = browser_page
+
+    page.goto(f"{url}/assets/duration_model")
+    for text in ("ml-platform", "Scikit Learn", "ML Flow", "stage: train", "retrain_job"):
+        page.get_by_text(text, exact=True).first.wait_for()
+    for key in ("val_rmse", "mlflow_run", "model_version", "feature_importance_chart"):
+        page.get_by_text(key, exact=True).first.wait_for()
+    page.get_by_text("trip_distance").first.wait_for()
+    _screenshot(page, "model_metadata", readme=True)
+
+    page.goto(f"{url}/assets/model_evaluation")
+    # The Plots view charts every numeric metadata entry; "Events" plots one point per
+    # materialization, so RMSE and the baseline's RMSE are drawn day after day.
+    page.get_by_role("button").filter(has_text=re.compile(r"^Plots$")).first.click()
+    page.get_by_role("button").filter(has_text=re.compile(r"^Events$")).first.click()
+    for key in ("rmse", "baseline_rmse"):
+        page.get_by_text(key, exact=True).first.wait_for()
+    page.locator("canvas").first.wait_for()
+    page.get_by_text("Metadata", exact=True).first.scroll_into_view_if_needed()
+    _screenshot(page, "evaluation_plots", readme=True)
