@@ -1,4 +1,7 @@
-"""Unchanged partitions are not recomputed; a changed source file or code version recomputes."""
+"""Unchanged partitions are not recomputed; a changed source file or code version recomputes.
+
+The staleness test uses the resolver behind the UI's "stale" badges (a private Dagster API).
+"""
 
 import io
 from datetime import date
@@ -7,6 +10,8 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 import pytest
+from dagster._core.definitions.data_version import CachingStaleStatusResolver
+from dagster._core.loader import LoadingContextForTest
 
 from ml_assets.assets import ingestion
 from ml_assets.assets.features import trip_features
@@ -150,3 +155,48 @@ def test_a_changed_source_file_recomputes_its_partitions(
     stored = pl.read_parquet(settings.assets_dir / "raw_trips" / "2021-01-04.parquet")
     assert stored.height == 150
     assert tlc_server.requests_for("/green_tripdata_2021-01.parquet").count("GET") == 2
+
+
+def stale_causes(
+    assets: list, resources: dict[str, object], instance: dg.DagsterInstance, partition: str
+) -> dict[str, list[str]]:
+    """What the UI shows as the reasons each asset's partition is stale (empty: up to date)."""
+    graph = dg.Definitions(assets=assets, resources=resources).resolve_asset_graph()
+    resolver = CachingStaleStatusResolver(instance, graph, LoadingContextForTest(instance))
+    return {
+        name: [cause.reason for cause in resolver.get_stale_causes(dg.AssetKey(name), partition)]
+        for name in ("raw_trips", "trip_features")
+    }
+
+
+def test_a_new_code_version_is_stale_in_the_ui_and_then_makes_its_downstream_stale(
+    resources: dict[str, object], instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+):
+    day = "2021-01-04"
+    dg.materialize([taxi_zones], resources=resources, instance=instance)
+    dg.materialize(
+        [taxi_zones, raw_trips, trip_features],
+        selection=["raw_trips", "trip_features"],
+        partition_key=day,
+        resources=resources,
+        instance=instance,
+    )
+    assets_v1 = [taxi_zones, raw_trips, trip_features]
+    raw_trips_v2 = raw_trips.map_asset_specs(lambda spec: spec.replace_attributes(code_version="2"))
+    assets_v2 = [taxi_zones, raw_trips_v2, trip_features]
+    monkeypatch.setattr(ingestion, "RAW_TRIPS_CODE_VERSION", "2")
+
+    up_to_date = stale_causes(assets_v1, resources, instance, day)
+    new_code = stale_causes(assets_v2, resources, instance, day)
+    dg.materialize(
+        assets_v2,
+        selection=["raw_trips"],
+        partition_key=day,
+        resources=resources,
+        instance=instance,
+    )
+    rebuilt = stale_causes(assets_v2, resources, instance, day)
+
+    assert up_to_date == {"raw_trips": [], "trip_features": []}
+    assert new_code == {"raw_trips": ["has a new code version"], "trip_features": []}
+    assert rebuilt == {"raw_trips": [], "trip_features": ["has a new dependency data version"]}
