@@ -10,20 +10,26 @@ Severity and blocking are chosen per check:
 - WARN where the data is usable but someone should look (null rates, moderate cleaning losses,
   drift). Blocking only ever acts on ERROR results.
 
-Each check evaluates every partition of the run and reports the failing days in its metadata.
+Each check evaluates every partition of the run and reports the failing days in its metadata;
+the checks of one asset run together in one step.
 The measurements are plain code in `ml_assets/lib/quality.py` and `ml_assets/lib/schemas.py`.
 """
 
+import inspect
+from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from typing import Any
 
 import dagster as dg
 import polars as pl
 
-from ml_assets.assets.features import trip_features
-from ml_assets.assets.ingestion import raw_trips
-from ml_assets.assets.model import duration_model, model_evaluation
-from ml_assets.assets.predictions import trip_duration_predictions
+from ml_assets.assets.features import trip_features as trip_features_asset
+from ml_assets.assets.ingestion import raw_trips as raw_trips_asset
+from ml_assets.assets.model import duration_model as duration_model_asset
+from ml_assets.assets.model import model_evaluation as model_evaluation_asset
+from ml_assets.assets.predictions import (
+    trip_duration_predictions as trip_duration_predictions_asset,
+)
 from ml_assets.lib.quality import (
     DROPPED_SHARE_ERROR,
     DROPPED_SHARE_WARN,
@@ -44,7 +50,10 @@ from ml_assets.lib.schemas import (
     schema_problems,
 )
 from ml_assets.lib.trip_schema import REQUIRED_SOURCE_COLUMNS, TRIP_SCHEMA
-from ml_assets.partitions import TRAINING_WINDOW_DAYS, daily_partitions, window_and_day
+from ml_assets.partitions import TRAINING_WINDOW_DAYS, daily_partitions
+from ml_assets.resources.parquet_io_manager import PartitionedFileIOManager
+
+CheckFunction = Callable[..., dg.AssetCheckResult]
 
 ERROR = dg.AssetCheckSeverity.ERROR
 WARN = dg.AssetCheckSeverity.WARN
@@ -65,7 +74,6 @@ def _result(
 # raw_trips -----------------------------------------------------------------------------------
 
 
-@dg.asset_check(asset=raw_trips, blocking=True, partitions_def=daily_partitions)
 def raw_trips_schema(raw_trips: dict[str, pl.DataFrame]) -> dg.AssetCheckResult:
     """Every normalized column present with its dtype, in order, and trip keys unique.
 
@@ -80,7 +88,6 @@ def raw_trips_schema(raw_trips: dict[str, pl.DataFrame]) -> dg.AssetCheckResult:
     return _result(failures, ERROR, expected_columns=list(TRIP_SCHEMA))
 
 
-@dg.asset_check(asset=raw_trips, blocking=True, partitions_def=daily_partitions)
 def raw_trips_not_empty(raw_trips: dict[str, pl.DataFrame]) -> dg.AssetCheckResult:
     """At least one trip on the day.
 
@@ -92,7 +99,6 @@ def raw_trips_not_empty(raw_trips: dict[str, pl.DataFrame]) -> dg.AssetCheckResu
     return _result(failures, ERROR, rows=sum(rows.values()))
 
 
-@dg.asset_check(asset=raw_trips, blocking=True, partitions_def=daily_partitions)
 def raw_trips_pickups_on_day(raw_trips: dict[str, pl.DataFrame]) -> dg.AssetCheckResult:
     """Every trip's pickup falls on the partition's day.
 
@@ -108,7 +114,6 @@ def raw_trips_pickups_on_day(raw_trips: dict[str, pl.DataFrame]) -> dg.AssetChec
     return _result(failures, ERROR, pickups_outside_day=sum(outside.values()))
 
 
-@dg.asset_check(asset=raw_trips, partitions_def=daily_partitions)
 def raw_trips_null_rates(raw_trips: dict[str, pl.DataFrame]) -> dg.AssetCheckResult:
     """Share of missing values of the required columns (pickup and drop-off time, zones,
     distance) at most 1%; the rates of every column are in the metadata.
@@ -137,7 +142,6 @@ def raw_trips_null_rates(raw_trips: dict[str, pl.DataFrame]) -> dg.AssetCheckRes
 # trip_features -------------------------------------------------------------------------------
 
 
-@dg.asset_check(asset=trip_features, blocking=True, partitions_def=daily_partitions)
 def trip_features_schema(trip_features: dict[str, pl.DataFrame]) -> dg.AssetCheckResult:
     """Feature columns and dtypes as declared, no nulls in any column, target `duration_min`
     within 1..60, zones within 1..265, distance within 0..100, hour 0..23, weekday 1..7.
@@ -153,12 +157,6 @@ def trip_features_schema(trip_features: dict[str, pl.DataFrame]) -> dg.AssetChec
     return _result(failures, ERROR, rows=sum(frame.height for frame in trip_features.values()))
 
 
-@dg.asset_check(
-    asset=trip_features,
-    blocking=True,
-    partitions_def=daily_partitions,
-    additional_ins={"raw_trips": dg.AssetIn()},
-)
 def trip_features_dropped_share(
     trip_features: dict[str, pl.DataFrame], raw_trips: dict[str, pl.DataFrame]
 ) -> dg.AssetCheckResult:
@@ -191,7 +189,6 @@ def trip_features_dropped_share(
 # model -----------------------------------------------------------------------------------------
 
 
-@dg.asset_check(asset=duration_model, partitions_def=daily_partitions)
 def duration_model_beats_baseline(
     duration_model: dict[str, dict[str, Any]],
 ) -> dg.AssetCheckResult:
@@ -214,11 +211,6 @@ def duration_model_beats_baseline(
     return _result(failures, ERROR, rmse_below_baseline_by=min(margins.values(), default=0.0))
 
 
-@dg.asset_check(
-    asset=model_evaluation,
-    partitions_def=daily_partitions,
-    additional_ins={"trip_features": dg.AssetIn(partition_mapping=window_and_day)},
-)
 def feature_drift_vs_training_window(
     model_evaluation: dict[str, dict[str, Any]], trip_features: dict[str, pl.DataFrame]
 ) -> dg.AssetCheckResult:
@@ -254,11 +246,6 @@ def feature_drift_vs_training_window(
 # predictions -----------------------------------------------------------------------------------
 
 
-@dg.asset_check(
-    asset=trip_duration_predictions,
-    partitions_def=daily_partitions,
-    additional_ins={"trip_features": dg.AssetIn()},
-)
 def trip_duration_predictions_complete_and_plausible(
     trip_duration_predictions: dict[str, pl.DataFrame], trip_features: dict[str, pl.DataFrame]
 ) -> dg.AssetCheckResult:
@@ -301,14 +288,161 @@ def trip_duration_predictions_complete_and_plausible(
     )
 
 
+# Dagster wiring: one step per asset runs all of its checks. Under the multiprocess executor
+# every step is a process of its own, so the checks are grouped to start as few as possible.
+
+
+def _spec(
+    check: CheckFunction,
+    asset: dg.AssetsDefinition,
+    blocking: bool,
+    reads: tuple[dg.AssetsDefinition, ...] = (),
+) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        check.__name__,
+        asset=asset,
+        additional_deps=reads,
+        description=inspect.cleandoc(check.__doc__ or ""),
+        blocking=blocking,
+        partitions_def=daily_partitions,
+    )
+
+
+def _named(
+    result: dg.AssetCheckResult, check: CheckFunction, asset: dg.AssetsDefinition
+) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        asset_key=asset.key,
+        check_name=check.__name__,
+        passed=result.passed,
+        severity=result.severity,
+        description=result.description,
+        metadata=result.metadata,
+    )
+
+
+RAW_TRIPS_CHECKS: dict[CheckFunction, bool] = {
+    raw_trips_schema: True,
+    raw_trips_not_empty: True,
+    raw_trips_pickups_on_day: True,
+    raw_trips_null_rates: False,
+}
+"""Each check of `raw_trips`, and whether it is blocking."""
+
+
+@dg.multi_asset_check(
+    name="raw_trips_checks",
+    specs=[_spec(check, raw_trips_asset, blocking) for check, blocking in RAW_TRIPS_CHECKS.items()],
+)
+def raw_trips_checks(raw_trips: dict[str, pl.DataFrame]) -> Iterator[dg.AssetCheckResult]:
+    """Schema, emptiness, stray days and null rates of the day's raw trips."""
+    for check in RAW_TRIPS_CHECKS:
+        yield _named(check(raw_trips=raw_trips), check, raw_trips_asset)
+
+
+TRIP_FEATURES_CHECKS: dict[CheckFunction, bool] = {
+    trip_features_schema: True,
+    trip_features_dropped_share: True,
+}
+
+
+@dg.multi_asset_check(
+    name="trip_features_checks",
+    specs=[
+        _spec(check, trip_features_asset, blocking, reads=(raw_trips_asset,))
+        for check, blocking in TRIP_FEATURES_CHECKS.items()
+    ],
+    ins={"raw_trips": dg.AssetIn("raw_trips")},
+)
+def trip_features_checks(
+    trip_features: dict[str, pl.DataFrame], raw_trips: dict[str, pl.DataFrame]
+) -> Iterator[dg.AssetCheckResult]:
+    """Schema and cleaning losses of the day's features."""
+    yield _named(
+        trip_features_schema(trip_features=trip_features), trip_features_schema, trip_features_asset
+    )
+    yield _named(
+        trip_features_dropped_share(trip_features=trip_features, raw_trips=raw_trips),
+        trip_features_dropped_share,
+        trip_features_asset,
+    )
+
+
+@dg.multi_asset_check(
+    name="duration_model_checks",
+    specs=[_spec(duration_model_beats_baseline, duration_model_asset, blocking=False)],
+)
+def duration_model_checks(
+    duration_model: dict[str, dict[str, Any]],
+) -> Iterator[dg.AssetCheckResult]:
+    """The model against the naive baseline."""
+    yield _named(
+        duration_model_beats_baseline(duration_model=duration_model),
+        duration_model_beats_baseline,
+        duration_model_asset,
+    )
+
+
+DRIFT_COLUMNS = ["trip_distance", "pickup_hour"]
+
+
+@dg.asset_check(
+    asset=model_evaluation_asset,
+    name="feature_drift_vs_training_window",
+    description=inspect.cleandoc(feature_drift_vs_training_window.__doc__ or ""),
+    partitions_def=daily_partitions,
+    additional_ins={"trip_features": dg.AssetIn()},
+)
+def model_evaluation_checks(
+    model_evaluation: dict[str, dict[str, Any]],
+    trip_features: dict[str, pl.DataFrame],
+    io_manager: dg.ResourceParam[PartitionedFileIOManager],
+) -> dg.AssetCheckResult:
+    # Dagster ignores partition mappings on asset check inputs, so the window of earlier days is
+    # read from storage here (only the two compared columns).
+    window: dict[str, pl.DataFrame] = {}
+    for key in model_evaluation:
+        day = date.fromisoformat(key)
+        for offset in range(1, TRAINING_WINDOW_DAYS + 1):
+            earlier = (day - timedelta(days=offset)).isoformat()
+            path = io_manager.stored_path(trip_features_asset.key, earlier)
+            if earlier not in window and path is not None:
+                window[earlier] = pl.read_parquet(path, columns=DRIFT_COLUMNS)
+    return feature_drift_vs_training_window(
+        model_evaluation=model_evaluation,
+        trip_features={**window, **{k: v.select(DRIFT_COLUMNS) for k, v in trip_features.items()}},
+    )
+
+
+@dg.multi_asset_check(
+    name="trip_duration_predictions_checks",
+    specs=[
+        _spec(
+            trip_duration_predictions_complete_and_plausible,
+            trip_duration_predictions_asset,
+            blocking=False,
+            reads=(trip_features_asset,),
+        )
+    ],
+    ins={"trip_features": dg.AssetIn("trip_features")},
+)
+def trip_duration_predictions_checks(
+    trip_duration_predictions: dict[str, pl.DataFrame], trip_features: dict[str, pl.DataFrame]
+) -> Iterator[dg.AssetCheckResult]:
+    """Completeness and plausibility of the day's predictions."""
+    yield _named(
+        trip_duration_predictions_complete_and_plausible(
+            trip_duration_predictions=trip_duration_predictions, trip_features=trip_features
+        ),
+        trip_duration_predictions_complete_and_plausible,
+        trip_duration_predictions_asset,
+    )
+
+
 asset_checks: list[dg.AssetChecksDefinition] = [
-    raw_trips_schema,
-    raw_trips_not_empty,
-    raw_trips_pickups_on_day,
-    raw_trips_null_rates,
-    trip_features_schema,
-    trip_features_dropped_share,
-    duration_model_beats_baseline,
-    feature_drift_vs_training_window,
-    trip_duration_predictions_complete_and_plausible,
+    raw_trips_checks,
+    trip_features_checks,
+    duration_model_checks,
+    model_evaluation_checks,
+    trip_duration_predictions_checks,
 ]

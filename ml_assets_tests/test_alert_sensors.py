@@ -124,6 +124,13 @@ def test_each_event_is_announced_once(
     daily = defs.resolve_job_def("daily_job").execute_in_process(
         partition_key="2021-01-02", instance=instance
     )
+    # Drift of day 2 is measured against the days before it (day 1), read from storage.
+    (drift,) = [
+        e
+        for e in daily.get_asset_check_evaluations()
+        if e.check_name == "feature_drift_vs_training_window"
+    ]
+    assert set(drift.metadata["psi"].value["2021-01-02"]) == {"trip_distance", "pickup_hour"}
     # A daily run that fails: the day's trips include pickups of the day before.
     source: TripSource = alert_resources["trip_source"]  # type: ignore[assignment]
     stray = {**alert_resources, "trip_source": StrayPickupsSource(**source.model_dump())}
@@ -168,7 +175,7 @@ def test_each_event_is_announced_once(
     # The failed run: its step, the cause and the link.
     failure = by_title["❌ daily_job [2021-01-03] failed"]
     assert failure["type"] == "failure"
-    assert "**Failed step:** raw_trips_raw_trips_pickups_on_day" in failure["message"]
+    assert "**Failed step:** raw_trips_checks" in failure["message"]
     assert "blocking asset check failed" in failure["message"]
     assert f"{UI}/runs/{failed.run_id}" in failure["message"]
 

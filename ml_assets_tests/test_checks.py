@@ -51,7 +51,7 @@ def predictions_for(features: pl.DataFrame, minutes: float = 12.0) -> pl.DataFra
 
 def test_raw_trip_checks_pass_on_a_sample_day(trips: pl.DataFrame) -> None:
     for check in (raw_trips_schema, raw_trips_not_empty, raw_trips_pickups_on_day):
-        assert check(raw_trips={DAY: trips}).passed, check.check_key
+        assert check(raw_trips={DAY: trips}).passed, check.__name__
     assert raw_trips_null_rates(raw_trips={DAY: trips}).passed
 
 

@@ -46,6 +46,18 @@ class PartitionedFileIOManager(dg.ConfigurableIOManager):
             for suffix in (".parquet", ".json")
         )
 
+    def stored_path(self, asset_key: dg.AssetKey, partition_key: str | None) -> Path | None:
+        """The file holding the asset's partition, or None if it has not been materialized.
+
+        For readers outside a step's inputs, e.g. an asset check comparing a day with a window
+        of earlier days (Dagster does not apply partition mappings to asset check inputs).
+        """
+        return (
+            self._find(asset_key, partition_key)
+            if self.has_stored(asset_key, partition_key)
+            else None
+        )
+
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         if obj is None:
             return
