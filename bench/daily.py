@@ -111,7 +111,7 @@ def run(context: BenchContext) -> CaseResult:
         ),
     ]
     result.notes.append(
-        "fixed costs dominate a day of green trips (about 2,000 rows): starting Python, importing "
+        "fixed costs dominate a day of green trips (a few thousand rows): starting Python, importing "
         "dagster and mlflow and loading the code location, and with the default executor once "
         "more for every step's process"
     )
