@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
+import kombu
 import pytest
 import yaml
 from dagster_celery.cli import get_validated_config
@@ -102,6 +103,7 @@ def stack(tmp_path: Path) -> Iterator[dict[str, str]]:
     """`scripts/stack up` on free ports, with its own databases and queue; `down` afterwards."""
     stack_dir = tmp_path / "stack"
     databases = [unique_name("ml_assets_test_dagster"), unique_name("ml_assets_test_mlflow")]
+    queue = unique_name("ml_assets_test")
     env = child_environment(
         ML_ASSETS_STACK_DIR=str(stack_dir),
         DAGSTER_PG_HOST=PG_HOST,
@@ -111,7 +113,7 @@ def stack(tmp_path: Path) -> Iterator[dict[str, str]]:
         ML_ASSETS_MLFLOW_DB=databases[1],
         MLFLOW_PORT=str(free_port()),
         DAGSTER_WEBSERVER_PORT=str(free_port()),
-        ML_ASSETS_CELERY_QUEUE=unique_name("ml_assets_test"),
+        ML_ASSETS_CELERY_QUEUE=queue,
         ML_ASSETS_CELERY_WORKERS="2",
     )
     try:
@@ -128,6 +130,8 @@ def stack(tmp_path: Path) -> Iterator[dict[str, str]]:
         )
         for name in databases:
             drop_database(name)
+        with kombu.Connection(DEFAULT_CELERY_BROKER) as broker:
+            broker.default_channel.queue_delete(queue)
         assert down.returncode == 0, down.stdout + down.stderr
         assert not [name for name, pid in pids.items() if process_group_members(pid)]
         assert not list((stack_dir / "pids").glob("*.pid"))
