@@ -222,11 +222,13 @@ def test_retrain_from_the_command_line(
     command = [
         *(sys.executable, "-m", "dagster", "job", "execute"),
         *("-m", "ml_assets.definitions", "-j", "retrain_job", "-c", str(in_process)),
-        *("-c", "examples/retrain_ridge.yaml", "--tags", '{"dagster/partition": "2021-01-02"}'),
+        *("-c", str(REPO_ROOT / "examples" / "retrain_ridge.yaml")),
+        *("--tags", '{"dagster/partition": "2021-01-02"}'),
     ]
 
+    # Not the repo root: the dagster CLI would let a developer's .env there override `env`.
     done = subprocess.run(
-        command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
     )
 
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -241,7 +243,7 @@ def test_retrain_from_the_command_line(
 
     bad = subprocess.run(
         [*command[:-4], "-c", str(_write_bad_config(tmp_path)), *command[-2:]],
-        cwd=REPO_ROOT,
+        cwd=tmp_path,
         env=env,
         capture_output=True,
         text=True,

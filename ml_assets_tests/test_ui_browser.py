@@ -133,8 +133,12 @@ def dagster_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     log = base / "dagster_dev.log"
     with log.open("w") as output:
         server = subprocess.Popen(
-            [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(port)],
-            cwd=REPO_ROOT,
+            [
+                *(sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(port)),
+                *("-w", str(REPO_ROOT / "workspace.yaml")),
+            ],
+            # Not the repo root: dagster dev would let a developer's .env there override `env`.
+            cwd=base,
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,
