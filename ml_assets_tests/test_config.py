@@ -144,11 +144,10 @@ def test_bad_config_fails_before_training(
         run_config=_model_config(window_days=TRAINING_WINDOW_DAYS + 5),
         raise_on_error=False,
     )
-    # The failed step never reached the code that ends the MLflow run dagster-mlflow started;
-    # end it so that later in-process runs in this test session do not try to resume it.
-    mlflow.end_run(status="FAILED")
-
     assert not result.success
+    # The step never reached the code that ends its MLflow run: the resource closed it, so the
+    # next run in this process starts a run of its own.
+    assert mlflow.active_run() is None
     (failure,) = [event for event in result.all_events if event.is_step_failure]
     assert "invalid TrainingConfig: window_days: Input should be less than or equal to" in (
         failure.step_failure_data.error.to_string()

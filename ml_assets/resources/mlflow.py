@@ -1,7 +1,11 @@
 """MLflow: the dagster-mlflow tracking resource and the model registry resource."""
 
 import contextlib
+import random
+import time
 import warnings
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import dagster as dg
 import mlflow
@@ -12,6 +16,28 @@ with warnings.catch_warnings():
 from pydantic import Field
 
 from ml_assets.lib.registry import ModelRegistry
+
+T = TypeVar("T")
+
+STORE_SETUP_ATTEMPTS = 5
+
+
+def _with_store_retries(setup: Callable[[], T]) -> T:
+    """Run `setup`, retrying while the tracking store is busy.
+
+    Two runs starting together on a fresh local SQLite store both try to create its tables; one
+    of them fails with a transient database error. A short, jittered backoff lets it find the
+    tables the other one made.
+    """
+    for attempt in range(1, STORE_SETUP_ATTEMPTS + 1):
+        try:
+            return setup()
+        except Exception:
+            if attempt == STORE_SETUP_ATTEMPTS:
+                raise
+            delay = 0.5 * 2 ** (attempt - 1)
+            time.sleep(delay + random.uniform(0, delay))
+    raise AssertionError("unreachable")
 
 
 @dg.resource(
@@ -29,7 +55,7 @@ from ml_assets.lib.registry import ModelRegistry
     },
     description="dagster-mlflow tracking: one MLflow run per Dagster run, tagged with its run id.",
 )
-def mlflow_tracking(init_context: dg.InitResourceContext) -> MlFlow:
+def mlflow_tracking(init_context: dg.InitResourceContext) -> Iterator[MlFlow]:
     """dagster-mlflow's resource, creating the experiment first where artifacts must go.
 
     Without a tracking server MLflow would put artifacts in `./mlruns` relative to whatever
@@ -40,20 +66,35 @@ def mlflow_tracking(init_context: dg.InitResourceContext) -> MlFlow:
     artifact_location = config.get("artifact_location")
     if artifact_location:
         client = mlflow.MlflowClient(tracking_uri=config["mlflow_tracking_uri"])
-        if client.get_experiment_by_name(config["experiment_name"]) is None:
-            # Another step may create it first.
-            with contextlib.suppress(mlflow.exceptions.MlflowException):
-                client.create_experiment(
-                    config["experiment_name"], artifact_location=artifact_location
-                )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", dg.BetaWarning)
-        tracking = MlFlow(init_context)
+
+        def create_experiment() -> None:
+            if client.get_experiment_by_name(config["experiment_name"]) is None:
+                # Another step may create it first.
+                with contextlib.suppress(mlflow.exceptions.MlflowException):
+                    client.create_experiment(
+                        config["experiment_name"], artifact_location=artifact_location
+                    )
+
+        _with_store_retries(create_experiment)
+
+    def start_tracking() -> MlFlow:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", dg.BetaWarning)
+            return MlFlow(init_context)
+
+    tracking = _with_store_retries(start_tracking)
     # dagster-mlflow sets only the tracking URI; models registered by `log_model` go to the registry
     # URI, which would otherwise stay whatever an earlier step in this process set (for example a
     # local store, in a process that ran with other settings before).
     mlflow.set_registry_uri(config["mlflow_tracking_uri"])
-    return tracking
+    try:
+        yield tracking
+    finally:
+        # The training step ends its MLflow run itself. One still open here belongs to a step that
+        # never got to run (bad config, a failed input): close it, or the next Dagster run in this
+        # process would log into it.
+        if mlflow.active_run() is not None:
+            mlflow.end_run(status="KILLED")
 
 
 class ModelRegistryResource(dg.ConfigurableResource):
