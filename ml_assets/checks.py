@@ -16,6 +16,7 @@ The measurements are plain code in `ml_assets/lib/quality.py` and `ml_assets/lib
 """
 
 import inspect
+import warnings
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from typing import Any
@@ -287,6 +288,10 @@ def trip_duration_predictions_complete_and_plausible(
         implausible_predictions=implausible_total,
     )
 
+
+# Checks of daily assets are daily too, so each day's result is its own in the UI. Dagster marks
+# partitioned check specs as a preview; say so once here instead of on every code-location load.
+warnings.filterwarnings("ignore", message=".*partitions_def on an AssetCheckSpec.*")
 
 # Dagster wiring: one step per asset runs all of its checks. Under the multiprocess executor
 # every step is a process of its own, so the checks are grouped to start as few as possible.

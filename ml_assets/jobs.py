@@ -4,8 +4,6 @@ import warnings
 
 import dagster as dg
 
-from ml_assets.partitions import daily_partitions
-
 # Jobs mixing single-run assets (raw_trips, trip_features) with per-day ones (the model) run a
 # backfill one day per run, which is what walk-forward training needs; Dagster warns about the mix.
 warnings.filterwarnings("ignore", message=".*materializes assets with varying BackfillPolicies.*")
@@ -19,7 +17,6 @@ ml_loop_job = dg.define_asset_job(
         "model_evaluation",
         "trip_duration_predictions",
     ),
-    partitions_def=daily_partitions,
     description=(
         "The whole daily loop for one day: ingest the day's trips, build features, train and "
         "register the day's model, evaluate yesterday's model on today and predict today."
