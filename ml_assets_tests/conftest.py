@@ -1,15 +1,19 @@
 """Shared fixtures: an isolated data directory, sample-source settings and resources."""
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
+from ml_assets.assets.ingestion import taxi_zones
 from ml_assets.resources import build_resources
 from ml_assets.settings import Settings
 from ml_assets_tests.http_fixtures import FileServer
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 SHARED_TLC_DIR = Path(
     os.environ.get(
@@ -51,3 +55,30 @@ def tlc_server(tmp_path: Path) -> Iterator[FileServer]:
     root.mkdir()
     with FileServer(root).running() as server:
         yield server
+
+
+@pytest.fixture
+def local_dagster_env(tmp_path: Path) -> dict[str, str]:
+    """The environment of a `dagster` CLI or `dagster dev` child, as a user's laptop has it.
+
+    A temporary DAGSTER_HOME from the local template, the sample source, steps in the run's process
+    (as the `.env` from `scripts/setup` sets), and `taxi_zones`, which every day reads, already
+    materialized there.
+    """
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO_ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    environment = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "ML_ASSETS_SOURCE": "sample",
+        "ML_ASSETS_DATA_DIR": str(tmp_path / "data"),
+        "ML_ASSETS_EXECUTOR": "in_process",
+    }
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        dg.materialize(
+            [taxi_zones],
+            resources=build_resources(Settings.from_env(environment)),
+            instance=instance,
+        )
+    return environment

@@ -1,7 +1,5 @@
 """A date range of raw_trips and trip_features is one run: one file and one event per day."""
 
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,10 +10,8 @@ import pytest
 
 from ml_assets.assets.features import trip_features
 from ml_assets.assets.ingestion import raw_trips, taxi_zones
-from ml_assets.resources import build_resources
 from ml_assets.settings import Settings
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 DAYS = [f"2021-01-0{day}" for day in range(1, 8)]
 
 
@@ -52,22 +48,10 @@ def test_a_range_run_stores_and_reports_each_partition_on_its_own(
 
 
 @pytest.mark.slow
-def test_the_cli_backfills_a_range_in_one_run(tmp_path: Path):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(REPO_ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
-    environment = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "ML_ASSETS_SOURCE": "sample",
-        "ML_ASSETS_DATA_DIR": str(tmp_path / "data"),
-        # One process for the run's steps: the default starts one per step (eight here, with
-        # the asset checks), each importing the code location, which is most of a short run.
-        "ML_ASSETS_EXECUTOR": "in_process",
-    }
+def test_the_cli_backfills_a_range_in_one_run(tmp_path: Path, local_dagster_env: dict[str, str]):
+    environment = local_dagster_env
+    home = Path(environment["DAGSTER_HOME"])
     settings = Settings.from_env(environment)
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        dg.materialize([taxi_zones], resources=build_resources(settings), instance=instance)
 
     completed = subprocess.run(
         [

@@ -3,7 +3,6 @@
 import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -12,15 +11,11 @@ import time
 import urllib.request
 from pathlib import Path
 
-import dagster as dg
 import mlflow
 import pytest
 
-from ml_assets.assets.ingestion import taxi_zones
-from ml_assets.resources import build_resources
 from ml_assets.settings import Settings
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 # From the first partition: a model trains on the features of every day of its window.
 DAYS = ["2021-01-01", "2021-01-02"]
 BACKFILLED = ["raw_trips", "trip_features", "duration_model"]
@@ -98,21 +93,11 @@ def stop(server: subprocess.Popen) -> None:
 
 
 @pytest.mark.slow
-def test_a_backfill_launched_over_graphql_materializes_every_day(tmp_path: Path):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(REPO_ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
-    environment = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "ML_ASSETS_SOURCE": "sample",
-        "ML_ASSETS_DATA_DIR": str(tmp_path / "data"),
-        "ML_ASSETS_EXECUTOR": "in_process",
-    }
+def test_a_backfill_launched_over_graphql_materializes_every_day(
+    tmp_path: Path, local_dagster_env: dict[str, str]
+):
+    environment = local_dagster_env
     settings = Settings.from_env(environment)
-    # The zone lookup is unpartitioned; materialize it first, into the same instance.
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        dg.materialize([taxi_zones], resources=build_resources(settings), instance=instance)
     # Create the local MLflow store once: two runs creating a fresh sqlite store at the same
     # moment race on its schema migrations (a deployment creates it once, too).
     mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri).search_experiments()
