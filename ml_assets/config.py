@@ -17,7 +17,7 @@ from pydantic import (
     model_validator,
 )
 
-from ml_assets.lib.model import FEATURE_GROUPS, MODEL_FAMILIES, ModelParams
+from ml_assets.lib.model_params import FEATURE_GROUPS, MODEL_FAMILIES, ModelParams
 from ml_assets.partitions import TRAINING_WINDOW_DAYS
 
 _DEFAULTS = ModelParams()

@@ -1,29 +1,26 @@
-"""Training, registering and evaluating the trip-duration model."""
+"""Training, registering and evaluating the trip-duration model.
+
+MLflow and `ml_assets.lib.model` (scikit-learn, pandas) are imported in the steps that use them:
+together they take about two seconds to import, and every Dagster process imports this module when
+it loads the code location.
+"""
 
 from datetime import date, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-import mlflow
 import polars as pl
-from dagster_mlflow.resources import MlFlow
-from mlflow.models import infer_signature
 
 from ml_assets.assets.metadata import importance_markdown, rmse_comparison_markdown
 from ml_assets.config import TrainingConfig
 from ml_assets.lib.features import TARGET
-from ml_assets.lib.model import (
-    ALL_FEATURES,
-    TrainedModel,
-    ZonePairBaseline,
-    feature_importances,
-    model_input,
-    regression_metrics,
-    train_model,
-)
+from ml_assets.lib.model_params import ALL_FEATURES
 from ml_assets.lib.registry import RegisteredModel
 from ml_assets.partitions import daily_partitions, previous_day, training_window, window_and_day
-from ml_assets.resources.mlflow import ModelRegistryResource
+from ml_assets.resources.mlflow import MlflowTracking, ModelRegistryResource
+
+if TYPE_CHECKING:
+    from ml_assets.lib.model import TrainedModel
 
 MODEL_GROUP = "model"
 MLFLOW_MODEL_NAME = "model"
@@ -33,13 +30,20 @@ mlflow_retry = dg.RetryPolicy(
 )
 """A tracking server restarting or a locked store is transient: retry with backoff."""
 
-PIP_REQUIREMENTS = [
-    f"scikit-learn=={__import__('sklearn').__version__}",
-    f"pandas=={__import__('pandas').__version__}",
-    f"numpy=={__import__('numpy').__version__}",
-    f"mlflow=={mlflow.__version__}",
-]
-"""Pinned explicitly: MLflow would otherwise spend seconds inferring them on every log."""
+
+def _pip_requirements() -> list[str]:
+    """Pinned explicitly: MLflow would otherwise spend seconds inferring them on every log."""
+    import mlflow
+    import numpy
+    import pandas
+    import sklearn
+
+    return [
+        f"scikit-learn=={sklearn.__version__}",
+        f"pandas=={pandas.__version__}",
+        f"numpy=={numpy.__version__}",
+        f"mlflow=={mlflow.__version__}",
+    ]
 
 
 def _validation_split(features: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -68,7 +72,7 @@ def _validation_split(features: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFram
 def duration_model(
     context: dg.AssetExecutionContext,
     trip_features: pl.LazyFrame,
-    mlflow_tracking: dg.ResourceParam[MlFlow],
+    mlflow_tracking: dg.ResourceParam[MlflowTracking],
     model_registry: ModelRegistryResource,
     config: TrainingConfig,
 ) -> dg.MaterializeResult:
@@ -82,6 +86,15 @@ def duration_model(
     The model family, its hyperparameters, the feature groups and the window length come from the
     run config (Launchpad or `retrain_job`); the defaults are the model the daily loop trains.
     """
+    import mlflow
+
+    from ml_assets.lib.model import (
+        ZonePairBaseline,
+        feature_importances,
+        regression_metrics,
+        train_model,
+    )
+
     day = context.partition_key
     params = config.model_params()
     # The partition mapping loads the longest window; the run config may ask for fewer days.
@@ -183,8 +196,16 @@ def _trusted_types(pipeline: object) -> list[str]:
 
 
 def _log_and_register(
-    model: TrainedModel, features: pl.DataFrame, model_registry: ModelRegistryResource, day: str
+    model: "TrainedModel",
+    features: pl.DataFrame,
+    model_registry: ModelRegistryResource,
+    day: str,
 ) -> RegisteredModel:
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from ml_assets.lib.model import model_input
+
     example = model_input(features.head(5), model.params.features)
     signature = infer_signature(example, model.pipeline.predict(example))
     info = mlflow.sklearn.log_model(
@@ -192,7 +213,7 @@ def _log_and_register(
         name=MLFLOW_MODEL_NAME,
         signature=signature,
         input_example=example,
-        pip_requirements=PIP_REQUIREMENTS,
+        pip_requirements=_pip_requirements(),
         registered_model_name=model_registry.model_name,
         # MLflow stores sklearn models with skops, which loads only types it is told to trust:
         # trust exactly the types of the pipeline trained here.
@@ -236,6 +257,8 @@ def model_evaluation(
 
     The asset's Plots tab charts `rmse` against `baseline_rmse` (and `champion_rmse`) day by day.
     """
+    from ml_assets.lib.model import ZonePairBaseline, model_input, regression_metrics
+
     day = date.fromisoformat(context.partition_key)
     if not duration_model:
         context.log.info(f"{day}: no model was trained before this day; nothing to evaluate")

@@ -7,7 +7,7 @@ import polars as pl
 
 from ml_assets.assets.metadata import table_metadata
 from ml_assets.assets.model import mlflow_retry
-from ml_assets.lib.model import ALL_FEATURES, model_input
+from ml_assets.lib.model_params import ALL_FEATURES
 from ml_assets.lib.registry import RegisteredModel
 from ml_assets.partitions import daily_partitions
 from ml_assets.resources.mlflow import ModelRegistryResource
@@ -34,6 +34,9 @@ def trip_duration_predictions(
     nothing about the day leaks into its predictions. On the first evaluated day, when no champion
     exists yet, the model trained through the day before is used.
     """
+    # Imported here: it imports scikit-learn and pandas, which only this step needs.
+    from ml_assets.lib.model import model_input
+
     serving = RegisteredModel(
         **{key: value for key, value in model_evaluation["serving_model"].items() if key != "uri"}
     )

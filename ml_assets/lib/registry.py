@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import mlflow
-from mlflow import MlflowClient
-from mlflow.entities.model_registry import ModelVersion
-from mlflow.exceptions import MlflowException
+# MLflow is imported where it is used: importing it takes about a second, and every Dagster process
+# imports this module when it loads the code location, most of them never touching the registry.
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
 
 CHAMPION_ALIAS = "champion"
 TRAINED_THROUGH_TAG = "trained_through"
@@ -57,6 +57,8 @@ class RegisteredModel:
 
 class ModelRegistry:
     def __init__(self, tracking_uri: str, model_name: str) -> None:
+        from mlflow import MlflowClient
+
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         self.model_name = model_name
@@ -65,6 +67,8 @@ class ModelRegistry:
         return RegisteredModel.from_version(self.client.get_model_version(self.model_name, version))
 
     def _versions(self) -> list[ModelVersion]:
+        from mlflow.exceptions import MlflowException
+
         try:
             return list(self.client.search_model_versions(f"name='{self.model_name}'"))
         except MlflowException:
@@ -83,6 +87,8 @@ class ModelRegistry:
         return RegisteredModel.from_version(latest)
 
     def current_champion(self) -> RegisteredModel | None:
+        from mlflow.exceptions import MlflowException
+
         try:
             version = self.client.get_model_version_by_alias(self.model_name, CHAMPION_ALIAS)
         except MlflowException:
@@ -107,6 +113,8 @@ class ModelRegistry:
 
     def load(self, model: RegisteredModel) -> Any:
         """The registered scikit-learn pipeline itself."""
+        import mlflow
+
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_registry_uri(self.tracking_uri)
         return mlflow.sklearn.load_model(model.uri)

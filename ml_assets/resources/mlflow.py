@@ -1,25 +1,46 @@
-"""MLflow: the dagster-mlflow tracking resource and the model registry resource."""
+"""MLflow: the dagster-mlflow tracking resource and the model registry resource.
+
+MLflow and dagster-mlflow (which imports MLflow) are imported only when a resource is used:
+importing MLflow takes about a second, and every Dagster process imports this module when it
+loads the code location.
+"""
 
 import contextlib
 import random
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from importlib.metadata import version
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import dagster as dg
-import mlflow
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", dg.BetaWarning)  # dagster-mlflow marks itself beta
-    from dagster_mlflow.resources import CONFIG_SCHEMA, MlFlow
+from dagster_shared.libraries import DagsterLibraryRegistry
 from pydantic import Field
 
 from ml_assets.lib.registry import ModelRegistry
 
+if TYPE_CHECKING:
+    from dagster_mlflow.resources import MlFlow
+
+# dagster-mlflow registers itself (the code location's library versions the UI shows) when it is
+# imported; here that happens only when the resource starts, so register it for the code location.
+DagsterLibraryRegistry.register("dagster-mlflow", version("dagster-mlflow"))
+
 T = TypeVar("T")
 
 STORE_SETUP_ATTEMPTS = 5
+
+
+class MlflowTracking(Protocol):
+    """The part of dagster-mlflow's `MlFlow`, the `mlflow_tracking` resource, that assets use.
+
+    Assets annotate the resource with this rather than `MlFlow`: Dagster reads the annotation when
+    the asset is defined, and naming `MlFlow` then would import MLflow.
+    """
+
+    mlflow_run_id: str | None
+
+    def log_params(self, params: dict[str, Any]) -> object: ...
 
 
 def _with_store_retries(setup: Callable[[], T]) -> T:
@@ -42,7 +63,39 @@ def _with_store_retries(setup: Callable[[], T]) -> T:
 
 @dg.resource(
     config_schema={
-        **CONFIG_SCHEMA,
+        # dagster-mlflow's CONFIG_SCHEMA, declared here because importing it imports MLflow;
+        # ml_assets_tests/test_mlflow_resource.py checks that the two stay the same.
+        "experiment_name": dg.Field(
+            dg.StringSource, is_required=True, description="MlFlow experiment name."
+        ),
+        "mlflow_tracking_uri": dg.Field(
+            dg.Noneable(dg.StringSource),
+            default_value=None,
+            is_required=False,
+            description="MlFlow tracking server uri.",
+        ),
+        "parent_run_id": dg.Field(
+            dg.Noneable(str),
+            default_value=None,
+            is_required=False,
+            description="Mlflow run ID of parent run if this is a nested run.",
+        ),
+        "mlflow_run_id": dg.Field(
+            dg.Noneable(str),
+            default_value=None,
+            is_required=False,
+            description="Mlflow run ID to use for this run.",
+        ),
+        "env": dg.Field(dg.Permissive(), description="Environment variables for mlflow setup."),
+        "env_to_tag": dg.Field(
+            dg.Noneable(list),
+            default_value=None,
+            is_required=False,
+            description="List of environment variables to log as tags in mlflow.",
+        ),
+        "extra_tags": dg.Field(
+            dg.Permissive(), description="Any extra key-value tags to log to mlflow."
+        ),
         "artifact_location": dg.Field(
             dg.Noneable(dg.StringSource),
             default_value=None,
@@ -55,13 +108,19 @@ def _with_store_retries(setup: Callable[[], T]) -> T:
     },
     description="dagster-mlflow tracking: one MLflow run per Dagster run, tagged with its run id.",
 )
-def mlflow_tracking(init_context: dg.InitResourceContext) -> Iterator[MlFlow]:
+def mlflow_tracking(init_context: dg.InitResourceContext) -> Iterator["MlFlow"]:
     """dagster-mlflow's resource, creating the experiment first where artifacts must go.
 
     Without a tracking server MLflow would put artifacts in `./mlruns` relative to whatever
     directory a step runs in; creating the experiment with an explicit location keeps them under
     the data directory for every process.
     """
+    import mlflow
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)  # dagster-mlflow marks itself beta
+        from dagster_mlflow.resources import MlFlow
+
     config = init_context.resource_config
     artifact_location = config.get("artifact_location")
     if artifact_location:
