@@ -19,7 +19,7 @@ import inspect
 import warnings
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import polars as pl
@@ -44,15 +44,12 @@ from ml_assets.lib.quality import (
     null_rates,
     pickups_outside_day,
 )
-from ml_assets.lib.schemas import (
-    FEATURE_FRAME_SCHEMA,
-    PREDICTION_FRAME_SCHEMA,
-    TRIP_FRAME_SCHEMA,
-    schema_problems,
-)
 from ml_assets.lib.trip_schema import REQUIRED_SOURCE_COLUMNS, TRIP_SCHEMA
 from ml_assets.partitions import TRAINING_WINDOW_DAYS, daily_partitions
 from ml_assets.resources.parquet_io_manager import PartitionedFileIOManager
+
+if TYPE_CHECKING:
+    import pandera.polars as pa
 
 CheckFunction = Callable[..., dg.AssetCheckResult]
 
@@ -72,6 +69,21 @@ def _result(
     )
 
 
+def _schema_failures(
+    schema: "pa.DataFrameSchema", frames: dict[str, pl.DataFrame]
+) -> dict[str, str]:
+    """Each day that breaks `schema`, with every problem it has."""
+    from ml_assets.lib.schemas import schema_problems_by_key
+
+    return {
+        day: "; ".join(str(problem) for problem in problems)
+        for day, problems in schema_problems_by_key(schema, frames).items()
+    }
+
+
+# The schemas are imported where a check uses them: pandera imports pandas (~0.4 s), which only
+# the check steps need, not every process that loads the code location.
+
 # raw_trips -----------------------------------------------------------------------------------
 
 
@@ -81,11 +93,9 @@ def raw_trips_schema(raw_trips: dict[str, pl.DataFrame]) -> dg.AssetCheckResult:
     ERROR, blocking: features and the model read these columns by name and dtype; a table that
     breaks the schema would fail them obscurely or, worse, be misread.
     """
-    failures = {
-        day: "; ".join(str(problem) for problem in problems)
-        for day, frame in raw_trips.items()
-        if (problems := schema_problems(TRIP_FRAME_SCHEMA, frame))
-    }
+    from ml_assets.lib.schemas import TRIP_FRAME_SCHEMA
+
+    failures = _schema_failures(TRIP_FRAME_SCHEMA, raw_trips)
     return _result(failures, ERROR, expected_columns=list(TRIP_SCHEMA))
 
 
@@ -150,11 +160,9 @@ def trip_features_schema(trip_features: dict[str, pl.DataFrame]) -> dg.AssetChec
     ERROR, blocking: the model is trained on and predicts from these columns; a null or an
     out-of-range target would silently train a worse model or break scoring.
     """
-    failures = {
-        day: "; ".join(str(problem) for problem in problems)
-        for day, frame in trip_features.items()
-        if (problems := schema_problems(FEATURE_FRAME_SCHEMA, frame))
-    }
+    from ml_assets.lib.schemas import FEATURE_FRAME_SCHEMA
+
+    failures = _schema_failures(FEATURE_FRAME_SCHEMA, trip_features)
     return _result(failures, ERROR, rows=sum(frame.height for frame in trip_features.values()))
 
 
@@ -261,8 +269,11 @@ def trip_duration_predictions_complete_and_plausible(
     failures = {}
     severity = WARN
     implausible_total = 0
+    from ml_assets.lib.schemas import PREDICTION_FRAME_SCHEMA, schema_problems_by_key
+
+    schema_failures = schema_problems_by_key(PREDICTION_FRAME_SCHEMA, trip_duration_predictions)
     for day, predictions in trip_duration_predictions.items():
-        problems = [str(p) for p in schema_problems(PREDICTION_FRAME_SCHEMA, predictions)]
+        problems = [str(problem) for problem in schema_failures.get(day, [])]
         expected = set(trip_features[day]["trip_key"])
         predicted = set(predictions["trip_key"])
         if missing := len(expected - predicted):

@@ -22,6 +22,7 @@ from ml_assets.lib.schemas import (
     PREDICTION_FRAME_SCHEMA,
     TRIP_FRAME_SCHEMA,
     schema_problems,
+    schema_problems_by_key,
 )
 from ml_assets.lib.trip_schema import TRIP_SCHEMA, normalize_trips
 from ml_assets_tests.conftest import SHARED_TLC_DIR
@@ -85,6 +86,41 @@ def test_feature_schema_rejects_nulls_and_targets_outside_1_to_60(features: pl.D
         "column pu_borough: not_nullable failed in 1 row(s) (e.g. None)",
         "column duration_min: in_range(1.0, 60.0) failed in 2 row(s) (e.g. 0.5, 61.0)",
     ]
+
+
+def test_days_validated_together_report_each_problem_on_its_own_day(
+    features: pl.DataFrame,
+) -> None:
+    days = {f"2021-01-0{n}": features.slice(5 * n, 5) for n in range(1, 6)}
+    days["2021-01-02"] = days["2021-01-02"].with_columns(
+        duration_min=pl.Series([0.5, 61.0, 10.0, 12.0, 13.0])
+    )
+    days["2021-01-04"] = days["2021-01-04"].drop("pickup_hour")
+    days["2021-01-05"] = days["2021-01-05"].with_columns(
+        trip_distance=pl.Series([1.0, None, 2.0, 3.0, 4.0])
+    )
+    by_day = schema_problems_by_key(FEATURE_FRAME_SCHEMA, days)
+
+    assert {day: [str(problem) for problem in found] for day, found in by_day.items()} == {
+        "2021-01-02": [
+            "column duration_min: in_range(1.0, 60.0) failed in 2 row(s) (e.g. 0.5, 61.0)"
+        ],
+        "2021-01-04": ["column pickup_hour missing"],
+        "2021-01-05": ["column trip_distance: not_nullable failed in 1 row(s) (e.g. None)"],
+    }
+    # The same findings as validating each day on its own.
+    for day, frame in days.items():
+        assert by_day.get(day, []) == schema_problems(FEATURE_FRAME_SCHEMA, frame)
+    assert schema_problems_by_key(FEATURE_FRAME_SCHEMA, {"2021-01-01": features}) == {}
+    # A trip stored under two days is counted twice: both days are named.
+    twice = schema_problems_by_key(
+        FEATURE_FRAME_SCHEMA, {"2021-01-01": features.head(2), "2021-01-02": features.slice(1, 2)}
+    )
+    assert [problem.rule for found in twice.values() for problem in found] == [
+        "field_uniqueness",
+        "field_uniqueness",
+    ]
+    assert list(twice) == ["2021-01-01", "2021-01-02"]
 
 
 def test_prediction_schema_and_implausible_values() -> None:

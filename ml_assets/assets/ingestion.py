@@ -82,6 +82,7 @@ def raw_trips(
     cache = PartitionCache.load(context, io_manager)
     outputs: dict[str, object] = {}
     source_versions: set[str] = set()
+    sources: set[str] = set()
     rows = 0
     downloaded = False
     for key in context.partition_keys:
@@ -111,8 +112,14 @@ def raw_trips(
                 "source_version": source_version,
             },
         )
-        context.log.info(f"{key}: {trips.trips.height} trips from {trips.source_description}")
+        sources.add(trips.source_description)
     cache.log_summary()
+    if cache.computed_keys:
+        # One line for the run: each day's own count and source are in its materialization.
+        context.log.info(
+            f"read {rows:,} trips for {len(cache.computed_keys)} day(s) from "
+            + ", ".join(sorted(sources))
+        )
     return dg.MaterializeResult(
         value=outputs if len(outputs) > 1 else next(iter(outputs.values())),
         # One version for the whole run when every day came from the same source file.

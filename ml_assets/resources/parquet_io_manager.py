@@ -113,6 +113,11 @@ class PartitionedFileIOManager(dg.ConfigurableIOManager):
         if len(keys) == 1 and not _wants_mapping(wants):
             return self._read(paths[keys[0]], wants)
         value_type = typing.get_args(wants)[1] if _wants_mapping(wants) else None
+        if value_type is pl.DataFrame and all(path.suffix == ".parquet" for path in paths.values()):
+            # One polars call for all the days: the files are read in parallel, several times
+            # faster than one read per day for a range of small files.
+            frames = pl.collect_all([pl.scan_parquet(path) for path in paths.values()])
+            return dict(zip(paths, frames, strict=True))
         return {key: self._read(path, value_type) for key, path in paths.items()}
 
     def _find(self, asset_key: dg.AssetKey, partition_key: str | None) -> Path:
