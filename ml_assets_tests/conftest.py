@@ -1,9 +1,11 @@
 """Shared fixtures: an isolated data directory, sample-source settings and resources."""
 
+import contextlib
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 import dagster as dg
 import pytest
@@ -22,6 +24,19 @@ SHARED_TLC_DIR = Path(
     )
 )
 """The real TLC files (green 2021-01..03, zone lookup); `ML_ASSETS_SHARED_TLC_DIR` overrides it."""
+
+
+@contextlib.contextmanager
+def local_instance(home: Path) -> Iterator[dg.DagsterInstance]:
+    """The instance of a DAGSTER_HOME holding the local template (`deploy/dagster.yaml`).
+
+    The template locates its event log through the DAGSTER_HOME variable, as every `dagster`
+    process has it; a test opening the instance in its own process sets it while doing so.
+    """
+    with mock.patch.dict(os.environ, {"DAGSTER_HOME": str(home)}):
+        instance = dg.DagsterInstance.from_config(str(home))
+    with instance:
+        yield instance
 
 
 @pytest.fixture
@@ -75,7 +90,7 @@ def local_dagster_env(tmp_path: Path) -> dict[str, str]:
         "ML_ASSETS_DATA_DIR": str(tmp_path / "data"),
         "ML_ASSETS_EXECUTOR": "in_process",
     }
-    with dg.DagsterInstance.from_config(str(home)) as instance:
+    with local_instance(home) as instance:
         dg.materialize(
             [taxi_zones],
             resources=build_resources(Settings.from_env(environment)),

@@ -11,6 +11,7 @@ import pytest
 from ml_assets.assets.features import trip_features
 from ml_assets.assets.ingestion import raw_trips, taxi_zones
 from ml_assets.settings import Settings
+from ml_assets_tests.conftest import local_instance
 
 DAYS = [f"2021-01-0{day}" for day in range(1, 8)]
 
@@ -71,7 +72,7 @@ def test_the_cli_backfills_a_range_in_one_run(tmp_path: Path, local_dagster_env:
     for asset in ("raw_trips", "trip_features"):
         stored = sorted(path.stem for path in (settings.assets_dir / asset).glob("*.parquet"))
         assert stored == DAYS
-    with dg.DagsterInstance.from_config(str(home)) as instance:
+    with local_instance(home) as instance:
         runs = [run for run in instance.get_runs() if "raw_trips" in str(run.asset_selection)]
         assert len(runs) == 1
         assert runs[0].tags["dagster/asset_partition_range_start"] == DAYS[0]

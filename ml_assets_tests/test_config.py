@@ -18,8 +18,8 @@ from ml_assets.lib.model import ModelParams
 from ml_assets.partitions import TRAINING_WINDOW_DAYS
 from ml_assets.sensors.retrain import evaluate_retrained_model, evaluation_day_after
 from ml_assets.settings import Settings
+from ml_assets_tests.conftest import REPO_ROOT, local_instance
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 ASSETS = dg.load_assets_from_modules([ingestion, features, model])
 DAYS = ["2021-01-01", "2021-01-02", "2021-01-03"]
 
@@ -235,7 +235,7 @@ def test_retrain_from_the_command_line(
     assert record["params"]["family"] == "ridge"
     assert record["params"]["feature_groups"] == "zones,distance,time"
     assert record["window_days"] == 7
-    with dg.DagsterInstance.from_config(str(home)) as cli_instance:
+    with local_instance(home) as cli_instance:
         (run,) = cli_instance.get_runs()
         assert run.job_name == "retrain_job"
         assert run.status == dg.DagsterRunStatus.SUCCESS

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster._core.instance.ref import InstanceRef
 
 from ml_assets.lib.features import build_trip_features
 from ml_assets.lib.sample_source import sample_trips, sample_zones
+from ml_assets_tests.conftest import local_instance
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DAYS = ["2021-01-01", "2021-01-02", "2021-01-03"]
@@ -87,7 +87,7 @@ def test_demo_runs_the_loop_day_by_day_and_prints_what_each_day_produced(tmp_pat
     ]
     assert (data_dir / "mlflow.db").is_file()
     assert not (work_dir / "mlruns").exists()  # MLflow kept everything under the data dir
-    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+    with local_instance(home) as instance:
         runs = instance.get_runs()
         assert len(runs) == 1 + len(DAYS)  # taxi_zones, then one run per day
         assert all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs)

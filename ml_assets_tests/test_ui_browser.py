@@ -20,7 +20,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from ml_assets_tests.conftest import REPO_ROOT, local_instance
+
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 README_IMAGES = REPO_ROOT / "docs" / "images"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -102,7 +103,7 @@ def _seed(home: Path, env: dict[str, str]) -> None:
 
     assets = dg.load_assets_from_modules([ingestion, features, model])
     resources = build_resources(Settings.from_env(env))
-    with dg.DagsterInstance.from_config(str(home)) as instance:
+    with local_instance(home) as instance:
         dg.materialize(assets, selection=["taxi_zones"], resources=resources, instance=instance)
         for day, selection in [
             ("2021-01-01", ["raw_trips", "trip_features", "duration_model"]),

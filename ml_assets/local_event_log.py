@@ -1,0 +1,136 @@
+"""Dagster's SQLite event log for the local instance, with its database connections kept open.
+
+Dagster's `SqliteEventLogStorage` creates a new SQLAlchemy engine and a new SQLite connection
+for every write and closes them again, and commits with `synchronous=FULL`. Every event of a run
+(a materialization is written twice: to the run's database and to the cross-run index) then
+costs about 8 ms here; a 90-day backfill of two assets records some 400 events, over 3 s of
+bookkeeping for 1.5 s of work. This subclass keeps one engine per database, so connections are
+reused between writes, and commits in WAL mode with `synchronous=NORMAL`, SQLite's recommended
+setting for WAL: a crash of the process loses nothing; a power cut may lose the last commits,
+never the database. The same event then costs about 1.5 ms (`python -m bench backfill`).
+
+Everything else, including the file layout under `$DAGSTER_HOME/history/runs`, is Dagster's, so
+an instance can switch between this class and Dagster's default in either direction. Production
+instances use Postgres (`deploy/dagster-production.yaml`), not this.
+"""
+
+import contextlib
+import os
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import sqlalchemy as db
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
+    INDEX_SHARD_NAME,
+    SqliteEventLogStorage,
+)
+from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS, create_db_conn_string
+from dagster._serdes import ConfigurableClassData
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+
+OPEN_RUN_DATABASES = 8
+"""Run databases whose connections stay open at once (besides the index).
+
+A run writes to its own database and the index; the webserver reads many runs' databases, so
+the least recently used ones are closed to bound the open files of a long-lived process.
+"""
+
+
+def _sqlite_engine(url: str) -> Engine:
+    engine = db.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
+
+    @event.listens_for(engine, "connect")
+    def _synchronous_normal(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+
+    return engine
+
+
+class PooledSqliteEventLogStorage(SqliteEventLogStorage):
+    """Dagster's SQLite event log storage, reusing its connections between writes.
+
+    Configured in `dagster.yaml` with the Dagster home, under which the databases live exactly
+    where Dagster's default storage keeps them:
+
+        event_log_storage:
+          module: ml_assets.local_event_log
+          class: PooledSqliteEventLogStorage
+          config:
+            dagster_home:
+              env: DAGSTER_HOME
+    """
+
+    def __init__(self, dagster_home: str, inst_data: ConfigurableClassData | None = None) -> None:
+        runs_dir = os.path.join(dagster_home, "history", "runs")
+        # Set before the base class initializes the index database through `_connect`.
+        self._index_engine = _sqlite_engine(create_db_conn_string(runs_dir, INDEX_SHARD_NAME))
+        self._run_engines: OrderedDict[str, Engine] = OrderedDict()
+        super().__init__(runs_dir, inst_data=inst_data)
+
+    @classmethod
+    def config_type(cls) -> dict[str, Any]:
+        import dagster as dg
+
+        return {
+            "dagster_home": dg.Field(
+                dg.StringSource,
+                description="The Dagster home; event logs are kept in its history/runs folder.",
+            )
+        }
+
+    @classmethod
+    def from_config_value(  # ty: ignore[invalid-method-override]
+        cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]
+    ) -> "PooledSqliteEventLogStorage":
+        return cls(dagster_home=config_value["dagster_home"], inst_data=inst_data)
+
+    def _engine(self, shard: str) -> Engine:
+        if shard == INDEX_SHARD_NAME:
+            return self._index_engine
+        engine = self._run_engines.get(shard)
+        if engine is not None:
+            self._run_engines.move_to_end(shard)
+            return engine
+        engine = _sqlite_engine(self.conn_string_for_shard(shard))
+        self._run_engines[shard] = engine
+        while len(self._run_engines) > OPEN_RUN_DATABASES:
+            self._run_engines.popitem(last=False)[1].dispose()
+        return engine
+
+    @contextlib.contextmanager
+    def _connect(self, shard: str) -> Iterator[Connection]:
+        with self._db_lock:
+            engine = self._engine(shard)
+            if shard not in self._initialized_dbs:
+                self._initdb(engine)
+                self._initialized_dbs.add(shard)
+            with engine.connect() as connection, connection.begin():
+                yield connection
+
+    def has_table(self, table_name: str) -> bool:
+        # Dagster asks this for every asset event it stores, while it holds an index connection
+        # (and the lock `_connect` takes): a second pooled connection, not a new engine each time.
+        with self._index_engine.connect() as connection:
+            return bool(connection.dialect.has_table(connection, table_name))
+
+    def open_run_databases(self) -> int:
+        """How many run databases this process keeps connections to (besides the index)."""
+        return len(self._run_engines)
+
+    def _dispose_engines(self) -> None:
+        with self._db_lock:
+            for engine in self._run_engines.values():
+                engine.dispose()
+            self._run_engines.clear()
+            self._index_engine.dispose()
+
+    def wipe(self) -> None:
+        # Wiping deletes the run databases: connections must not outlive their files.
+        self._dispose_engines()
+        super().wipe()
+
+    def dispose(self) -> None:
+        self._dispose_engines()
+        super().dispose()

@@ -1,0 +1,95 @@
+"""The local instance's event log: Dagster's SQLite layout, connections kept open between writes."""
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster._core.storage.event_log import SqliteEventLogStorage
+
+from ml_assets.local_event_log import OPEN_RUN_DATABASES, PooledSqliteEventLogStorage
+from ml_assets_tests.conftest import REPO_ROOT
+
+
+@pytest.fixture
+def local_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO_ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return home
+
+
+@dg.asset(partitions_def=dg.DailyPartitionsDefinition(start_date="2021-01-01"))
+def daily_numbers(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={"day": context.partition_key})
+
+
+def test_the_local_template_records_runs_where_dagsters_default_storage_does(
+    local_home: Path,
+) -> None:
+    with dg.DagsterInstance.from_config(str(local_home)) as instance:
+        assert isinstance(instance.event_log_storage, PooledSqliteEventLogStorage)
+        days = ["2021-01-01", "2021-01-02", "2021-01-03"]
+        for day in days:
+            result = dg.materialize([daily_numbers], instance=instance, partition_key=day)
+            assert result.success
+
+    runs_dir = local_home / "history" / "runs"
+    assert (runs_dir / "index.db").exists()
+    assert (runs_dir / f"{result.run_id}.db").exists()
+    # Committed for every other process (the webserver, the daemon) to read, and readable by
+    # Dagster's own storage class: an instance can switch back to the default at any time.
+    plain = SqliteEventLogStorage(str(runs_dir))
+    records = plain.fetch_materializations(dg.AssetKey("daily_numbers"), limit=10).records
+    assert sorted(record.partition_key for record in records) == days
+    assert dg.DagsterEventType.RUN_SUCCESS in {
+        record.event_log_entry.dagster_event_type
+        for record in plain.get_records_for_run(result.run_id).records
+    }
+
+
+def test_writes_commit_in_wal_mode_with_synchronous_normal(local_home: Path) -> None:
+    with dg.DagsterInstance.from_config(str(local_home)) as instance:
+        instance.report_runless_asset_event(dg.AssetMaterialization("numbers"))
+        storage = instance.event_log_storage
+        assert isinstance(storage, PooledSqliteEventLogStorage)
+        with storage.index_connection() as connection:
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            # 1 = NORMAL (Dagster's own storage leaves SQLite's default, 2 = FULL).
+            assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1
+    with sqlite3.connect(local_home / "history" / "runs" / "index.db") as connection:
+        assert connection.execute("select count(*) from event_logs").fetchone() == (1,)
+
+
+def test_open_run_databases_are_bounded_and_closed_on_wipe(local_home: Path) -> None:
+    with dg.DagsterInstance.from_config(str(local_home)) as instance:
+        run_ids = [
+            dg.materialize([daily_numbers], instance=instance, partition_key="2021-01-01").run_id
+            for _ in range(OPEN_RUN_DATABASES + 3)
+        ]
+        storage = instance.event_log_storage
+        assert isinstance(storage, PooledSqliteEventLogStorage)
+        assert storage.open_run_databases() == OPEN_RUN_DATABASES
+        # Every run is still readable, the closed ones reopen on demand.
+        assert all(instance.all_logs(run_id) for run_id in run_ids)
+
+        instance.wipe()
+        assert storage.open_run_databases() == 0
+        assert instance.fetch_materializations(dg.AssetKey("daily_numbers"), limit=1).records == []
+        assert dg.materialize(
+            [daily_numbers], instance=instance, partition_key="2021-01-02"
+        ).success
+        assert (
+            len(instance.fetch_materializations(dg.AssetKey("daily_numbers"), limit=5).records) == 1
+        )
+
+
+def test_the_template_needs_dagster_home_to_locate_the_event_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    shutil.copy(REPO_ROOT / "deploy" / "dagster.yaml", tmp_path / "dagster.yaml")
+    with pytest.raises(dg.DagsterInvalidConfigError, match="DAGSTER_HOME"):
+        dg.DagsterInstance.from_config(str(tmp_path))
