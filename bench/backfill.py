@@ -8,6 +8,12 @@ Compared, each in fresh processes as users run them:
 - a plain polars script doing the same work (`bench/backfill_script.py`);
 - the same single run again over unchanged inputs.
 
+Each is timed end to end (the process, from start to exit) and for the work itself: a Dagster
+run's own duration as Dagster records it (from the run's start, once its process has imported the
+code and planned the run, to its end), the script's time after its imports. The fixed cost of a
+`dagster` process (about 2 s of imports and planning here) weighs on a 90-day backfill that takes
+a few seconds but not on a year's; both figures are reported, goals against each.
+
 Set up beforehand, not measured: the zone lookup and the month files downloaded into the
 project's cache (from a loopback HTTP server serving the TLC files).
 """
@@ -15,14 +21,22 @@ project's cache (from a loopback HTTP server serving the TLC files).
 from __future__ import annotations
 
 import contextlib
+import re
 import statistics
 import sys
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
 import polars as pl
 
-from bench.dagster_env import IN_PROCESS_CONFIG, DagsterEnv, prepare_days, serve_directory
+from bench.dagster_env import (
+    IN_PROCESS_CONFIG,
+    DagsterEnv,
+    last_run_seconds,
+    prepare_days,
+    serve_directory,
+)
 from bench.harness import REPO_ROOT, BenchContext, CaseResult, ChildRun, Goal, ratio
 from bench.tlc_files import tlc_files
 from ml_assets.lib.tlc_client import TLCClient
@@ -53,6 +67,34 @@ def _feature_rows(folder: Path) -> int:
     return pl.scan_parquet(files).select(pl.len()).collect().item() if files else 0
 
 
+def _work_seconds(script: ChildRun) -> float:
+    found = re.search(r"work_seconds=([0-9.]+)", script.stdout)
+    if found is None:
+        raise RuntimeError(f"the backfill script printed no work_seconds: {script.stdout[-300:]}")
+    return float(found.group(1))
+
+
+@dataclass
+class _Timings:
+    """Per way of running: end-to-end wall times and the times of the work itself."""
+
+    wall: list[float] = field(default_factory=list)
+    work: list[float] = field(default_factory=list)
+
+    def add(self, wall: float, work: float) -> None:
+        self.wall.append(wall)
+        self.work.append(work)
+
+    def median(self, which: str) -> float | None:
+        values = getattr(self, which)
+        return statistics.median(values) if values else None
+
+
+SINGLE = "single run"
+SCRIPT = "plain polars script"
+RERUN = "single run again, inputs unchanged"
+
+
 def run(context: BenchContext) -> CaseResult:
     first = date(2021, 1, 1)
     last = date(2021, 1, 3) if context.tiny else date(2021, 3, 31)
@@ -71,22 +113,29 @@ def run(context: BenchContext) -> CaseResult:
         compared="a single Dagster run over the range, one Dagster run per partition "
         f"(extrapolated from {len(sample_days)}), a plain polars script, and the single run "
         "repeated over unchanged inputs; every Dagster run through the dagster CLI with the "
-        "in-process executor (run config `execution: {config: {in_process: {}}}`)",
-        columns=["how", "median s", "runs s", "vs script", "feature rows"],
+        "in-process executor (run config `execution: {config: {in_process: {}}}`) on the local "
+        "instance template. `wall s`: the whole process, start to exit. `work s`: a Dagster "
+        "run's own duration (from its start to its end as Dagster records it, after the process "
+        "has loaded the code and planned the run), or the script's time after its imports",
+        columns=[
+            "how",
+            "wall s",
+            "wall vs script",
+            "work s",
+            "work vs script",
+            "runs (wall s)",
+            "feature rows",
+        ],
     )
     server = (
         contextlib.nullcontext(None)
         if context.tiny
         else serve_directory(tlc_files(context, [f"{month:%Y-%m}" for month in months]))
     )
-    times: dict[str, list[float]] = {
-        "single run": [],
-        "plain polars script": [],
-        "single run again, inputs unchanged": [],
-    }
+    timings = {name: _Timings() for name in (SINGLE, SCRIPT, RERUN)}
+    per_partition = _Timings()
     rows: dict[str, int] = {}
     failures: dict[str, str] = {}
-    per_partition: list[float] = []
     partition_range = f"{first}...{last}"
     with server as url:
         for attempt in range(context.repeat):
@@ -95,17 +144,17 @@ def run(context: BenchContext) -> CaseResult:
                 ASSETS, partition_range=partition_range, extra=IN_PROCESS_CONFIG
             )
             if first_run.returncode != 0:
-                failures["single run"] = _failure(first_run)
+                failures[SINGLE] = _failure(first_run)
                 break
-            times["single run"].append(first_run.seconds)
-            rows["single run"] = _feature_rows(env.data_dir / "assets" / "trip_features")
+            timings[SINGLE].add(first_run.seconds, last_run_seconds(env))
+            rows[SINGLE] = _feature_rows(env.data_dir / "assets" / "trip_features")
             again = env.materialize(
                 ASSETS, partition_range=partition_range, extra=IN_PROCESS_CONFIG
             )
             if again.returncode != 0:
-                failures["single run again, inputs unchanged"] = _failure(again)
+                failures[RERUN] = _failure(again)
             else:
-                times["single run again, inputs unchanged"].append(again.seconds)
+                timings[RERUN].add(again.seconds, last_run_seconds(env))
 
             output = context.work_dir / "backfill" / f"script_{attempt}"
             script = env.run(
@@ -120,8 +169,8 @@ def run(context: BenchContext) -> CaseResult:
                     *(["--sample"] if context.tiny else []),
                 ]
             ).check("the plain polars backfill script")
-            times["plain polars script"].append(script.seconds)
-            rows["plain polars script"] = _feature_rows(output / "trip_features")
+            timings[SCRIPT].add(script.seconds, _work_seconds(script))
+            rows[SCRIPT] = _feature_rows(output / "trip_features")
 
         env = _fresh_env(context, "per_partition", url, months)
         for day in sample_days:
@@ -129,72 +178,92 @@ def run(context: BenchContext) -> CaseResult:
             if one.returncode != 0:
                 failures["one run per partition"] = _failure(one)
                 break
-            per_partition.append(one.seconds)
+            per_partition.add(one.seconds, last_run_seconds(env))
 
-    medians = {name: statistics.median(values) for name, values in times.items() if values}
-    script = medians.get("plain polars script", 0.0)
-    for name in ("single run", "plain polars script", "single run again, inputs unchanged"):
+    script_wall = timings[SCRIPT].median("wall") or 0.0
+    script_work = timings[SCRIPT].median("work") or 0.0
+    for name, timing in timings.items():
+        wall, work = timing.median("wall"), timing.median("work")
         result.rows.append(
             {
                 "how": name,
-                "median s": medians.get(name),
-                "runs s": " / ".join(f"{value:.1f}" for value in times[name])
+                "wall s": wall,
+                "wall vs script": ratio(wall, script_wall) if wall is not None else None,
+                "work s": work,
+                "work vs script": ratio(work, script_work) if work is not None else None,
+                "runs (wall s)": " / ".join(f"{value:.1f}" for value in timing.wall)
                 or f"FAILED: {failures.get(name, '')}",
-                "vs script": ratio(medians[name], script) if name in medians else None,
                 "feature rows": rows.get(name),
             }
         )
-    per_run = statistics.median(per_partition) if per_partition else None
-    extrapolated = per_run * day_count if per_run is not None else None
+    one_wall, one_work = per_partition.median("wall"), per_partition.median("work")
+    extrapolated_wall = one_wall * day_count if one_wall is not None else None
+    extrapolated_work = one_work * day_count if one_work is not None else None
     result.rows.append(
         {
-            "how": f"one run per partition ({day_count} x median of {len(per_partition)} runs)",
-            "median s": extrapolated,
-            "runs s": " / ".join(f"{value:.1f}" for value in per_partition)
+            "how": f"one run per partition ({day_count} x median of {len(per_partition.wall)})",
+            "wall s": extrapolated_wall,
+            "wall vs script": ratio(extrapolated_wall, script_wall) if extrapolated_wall else None,
+            "work s": extrapolated_work,
+            "work vs script": ratio(extrapolated_work, script_work) if extrapolated_work else None,
+            "runs (wall s)": " / ".join(f"{value:.1f}" for value in per_partition.wall)
             or f"FAILED: {failures.get('one run per partition', '')}",
-            "vs script": ratio(extrapolated, script) if extrapolated is not None else None,
         }
     )
 
-    single = medians.get("single run")
-    rerun = medians.get("single run again, inputs unchanged")
-    result.goals.append(
-        Goal(
-            f"single run within {GOAL_SINGLE_VS_SCRIPT:.0f}x the plain script",
-            f"{ratio(single, script):.2f}x"
-            if single
-            else f"no single run: {failures.get('single run')}",
-            single is not None and ratio(single, script) <= GOAL_SINGLE_VS_SCRIPT,
+    single = timings[SINGLE]
+    rerun = timings[RERUN]
+    for which, label in (("wall", "end to end"), ("work", "the work itself")):
+        single_s, script_s, rerun_s = (
+            single.median(which),
+            timings[SCRIPT].median(which),
+            rerun.median(which),
         )
-    )
+        result.goals.append(
+            Goal(
+                f"single run within {GOAL_SINGLE_VS_SCRIPT:.0f}x the plain script, {label}",
+                f"{ratio(single_s, script_s):.2f}x"
+                if single_s and script_s
+                else f"no single run: {failures.get(SINGLE)}",
+                bool(single_s and script_s) and ratio(single_s, script_s) <= GOAL_SINGLE_VS_SCRIPT,
+            )
+        )
+        result.goals.append(
+            Goal(
+                f"a re-run over unchanged inputs under {GOAL_RERUN_SHARE:.0%} of the first run, "
+                f"{label}",
+                f"{ratio(rerun_s, single_s):.0%}" if single_s and rerun_s else "not measured",
+                bool(single_s and rerun_s) and ratio(rerun_s, single_s) < GOAL_RERUN_SHARE,
+            )
+        )
+    single_wall = single.median("wall")
     result.goals.append(
         Goal(
             f"single run at least {GOAL_PER_PARTITION_VS_SINGLE:.0f}x faster than one run per "
-            "partition",
-            f"{ratio(extrapolated, single):.1f}x" if single and extrapolated else "not measured",
-            bool(single and extrapolated)
-            and ratio(extrapolated, single) >= GOAL_PER_PARTITION_VS_SINGLE,
+            "partition, end to end",
+            f"{ratio(extrapolated_wall, single_wall):.1f}x"
+            if single_wall and extrapolated_wall
+            else "not measured",
+            bool(single_wall and extrapolated_wall)
+            and ratio(extrapolated_wall, single_wall) >= GOAL_PER_PARTITION_VS_SINGLE,
         )
     )
-    result.goals.append(
-        Goal(
-            f"a re-run over unchanged inputs under {GOAL_RERUN_SHARE:.0%} of the first run",
-            f"{ratio(rerun, single):.0%}" if single and rerun else "not measured",
-            bool(single and rerun) and ratio(rerun, single) < GOAL_RERUN_SHARE,
-        )
-    )
-    if rows.get("single run") != rows.get("plain polars script"):
+    if rows.get(SINGLE) != rows.get(SCRIPT):
         result.notes.append(
-            f"feature rows differ: Dagster {rows.get('single run')}, script "
-            f"{rows.get('plain polars script')}"
+            f"feature rows differ: Dagster {rows.get(SINGLE)}, script {rows.get(SCRIPT)}"
         )
+    result.notes.append(
+        "a re-run over unchanged inputs reads and writes no trips, but Dagster still records a "
+        "planned and a finished materialization for each of the partitions (marked "
+        "`cached: true`), and the checks validate the stored days again"
+    )
     result.notes.append(
         "the in-process executor runs every step, asset checks included, in the run's process; "
         "with the default multiprocess executor each step starts a process that imports the "
         "code location again (see the daily case)"
     )
     result.notes.append(
-        f"one run per partition is extrapolated: {len(per_partition)} single-day runs were "
+        f"one run per partition is extrapolated: {len(per_partition.wall)} single-day runs were "
         f"measured and their median multiplied by {day_count}"
     )
     return result

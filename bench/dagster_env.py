@@ -111,6 +111,23 @@ class DagsterEnv:
 IN_PROCESS_CONFIG = ["--config-json", '{"execution": {"config": {"in_process": {}}}}']
 """Run config asking the default executor to run every step in the run's own process."""
 
+LAST_RUN_SECONDS = """
+import dagster as dg
+
+record = dg.DagsterInstance.get().get_run_records(limit=1)[0]
+print(record.end_time - record.start_time)
+"""
+
+
+def last_run_seconds(env: DagsterEnv) -> float:
+    """The duration Dagster recorded for the instance's latest run: from its start to its end.
+
+    The run starts once its process has loaded the code and recorded the run's plan; what comes
+    before (interpreter, imports, planning) is the same for a run of one day or of a year.
+    """
+    return float(env.python(LAST_RUN_SECONDS).check("reading the last run's duration").stdout)
+
+
 PREPARE_DAYS = """
 import sys
 import dagster as dg

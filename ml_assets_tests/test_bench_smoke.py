@@ -21,7 +21,15 @@ EXPECTED_COLUMNS = {
         "fit CPU s",
     ],
     "daily": ["how", "median s", "runs s", "vs script"],
-    "backfill": ["how", "median s", "runs s", "vs script", "feature rows"],
+    "backfill": [
+        "how",
+        "wall s",
+        "wall vs script",
+        "work s",
+        "work vs script",
+        "runs (wall s)",
+        "feature rows",
+    ],
     "scale": [
         "trips",
         "feature rows",
