@@ -1,12 +1,6 @@
 """`dagster dev` on 127.0.0.1: a partition backfill launched over GraphQL runs to success."""
 
-import contextlib
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -15,6 +9,7 @@ import mlflow
 import pytest
 
 from ml_assets.settings import Settings
+from ml_assets_tests.dagster_dev import running_dagster_dev
 
 # From the first partition: a model trains on the features of every day of its window.
 DAYS = ["2021-01-01", "2021-01-02"]
@@ -48,15 +43,9 @@ query Status($id: String!) {
 FINISHED = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def graphql(port: int, query: str, variables: dict) -> dict:
+def graphql(url: str, query: str, variables: dict) -> dict:
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
+        f"{url}/graphql",
         data=json.dumps({"query": query, "variables": variables}).encode(),
         headers={"Content-Type": "application/json"},
     )
@@ -64,32 +53,6 @@ def graphql(port: int, query: str, variables: dict) -> dict:
         body = json.loads(response.read())
     assert "errors" not in body, body["errors"]
     return body["data"]
-
-
-def wait_until_serving(port: int, server: subprocess.Popen, log: Path, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert server.poll() is None, f"dagster dev exited:\n{log.read_text()[-3000:]}"
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5):
-                return
-        except OSError:
-            time.sleep(1)
-    raise AssertionError(f"dagster dev did not answer in {seconds}s:\n{log.read_text()[-3000:]}")
-
-
-def stop(server: subprocess.Popen) -> None:
-    """SIGTERM to dagster dev itself; it stops its webserver and daemon. Kill its group if stuck."""
-    if server.poll() is None:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)  # its own session, started below
-            server.wait(timeout=30)
-    # Code servers and run workers it started are in its process group; leave none behind.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(server.pid, signal.SIGTERM)
 
 
 @pytest.mark.slow
@@ -102,24 +65,11 @@ def test_a_backfill_launched_over_graphql_materializes_every_day(
     # moment race on its schema migrations (a deployment creates it once, too).
     mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri).search_experiments()
 
-    port = free_port()
     log = tmp_path / "dagster_dev.log"
-    with log.open("w") as output:
-        server = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "dagster", "dev", "-m", "ml_assets.definitions"),
-                *("--host", "127.0.0.1", "--port", str(port)),
-            ],
-            cwd=tmp_path,
-            env=environment,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # default SIGINT/SIGTERM handling, its own process group
-        )
-    try:
-        wait_until_serving(port, server, log, seconds=240)
+    target = ("-m", "ml_assets.definitions")
+    with running_dagster_dev(target, cwd=tmp_path, env=environment, log=log) as url:
         launched = graphql(
-            port,
+            url,
             LAUNCH,
             {
                 # Exact days per asset: with `partitionNames`, Dagster would also backfill every
@@ -140,12 +90,10 @@ def test_a_backfill_launched_over_graphql_materializes_every_day(
 
         deadline = time.monotonic() + 420
         while True:
-            backfill = graphql(port, STATUS, {"id": backfill_id})["partitionBackfillOrError"]
+            backfill = graphql(url, STATUS, {"id": backfill_id})["partitionBackfillOrError"]
             if backfill["status"] in FINISHED or time.monotonic() > deadline:
                 break
             time.sleep(3)
-    finally:
-        stop(server)
 
     assert backfill["status"] in ("COMPLETED", "COMPLETED_SUCCESS"), (
         backfill,

@@ -4,16 +4,10 @@ Screenshots go to `test-artifacts/` in the repository root. With `ML_ASSETS_UPDA
 the README's screenshots in `docs/images/` are refreshed from the same run.
 """
 
-import contextlib
 import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +15,7 @@ import dagster as dg
 import pytest
 
 from ml_assets_tests.conftest import REPO_ROOT, local_instance
+from ml_assets_tests.dagster_dev import running_dagster_dev
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 README_IMAGES = REPO_ROOT / "docs" / "images"
@@ -53,46 +48,6 @@ def _require_chromium() -> None:
     if os.environ.get("CI"):
         pytest.fail(f"CI must run the browser test: {reason}")
     pytest.skip(reason)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait_for_webserver(url: str, server: subprocess.Popen, log: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"dagster dev exited with {server.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/server_info", timeout=5) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            time.sleep(1)
-    pytest.fail(f"dagster dev did not answer on {url} within {timeout:.0f}s")
-
-
-def _default_signal_handling() -> None:
-    """In the child: a test runner may ignore SIGINT/SIGTERM; dagster dev must not inherit that."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-def _stop(server: subprocess.Popen) -> None:
-    """Stop dagster dev and everything it started (its own process group), by its pid."""
-    if server.poll() is None:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=10)
-    # Its children share the group; make sure none outlives the test.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(server.pid, signal.SIGKILL)
 
 
 def _seed(home: Path, env: dict[str, str]) -> None:
@@ -130,32 +85,21 @@ def dagster_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     env = {**os.environ, **settings_env, "DAGSTER_HOME": str(home)}
     env.pop("MLFLOW_TRACKING_URI", None)
 
-    port = _free_port()
     log = base / "dagster_dev.log"
-    with log.open("w") as output:
-        server = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(port)),
-                *("-w", str(REPO_ROOT / "workspace.yaml")),
-            ],
-            # Not the repo root: dagster dev would let a developer's .env there override `env`.
-            cwd=base,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            # Its own process group, with default signal handling, so it can be stopped as one.
-            start_new_session=True,
-            preexec_fn=_default_signal_handling,
-        )
+    target = ("-w", str(REPO_ROOT / "workspace.yaml"))
     try:
         # Seed while dagster dev starts: its daemon's first ticks are slow on a busy machine, and
         # the run launched from the UI waits in the queue until the daemon dequeues it.
-        _seed(home, settings_env)
-        url = f"http://127.0.0.1:{port}"
-        _wait_for_webserver(url, server, log, timeout=180)
-        yield url, home
+        with running_dagster_dev(
+            target,
+            cwd=base,
+            env=env,
+            log=log,
+            timeout=180,
+            while_starting=lambda: _seed(home, settings_env),
+        ) as url:
+            yield url, home
     finally:
-        _stop(server)
         ARTIFACTS.mkdir(exist_ok=True)
         shutil.copy(log, ARTIFACTS / "dagster_dev.log")
 
