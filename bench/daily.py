@@ -112,7 +112,8 @@ def run(context: BenchContext) -> CaseResult:
     ]
     result.notes.append(
         "fixed costs dominate a day of green trips (a few thousand rows): starting Python, importing "
-        "dagster and mlflow and loading the code location, and with the default executor once "
-        "more for every step's process"
+        "dagster and loading the code location, opening the instance and planning the run (and "
+        "with the default executor, loading the code location again in every step's process); "
+        "MLflow is imported by the prediction step, as the script imports it"
     )
     return result
