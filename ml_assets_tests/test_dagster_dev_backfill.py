@@ -1,4 +1,4 @@
-"""`dagster dev` on 127.0.0.1: a partition backfill launched over GraphQL runs to success."""
+"""`dagster dev` on 127.0.0.1: a partition backfill of every partitioned asset, over GraphQL."""
 
 import json
 import time
@@ -6,14 +6,23 @@ import urllib.request
 from pathlib import Path
 
 import mlflow
+import polars as pl
 import pytest
 
 from ml_assets.settings import Settings
 from ml_assets_tests.dagster_dev import running_dagster_dev
 
-# From the first partition: a model trains on the features of every day of its window.
+# From the first partition: a model trains on the features of every day of its window. The
+# first day has no earlier model to evaluate or serve, so evaluation and predictions start a day
+# later.
 DAYS = ["2021-01-01", "2021-01-02"]
-BACKFILLED = ["raw_trips", "trip_features", "duration_model"]
+BACKFILLED = {
+    "raw_trips": DAYS,
+    "trip_features": DAYS,
+    "duration_model": DAYS,
+    "model_evaluation": DAYS[1:],
+    "trip_duration_predictions": DAYS[1:],
+}
 
 LAUNCH = """
 mutation Launch($params: LaunchBackfillParams!) {
@@ -78,9 +87,9 @@ def test_a_backfill_launched_over_graphql_materializes_every_day(
                     "partitionsByAssets": [
                         {
                             "assetKey": {"path": [name]},
-                            "partitions": {"range": {"start": DAYS[0], "end": DAYS[-1]}},
+                            "partitions": {"range": {"start": days[0], "end": days[-1]}},
                         }
-                        for name in BACKFILLED
+                        for name, days in BACKFILLED.items()
                     ]
                 }
             },
@@ -101,15 +110,15 @@ def test_a_backfill_launched_over_graphql_materializes_every_day(
     )
     runs = backfill["runs"]
     assert {run["status"] for run in runs} == {"SUCCESS"}
-    # Ingestion and features: one run for the whole range. Models: one run per day.
+    # Ingestion and features: one run for the whole range. The rest: runs of one day each.
     ranges = [run for run in runs if any(t["key"].endswith("range_start") for t in run["tags"])]
-    per_day = [
+    per_day = {
         next(tag["value"] for tag in run["tags"] if tag["key"] == "dagster/partition")
         for run in runs
         if run not in ranges
-    ]
+    }
     assert len(ranges) == 1
-    assert sorted(per_day) == DAYS
+    assert per_day == set(DAYS)
     for asset, suffix in (("raw_trips", "parquet"), ("trip_features", "parquet")):
         assert sorted(p.name for p in (settings.assets_dir / asset).iterdir()) == [
             f"{day}.{suffix}" for day in DAYS
@@ -120,3 +129,14 @@ def test_a_backfill_launched_over_graphql_materializes_every_day(
     ]
     assert [model["window_end"] for model in models] == DAYS
     assert len({model["version"] for model in models}) == len(DAYS)
+    # Walk-forward: the second day is scored by the model trained through the first.
+    evaluation = json.loads(
+        (settings.assets_dir / "model_evaluation" / f"{DAYS[1]}.json").read_text()
+    )
+    assert evaluation["serving_model"]["version"] == models[0]["version"]
+    predictions = pl.read_parquet(
+        settings.assets_dir / "trip_duration_predictions" / f"{DAYS[1]}.parquet"
+    )
+    features = pl.read_parquet(settings.assets_dir / "trip_features" / f"{DAYS[1]}.parquet")
+    assert predictions["trip_key"].to_list() == features["trip_key"].to_list()
+    assert predictions["model_version"].unique().to_list() == [models[0]["version"]]
