@@ -90,6 +90,7 @@ class DagsterEnv:
         partition: str | None = None,
         partition_range: str | None = None,
         extra: Sequence[str] = (),
+        module: str = "ml_assets.definitions",
     ) -> ChildRun:
         """`dagster asset materialize -m ml_assets.definitions ...`, as users run it."""
         args = [
@@ -97,7 +98,7 @@ class DagsterEnv:
             "asset",
             "materialize",
             "-m",
-            "ml_assets.definitions",
+            module,
             "--select",
             select,
         ]
