@@ -12,12 +12,18 @@ Severity and blocking are chosen per check:
 
 Each check evaluates every partition of the run and reports the failing days in its metadata;
 the checks of one asset run together in one step.
+
+The checks of `raw_trips` and `trip_features`, which backfills materialize a range of days per
+run, are checks of the asset: one evaluation per run, naming the days it covered (`days`). The
+checks of the assets that run one day per run (model, evaluation, predictions) are daily, so each
+day's result is its own in the UI. Dagster 1.13 records one evaluation for a range run, so a
+daily check there would leave every day of the range "planned", shown as skipped.
 The measurements are plain code in `ml_assets/lib/quality.py` and `ml_assets/lib/schemas.py`.
 """
 
 import inspect
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -300,8 +306,8 @@ def trip_duration_predictions_complete_and_plausible(
     )
 
 
-# Checks of daily assets are daily too, so each day's result is its own in the UI. Dagster marks
-# partitioned check specs as a preview; say so once here instead of on every code-location load.
+# Dagster marks partitioned check specs as a preview; say so once here instead of on every
+# code-location load.
 warnings.filterwarnings("ignore", message=".*partitions_def on an AssetCheckSpec.*")
 
 # Dagster wiring: one step per asset runs all of its checks. Under the multiprocess executor
@@ -320,21 +326,38 @@ def _spec(
         additional_deps=reads,
         description=inspect.cleandoc(check.__doc__ or ""),
         blocking=blocking,
-        partitions_def=daily_partitions,
+        # Daily where the asset runs one day per run; of the asset where runs cover ranges.
+        partitions_def=None if asset.backfill_policy else daily_partitions,
     )
 
 
 def _named(
-    result: dg.AssetCheckResult, check: CheckFunction, asset: dg.AssetsDefinition
+    result: dg.AssetCheckResult,
+    check: CheckFunction,
+    asset: dg.AssetsDefinition,
+    days: Sequence[str] = (),
 ) -> dg.AssetCheckResult:
+    """`result` as the named check's; with `days`, naming the days it covered."""
+    covered = {"days": f"{days[0]}..{days[-1]}", "day_count": len(days)} if days else {}
     return dg.AssetCheckResult(
         asset_key=asset.key,
         check_name=check.__name__,
         passed=result.passed,
         severity=result.severity,
         description=result.description,
-        metadata=result.metadata,
+        metadata={**covered, **result.metadata},
     )
+
+
+def _days_of_run(context: dg.AssetCheckExecutionContext, asset: dg.AssetsDefinition) -> list[str]:
+    """The days the run materialized; for a check run on its own, the asset's latest day."""
+    run = context.op_execution_context
+    if run.has_partition_key or run.has_partition_key_range:
+        return list(run.partition_keys)
+    latest = context.instance.get_latest_materialization_event(asset.key)
+    if latest is None or latest.asset_materialization is None:
+        raise dg.Failure(f"{asset.key.to_user_string()} has no materialized day to check")
+    return [str(latest.asset_materialization.partition)]
 
 
 RAW_TRIPS_CHECKS: dict[CheckFunction, bool] = {
@@ -350,10 +373,16 @@ RAW_TRIPS_CHECKS: dict[CheckFunction, bool] = {
     name="raw_trips_checks",
     specs=[_spec(check, raw_trips_asset, blocking) for check, blocking in RAW_TRIPS_CHECKS.items()],
 )
-def raw_trips_checks(raw_trips: dict[str, pl.DataFrame]) -> Iterator[dg.AssetCheckResult]:
-    """Schema, emptiness, stray days and null rates of the day's raw trips."""
+def raw_trips_checks(
+    context: dg.AssetCheckExecutionContext,
+    io_manager: dg.ResourceParam[PartitionedFileIOManager],
+) -> Iterator[dg.AssetCheckResult]:
+    """Schema, emptiness, stray days and null rates of the run's days of raw trips."""
+    # Read here, not as an input: an input of a check of the asset would be every day there is.
+    days = _days_of_run(context, raw_trips_asset)
+    raw_trips = io_manager.load_frames(raw_trips_asset.key, days)
     for check in RAW_TRIPS_CHECKS:
-        yield _named(check(raw_trips=raw_trips), check, raw_trips_asset)
+        yield _named(check(raw_trips=raw_trips), check, raw_trips_asset, days)
 
 
 TRIP_FEATURES_CHECKS: dict[CheckFunction, bool] = {
@@ -368,19 +397,26 @@ TRIP_FEATURES_CHECKS: dict[CheckFunction, bool] = {
         _spec(check, trip_features_asset, blocking, reads=(raw_trips_asset,))
         for check, blocking in TRIP_FEATURES_CHECKS.items()
     ],
-    ins={"raw_trips": dg.AssetIn("raw_trips")},
 )
 def trip_features_checks(
-    trip_features: dict[str, pl.DataFrame], raw_trips: dict[str, pl.DataFrame]
+    context: dg.AssetCheckExecutionContext,
+    io_manager: dg.ResourceParam[PartitionedFileIOManager],
 ) -> Iterator[dg.AssetCheckResult]:
-    """Schema and cleaning losses of the day's features."""
+    """Schema and cleaning losses of the run's days of features."""
+    days = _days_of_run(context, trip_features_asset)
+    trip_features = io_manager.load_frames(trip_features_asset.key, days)
+    raw_trips = io_manager.load_frames(raw_trips_asset.key, days)
     yield _named(
-        trip_features_schema(trip_features=trip_features), trip_features_schema, trip_features_asset
+        trip_features_schema(trip_features=trip_features),
+        trip_features_schema,
+        trip_features_asset,
+        days,
     )
     yield _named(
         trip_features_dropped_share(trip_features=trip_features, raw_trips=raw_trips),
         trip_features_dropped_share,
         trip_features_asset,
+        days,
     )
 
 

@@ -25,8 +25,15 @@ from ml_assets.checks import (
 from ml_assets.lib.features import build_trip_features
 from ml_assets.lib.sample_source import sample_trips, sample_zones
 from ml_assets.resources.trip_source import DayOfTrips, TripSource
+from ml_assets.settings import Settings
 
 DAY = "2021-01-05"
+RAW_TRIPS_CHECK_NAMES = [
+    "raw_trips_schema",
+    "raw_trips_not_empty",
+    "raw_trips_pickups_on_day",
+    "raw_trips_null_rates",
+]
 ERROR = dg.AssetCheckSeverity.ERROR
 WARN = dg.AssetCheckSeverity.WARN
 
@@ -277,3 +284,75 @@ def test_a_failing_blocking_check_stops_downstream_assets(
     succeeded = {e.step_key for e in result.get_step_success_events()}
     assert "raw_trips" in succeeded and "trip_features" not in succeeded
     assert not instance.get_latest_materialization_event(dg.AssetKey("trip_features"))
+
+
+RANGE = ["2021-01-04", "2021-01-05", "2021-01-06"]
+
+
+def test_a_range_run_checks_every_day_of_its_range_in_one_evaluation_per_check(
+    resources: dict[str, object], settings: Settings, instance: dg.DagsterInstance
+) -> None:
+    dg.materialize([taxi_zones], resources=resources, instance=instance)
+    result = dg.materialize(
+        [taxi_zones, raw_trips, trip_features, *asset_checks],
+        selection=dg.AssetSelection.assets(raw_trips, trip_features),
+        resources=resources,
+        instance=instance,
+        tags={
+            "dagster/asset_partition_range_start": RANGE[0],
+            "dagster/asset_partition_range_end": RANGE[-1],
+        },
+    )
+
+    assert result.success
+    evaluations = result.get_asset_check_evaluations()
+    assert len(evaluations) == 6
+    for evaluation in evaluations:
+        assert evaluation.passed
+        # A check of the asset, not of one day: it names the days it covered.
+        assert evaluation.partition is None
+        assert evaluation.metadata["days"].value == f"{RANGE[0]}..{RANGE[-1]}"
+        assert evaluation.metadata["day_count"].value == len(RANGE)
+    (rows,) = [e for e in evaluations if e.check_name == "raw_trips_not_empty"]
+    stored = sum(
+        pl.read_parquet(settings.assets_dir / "raw_trips" / f"{day}.parquet").height
+        for day in RANGE
+    )
+    assert rows.metadata["rows"].value == stored
+
+
+def test_a_check_run_on_its_own_checks_the_latest_materialized_day(
+    resources: dict[str, object], instance: dg.DagsterInstance
+) -> None:
+    assert materialize_day(resources, instance).success
+
+    result = dg.materialize(
+        [taxi_zones, raw_trips, trip_features, *asset_checks],
+        selection=dg.AssetSelection.checks_for_assets(raw_trips),
+        resources=resources,
+        instance=instance,
+    )
+
+    assert result.success
+    evaluations = result.get_asset_check_evaluations()
+    assert {e.check_name for e in evaluations} == set(RAW_TRIPS_CHECK_NAMES)
+    assert {e.metadata["days"].value for e in evaluations} == {f"{DAY}..{DAY}"}
+
+
+def test_checks_of_daily_runs_are_daily_and_checks_of_range_runs_are_of_the_asset() -> None:
+    partitioned = {
+        spec.key.name: spec.partitions_def is not None
+        for checks in asset_checks
+        for spec in checks.check_specs
+    }
+    assert partitioned == {
+        "raw_trips_schema": False,
+        "raw_trips_not_empty": False,
+        "raw_trips_pickups_on_day": False,
+        "raw_trips_null_rates": False,
+        "trip_features_schema": False,
+        "trip_features_dropped_share": False,
+        "duration_model_beats_baseline": True,
+        "feature_drift_vs_training_window": True,
+        "trip_duration_predictions_complete_and_plausible": True,
+    }

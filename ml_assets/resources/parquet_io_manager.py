@@ -6,7 +6,7 @@ all work: each step reads its inputs from the files its upstream steps wrote.
 
 import json
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -114,11 +114,25 @@ class PartitionedFileIOManager(dg.ConfigurableIOManager):
             return self._read(paths[keys[0]], wants)
         value_type = typing.get_args(wants)[1] if _wants_mapping(wants) else None
         if value_type is pl.DataFrame and all(path.suffix == ".parquet" for path in paths.values()):
-            # One polars call for all the days: the files are read in parallel, several times
-            # faster than one read per day for a range of small files.
-            frames = pl.collect_all([pl.scan_parquet(path) for path in paths.values()])
-            return dict(zip(paths, frames, strict=True))
+            return self._read_frames(paths)
         return {key: self._read(path, value_type) for key, path in paths.items()}
+
+    def load_frames(
+        self, asset_key: dg.AssetKey, partition_keys: Sequence[str]
+    ) -> dict[str, pl.DataFrame]:
+        """The stored tables of `partition_keys`, by key; names the first one not materialized.
+
+        For readers outside a step's inputs, such as the checks of a range run, which read the
+        days of their run themselves.
+        """
+        return self._read_frames({key: self._find(asset_key, key) for key in partition_keys})
+
+    @staticmethod
+    def _read_frames(paths: Mapping[str, Path]) -> dict[str, pl.DataFrame]:
+        # One polars call for all the days: the files are read in parallel, several times faster
+        # than one read per day for a range of small files.
+        frames = pl.collect_all([pl.scan_parquet(path) for path in paths.values()])
+        return dict(zip(paths, frames, strict=True))
 
     def _find(self, asset_key: dg.AssetKey, partition_key: str | None) -> Path:
         for suffix in (".parquet", ".json"):

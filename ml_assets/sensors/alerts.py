@@ -215,13 +215,16 @@ def failed_check_alert(context: dg.SensorEvaluationContext, notifier: Notifier) 
         )
         for record in finished.records:
             runs += 1
-            for entry in failed_checks_of_run(instance, record.run_id):
+            failed = failed_checks_of_run(instance, record.run_id)
+            run = instance.get_run_by_id(record.run_id) if failed else None
+            for entry in failed:
                 evaluation = entry.dagster_event.asset_check_evaluation_data
                 notifier.send(
                     failed_check_message(
                         asset=evaluation.asset_key.to_user_string(),
                         check=evaluation.check_name,
-                        partition=evaluation.partition,
+                        # A check of the asset (not daily) covers its run's day or range.
+                        partition=evaluation.partition or (run and run_partition(run)),
                         severity=evaluation.severity.value,
                         description=evaluation.description,
                         run_id=entry.run_id,
