@@ -269,9 +269,9 @@ def run(context: BenchContext) -> CaseResult:
     floor = timings[BOOKKEEPING].median("work")
     first_work = single.median("work")
     result.notes.append(
-        "a re-run over unchanged inputs reads and writes no trips, but Dagster still records a "
-        "planned and a finished materialization for each partition (marked `cached: true`), and "
-        "the checks validate the stored days again. Recording alone is the no-op row (`bench/"
+        "a re-run over unchanged inputs reads and writes no trips and its checks carry their "
+        "results over, but Dagster still records a planned and a finished materialization for "
+        "each partition (marked `cached: true`). Recording alone is the no-op row (`bench/"
         "bookkeeping_location.py`)"
         + (
             f": {floor:.2f} s of work, {ratio(floor, first_work):.0%} of the first run's, "

@@ -37,6 +37,7 @@ from ml_assets.assets.model import model_evaluation as model_evaluation_asset
 from ml_assets.assets.predictions import (
     trip_duration_predictions as trip_duration_predictions_asset,
 )
+from ml_assets.check_cache import carried_results, fresh, inputs_fingerprint
 from ml_assets.lib.quality import (
     DROPPED_SHARE_ERROR,
     DROPPED_SHARE_WARN,
@@ -360,6 +361,24 @@ def _days_of_run(context: dg.AssetCheckExecutionContext, asset: dg.AssetsDefinit
     return [str(latest.asset_materialization.partition)]
 
 
+def _carried(
+    context: dg.AssetCheckExecutionContext,
+    checks: dict[CheckFunction, bool],
+    asset: dg.AssetsDefinition,
+    days: Sequence[str],
+    inputs: str | None,
+) -> list[dg.AssetCheckResult] | None:
+    """The checks' latest results, if they saw exactly these days of data with this code."""
+    keys = [dg.AssetCheckKey(asset.key, check.__name__) for check in checks]
+    carried = carried_results(context.instance, keys, inputs)
+    if carried is not None:
+        context.log.info(
+            f"{len(days)} day(s) and the check code unchanged since the checks last ran: "
+            "their results are carried over, nothing is read"
+        )
+    return carried
+
+
 RAW_TRIPS_CHECKS: dict[CheckFunction, bool] = {
     raw_trips_schema: True,
     raw_trips_not_empty: True,
@@ -378,11 +397,16 @@ def raw_trips_checks(
     io_manager: dg.ResourceParam[PartitionedFileIOManager],
 ) -> Iterator[dg.AssetCheckResult]:
     """Schema, emptiness, stray days and null rates of the run's days of raw trips."""
-    # Read here, not as an input: an input of a check of the asset would be every day there is.
     days = _days_of_run(context, raw_trips_asset)
+    inputs = inputs_fingerprint(context.instance, [raw_trips_asset.key], days)
+    carried = _carried(context, RAW_TRIPS_CHECKS, raw_trips_asset, days, inputs)
+    if carried is not None:
+        yield from carried
+        return
+    # Read here, not as an input: an input of a check of the asset would be every day there is.
     raw_trips = io_manager.load_frames(raw_trips_asset.key, days)
     for check in RAW_TRIPS_CHECKS:
-        yield _named(check(raw_trips=raw_trips), check, raw_trips_asset, days)
+        yield fresh(_named(check(raw_trips=raw_trips), check, raw_trips_asset, days), inputs)
 
 
 TRIP_FEATURES_CHECKS: dict[CheckFunction, bool] = {
@@ -404,20 +428,18 @@ def trip_features_checks(
 ) -> Iterator[dg.AssetCheckResult]:
     """Schema and cleaning losses of the run's days of features."""
     days = _days_of_run(context, trip_features_asset)
+    # A day's features cache key includes its raw trips' key: it identifies both tables read.
+    inputs = inputs_fingerprint(context.instance, [trip_features_asset.key], days)
+    carried = _carried(context, TRIP_FEATURES_CHECKS, trip_features_asset, days, inputs)
+    if carried is not None:
+        yield from carried
+        return
     trip_features = io_manager.load_frames(trip_features_asset.key, days)
     raw_trips = io_manager.load_frames(raw_trips_asset.key, days)
-    yield _named(
-        trip_features_schema(trip_features=trip_features),
-        trip_features_schema,
-        trip_features_asset,
-        days,
-    )
-    yield _named(
-        trip_features_dropped_share(trip_features=trip_features, raw_trips=raw_trips),
-        trip_features_dropped_share,
-        trip_features_asset,
-        days,
-    )
+    schema = trip_features_schema(trip_features=trip_features)
+    yield fresh(_named(schema, trip_features_schema, trip_features_asset, days), inputs)
+    dropped = trip_features_dropped_share(trip_features=trip_features, raw_trips=raw_trips)
+    yield fresh(_named(dropped, trip_features_dropped_share, trip_features_asset, days), inputs)
 
 
 @dg.multi_asset_check(

@@ -13,12 +13,15 @@ import pytest
 from dagster._core.definitions.data_version import CachingStaleStatusResolver
 from dagster._core.loader import LoadingContextForTest
 
+from ml_assets import check_cache
 from ml_assets.assets import ingestion
 from ml_assets.assets.features import trip_features
 from ml_assets.assets.ingestion import raw_trips, taxi_zones
+from ml_assets.checks import asset_checks
 from ml_assets.lib.publication import forget_outdated_cached_month
 from ml_assets.lib.sample_source import sample_raw_trips, sample_zones
 from ml_assets.resources import build_resources
+from ml_assets.resources.parquet_io_manager import PartitionedFileIOManager
 from ml_assets.resources.trip_source import TripSource
 from ml_assets.settings import Settings
 from ml_assets_tests.http_fixtures import FileServer
@@ -200,3 +203,76 @@ def test_a_new_code_version_is_stale_in_the_ui_and_then_makes_its_downstream_sta
     assert up_to_date == {"raw_trips": [], "trip_features": []}
     assert new_code == {"raw_trips": ["has a new code version"], "trip_features": []}
     assert rebuilt == {"raw_trips": [], "trip_features": ["has a new dependency data version"]}
+
+
+def backfill_with_checks(
+    resources: dict[str, object], instance: dg.DagsterInstance
+) -> dg.ExecuteInProcessResult:
+    """`backfill`, with the asset checks of both assets, as the daily and backfill jobs run them."""
+    return dg.materialize(
+        [taxi_zones, raw_trips, trip_features, *asset_checks],
+        selection=dg.AssetSelection.assets(raw_trips, trip_features),
+        resources=resources,
+        instance=instance,
+        tags={
+            "dagster/asset_partition_range_start": FIRST,
+            "dagster/asset_partition_range_end": LAST,
+        },
+    )
+
+
+def check_metadata(result: dg.ExecuteInProcessResult) -> dict[str, dict]:
+    return {
+        evaluation.check_name: {key: value.value for key, value in evaluation.metadata.items()}
+        for evaluation in result.get_asset_check_evaluations()
+    }
+
+
+def test_checks_over_unchanged_days_carry_their_results_over_without_reading_them(
+    resources: dict[str, object], instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+):
+    dg.materialize([taxi_zones], resources=resources, instance=instance)
+    first = backfill_with_checks(resources, instance)
+    computed = check_metadata(first)
+    assert len(computed) == 6
+    assert all(meta["cached"] is False for meta in computed.values())
+
+    def no_reading(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a check read stored days although nothing changed")
+
+    monkeypatch.setattr(PartitionedFileIOManager, "load_frames", no_reading)
+    second = backfill_with_checks(resources, instance)
+
+    assert second.success
+    carried = check_metadata(second)
+    assert set(carried) == set(computed)
+    for name, meta in carried.items():
+        assert meta["cached"] is True
+        assert meta["computed_in_run"] == first.run_id
+        assert meta["inputs_fingerprint"] == computed[name]["inputs_fingerprint"]
+        assert meta["days"] == f"{FIRST}..{LAST}"
+    assert {e.check_name: e.passed for e in second.get_asset_check_evaluations()} == {
+        name: True for name in computed
+    }
+    assert any("their results are carried over" in m for m in messages(instance, second.run_id))
+
+
+def test_checks_run_again_when_a_day_or_the_code_changed(
+    resources: dict[str, object], instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+):
+    dg.materialize([taxi_zones], resources=resources, instance=instance)
+    first = backfill_with_checks(resources, instance)
+
+    # New raw trips code: every day is recomputed, so every check reads and runs again.
+    monkeypatch.setattr(ingestion, "RAW_TRIPS_CODE_VERSION", "2")
+    after_new_data = check_metadata(backfill_with_checks(resources, instance))
+    assert all(meta["cached"] is False for meta in after_new_data.values())
+    assert all(
+        after_new_data[name]["inputs_fingerprint"] != meta["inputs_fingerprint"]
+        for name, meta in check_metadata(first).items()
+    )
+
+    # The same days again, but different check code.
+    monkeypatch.setattr(check_cache, "CHECK_CODE_VERSION", "edited")
+    after_new_code = check_metadata(backfill_with_checks(resources, instance))
+    assert all(meta["cached"] is False for meta in after_new_code.values())

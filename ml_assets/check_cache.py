@@ -1,0 +1,108 @@
+"""Checks that would see exactly what they saw last time carry their results over, reading nothing.
+
+A re-run of a backfill over unchanged inputs keeps every stored day (`ml_assets.assets.
+partition_cache`); checking those days again would read them all back and give the same results.
+So each evaluation of the asset checks of `raw_trips` and `trip_features` records an
+`inputs_fingerprint`: the cache key of every day of every asset it read, and the source of the
+check code itself. When a run's checks find the same fingerprint on their latest evaluations,
+they report those results again, marked `cached` with the run that computed them, without
+loading a single day.
+"""
+
+import importlib.util
+from collections.abc import Sequence
+from pathlib import Path
+
+import dagster as dg
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+from ml_assets.assets.partition_cache import CACHE_KEY, CACHED, latest_partition_metadata
+from ml_assets.lib.fingerprint import fingerprint
+
+INPUTS_FINGERPRINT = "inputs_fingerprint"
+COMPUTED_IN_RUN = "computed_in_run"
+
+CHECK_CODE_MODULES = (
+    "ml_assets.checks",
+    "ml_assets.check_cache",
+    "ml_assets.lib.quality",
+    "ml_assets.lib.schemas",
+    "ml_assets.lib.trip_schema",
+    "ml_assets.lib.features",
+)
+"""What decides a check's result besides its data: any change to these files re-runs the checks."""
+
+
+def _source(module: str) -> str:
+    # Read, not imported: ml_assets.lib.schemas imports pandera, which only check steps need.
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError(module)
+    return Path(spec.origin).read_text()
+
+
+CHECK_CODE_VERSION = fingerprint(*(_source(module) for module in CHECK_CODE_MODULES))
+
+
+def inputs_fingerprint(
+    instance: dg.DagsterInstance, assets: Sequence[dg.AssetKey], days: Sequence[str]
+) -> str | None:
+    """Identifies the data of `days` of `assets` and the check code; None if a day has no key."""
+    parts = [CHECK_CODE_VERSION]
+    for asset_key in assets:
+        metadata = latest_partition_metadata(instance, asset_key, days)
+        for day in days:
+            recorded = metadata.get(day, {}).get(CACHE_KEY)
+            if recorded is None:
+                return None
+            parts += [asset_key.to_user_string(), day, str(recorded.value)]
+    return fingerprint(*parts)
+
+
+def carried_results(
+    instance: dg.DagsterInstance, check_keys: Sequence[dg.AssetCheckKey], inputs: str | None
+) -> list[dg.AssetCheckResult] | None:
+    """The latest results of `check_keys` again, if every one was computed from `inputs`."""
+    if inputs is None:
+        return None
+    carried = []
+    for check_key in check_keys:
+        latest = instance.event_log_storage.get_asset_check_execution_history(
+            check_key,
+            limit=1,
+            status={
+                AssetCheckExecutionRecordStatus.SUCCEEDED,
+                AssetCheckExecutionRecordStatus.FAILED,
+            },
+        )
+        event = latest[0].event if latest else None
+        evaluation = (
+            event.dagster_event.event_specific_data if event and event.dagster_event else None
+        )
+        if not isinstance(evaluation, dg.AssetCheckEvaluation):
+            return None
+        recorded = evaluation.metadata.get(INPUTS_FINGERPRINT)
+        if recorded is None or recorded.value != inputs:
+            return None
+        computed_in = evaluation.metadata.get(COMPUTED_IN_RUN)
+        carried.append(
+            dg.AssetCheckResult(
+                asset_key=check_key.asset_key,
+                check_name=check_key.name,
+                passed=evaluation.passed,
+                severity=evaluation.severity,
+                description=evaluation.description,
+                metadata={
+                    **evaluation.metadata,
+                    CACHED: True,
+                    COMPUTED_IN_RUN: computed_in.value if computed_in else latest[0].run_id,
+                },
+            )
+        )
+    return carried
+
+
+def fresh(result: dg.AssetCheckResult, inputs: str | None) -> dg.AssetCheckResult:
+    """`result` of a check that has just run, recording what it saw."""
+    recorded = {INPUTS_FINGERPRINT: inputs} if inputs is not None else {}
+    return result.with_metadata({**result.metadata, **recorded, CACHED: False})
