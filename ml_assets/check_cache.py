@@ -3,10 +3,10 @@
 A re-run of a backfill over unchanged inputs keeps every stored day (`ml_assets.assets.
 partition_cache`); checking those days again would read them all back and give the same results.
 So each evaluation of the asset checks of `raw_trips` and `trip_features` records an
-`inputs_fingerprint`: the cache key of every day of every asset it read, and the source of the
-check code itself. When a run's checks find the same fingerprint on their latest evaluations,
-they report those results again, marked `cached` with the run that computed them, without
-loading a single day.
+`inputs_fingerprint`: the identity of every file it read (name, size and modification time: a
+day that is rewritten gets a new file, atomically) and the source of the check code itself. When
+a run's checks find the same fingerprint on their latest evaluations, they report those results
+again, marked `cached` with the run that computed them, without loading a single day.
 """
 
 import importlib.util
@@ -16,8 +16,9 @@ from pathlib import Path
 import dagster as dg
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
-from ml_assets.assets.partition_cache import CACHE_KEY, CACHED, latest_partition_metadata
+from ml_assets.assets.partition_cache import CACHED
 from ml_assets.lib.fingerprint import fingerprint
+from ml_assets.resources.parquet_io_manager import PartitionedFileIOManager
 
 INPUTS_FINGERPRINT = "inputs_fingerprint"
 COMPUTED_IN_RUN = "computed_in_run"
@@ -45,17 +46,17 @@ CHECK_CODE_VERSION = fingerprint(*(_source(module) for module in CHECK_CODE_MODU
 
 
 def inputs_fingerprint(
-    instance: dg.DagsterInstance, assets: Sequence[dg.AssetKey], days: Sequence[str]
+    io_manager: PartitionedFileIOManager, assets: Sequence[dg.AssetKey], days: Sequence[str]
 ) -> str | None:
-    """Identifies the data of `days` of `assets` and the check code; None if a day has no key."""
+    """Identifies the stored files of `days` of `assets` and the check code; None if one is missing."""
     parts = [CHECK_CODE_VERSION]
     for asset_key in assets:
-        metadata = latest_partition_metadata(instance, asset_key, days)
         for day in days:
-            recorded = metadata.get(day, {}).get(CACHE_KEY)
-            if recorded is None:
+            path = io_manager.stored_path(asset_key, day)
+            if path is None:
                 return None
-            parts += [asset_key.to_user_string(), day, str(recorded.value)]
+            stat = path.stat()
+            parts += [str(path), str(stat.st_size), str(stat.st_mtime_ns)]
     return fingerprint(*parts)
 
 

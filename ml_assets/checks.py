@@ -398,7 +398,7 @@ def raw_trips_checks(
 ) -> Iterator[dg.AssetCheckResult]:
     """Schema, emptiness, stray days and null rates of the run's days of raw trips."""
     days = _days_of_run(context, raw_trips_asset)
-    inputs = inputs_fingerprint(context.instance, [raw_trips_asset.key], days)
+    inputs = inputs_fingerprint(io_manager, [raw_trips_asset.key], days)
     carried = _carried(context, RAW_TRIPS_CHECKS, raw_trips_asset, days, inputs)
     if carried is not None:
         yield from carried
@@ -428,8 +428,7 @@ def trip_features_checks(
 ) -> Iterator[dg.AssetCheckResult]:
     """Schema and cleaning losses of the run's days of features."""
     days = _days_of_run(context, trip_features_asset)
-    # A day's features cache key includes its raw trips' key: it identifies both tables read.
-    inputs = inputs_fingerprint(context.instance, [trip_features_asset.key], days)
+    inputs = inputs_fingerprint(io_manager, [trip_features_asset.key, raw_trips_asset.key], days)
     carried = _carried(context, TRIP_FEATURES_CHECKS, trip_features_asset, days, inputs)
     if carried is not None:
         yield from carried
