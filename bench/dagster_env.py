@@ -68,6 +68,8 @@ class DagsterEnv:
             "DAGSTER_HOME": str(home),
             "ML_ASSETS_DATA_DIR": str(root / "data"),
             "ML_ASSETS_SOURCE": "sample" if tiny else "tlc",
+            # As the .env from scripts/setup sets it: batched event writes.
+            "DAGSTER_EVENT_BATCH_SIZE": "1000",
             "PYTHONPATH": os.pathsep.join(
                 [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
             ),

@@ -77,8 +77,8 @@ def local_dagster_env(tmp_path: Path) -> dict[str, str]:
     """The environment of a `dagster` CLI or `dagster dev` child, as a user's laptop has it.
 
     A temporary DAGSTER_HOME from the local template, the sample source, steps in the run's process
-    (as the `.env` from `scripts/setup` sets), and `taxi_zones`, which every day reads, already
-    materialized there.
+    and batched event writes (as the `.env` from `scripts/setup` sets), and `taxi_zones`, which
+    every day reads, already materialized there.
     """
     home = tmp_path / "dagster_home"
     home.mkdir()
@@ -89,6 +89,7 @@ def local_dagster_env(tmp_path: Path) -> dict[str, str]:
         "ML_ASSETS_SOURCE": "sample",
         "ML_ASSETS_DATA_DIR": str(tmp_path / "data"),
         "ML_ASSETS_EXECUTOR": "in_process",
+        "DAGSTER_EVENT_BATCH_SIZE": "1000",
     }
     with local_instance(home) as instance:
         dg.materialize(

@@ -93,3 +93,74 @@ def test_the_template_needs_dagster_home_to_locate_the_event_log(
     shutil.copy(REPO_ROOT / "deploy" / "dagster.yaml", tmp_path / "dagster.yaml")
     with pytest.raises(dg.DagsterInvalidConfigError, match="DAGSTER_HOME"):
         dg.DagsterInstance.from_config(str(tmp_path))
+
+
+@dg.asset(
+    partitions_def=dg.DailyPartitionsDefinition(start_date="2021-01-01"),
+    backfill_policy=dg.BackfillPolicy.single_run(),
+)
+def ranged_numbers(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    for day in context.partition_keys:
+        context.add_asset_metadata({"day": day}, partition_key=day)
+    return dg.MaterializeResult()
+
+
+RANGE = ["2021-01-01", "2021-01-02", "2021-01-03", "2021-01-04"]
+
+
+def range_run(instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        [ranged_numbers],
+        instance=instance,
+        tags={
+            "dagster/asset_partition_range_start": RANGE[0],
+            "dagster/asset_partition_range_end": RANGE[-1],
+        },
+    )
+
+
+def test_batched_writes_record_every_partition_as_single_writes_do(
+    local_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batches: list[list[str]] = []
+    store_batch = PooledSqliteEventLogStorage.store_event_batch
+
+    def spy(storage: PooledSqliteEventLogStorage, events: list) -> None:
+        batches.append([event.dagster_event_type.value for event in events])
+        store_batch(storage, events)
+
+    monkeypatch.setattr(PooledSqliteEventLogStorage, "store_event_batch", spy)
+    with dg.DagsterInstance.from_config(str(local_home)) as instance:
+        monkeypatch.delenv("DAGSTER_EVENT_BATCH_SIZE", raising=False)
+        one_by_one = range_run(instance)
+        monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "1000")
+        batched = range_run(instance)
+
+        # The planned and the finished materializations of the range came as one batch each.
+        assert ["ASSET_MATERIALIZATION"] * len(RANGE) in batches
+        assert any(set(batch) == {"ASSET_MATERIALIZATION_PLANNED"} for batch in batches)
+        for result in (one_by_one, batched):
+            assert result.success
+            records = instance.fetch_materializations(
+                dg.AssetRecordsFilter(
+                    asset_key=ranged_numbers.key, storage_ids=None, asset_partitions=RANGE
+                ),
+                limit=20,
+            ).records
+            of_run = [record for record in records if record.run_id == result.run_id]
+            assert sorted(record.partition_key for record in of_run) == RANGE
+            for record in of_run:
+                metadata = record.asset_materialization.metadata
+                assert metadata["day"].value == record.partition_key
+            planned = instance.get_records_for_run(
+                result.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED
+            ).records
+            assert sorted(r.event_log_entry.dagster_event.partition for r in planned) == RANGE
+        # The asset's record points at the batched run's last day, as after single writes.
+        (asset_record,) = instance.get_asset_records([ranged_numbers.key])
+        latest = asset_record.asset_entry.last_materialization_record
+        assert (latest.run_id, latest.partition_key) == (batched.run_id, RANGE[-1])
+        statuses = instance.get_status_by_partition(
+            ranged_numbers.key, RANGE, ranged_numbers.partitions_def
+        )
+        assert set(statuses.values()) == {dg.AssetPartitionStatus.MATERIALIZED}
