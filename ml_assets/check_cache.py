@@ -9,6 +9,7 @@ a run's checks find the same fingerprint on their latest evaluations, they repor
 again, marked `cached` with the run that computed them, without loading a single day.
 """
 
+import functools
 import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,14 +43,17 @@ def _source(module: str) -> str:
     return Path(spec.origin).read_text()
 
 
-CHECK_CODE_VERSION = fingerprint(*(_source(module) for module in CHECK_CODE_MODULES))
+@functools.cache
+def check_code_version() -> str:
+    """A fingerprint of the check code, read once per process when a check first needs it."""
+    return fingerprint(*(_source(module) for module in CHECK_CODE_MODULES))
 
 
 def inputs_fingerprint(
     io_manager: PartitionedFileIOManager, assets: Sequence[dg.AssetKey], days: Sequence[str]
 ) -> str | None:
     """Identifies the stored files of `days` of `assets` and the check code; None if one is missing."""
-    parts = [CHECK_CODE_VERSION]
+    parts = [check_code_version()]
     for asset_key in assets:
         for day in days:
             path = io_manager.stored_path(asset_key, day)

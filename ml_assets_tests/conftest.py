@@ -26,6 +26,22 @@ SHARED_TLC_DIR = Path(
 """The real TLC files (green 2021-01..03, zone lookup); `ML_ASSETS_SHARED_TLC_DIR` overrides it."""
 
 
+def new_local_home(parent: Path) -> Path:
+    """A fresh DAGSTER_HOME under `parent` holding the local template, as `scripts/setup` makes."""
+    home = parent / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO_ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    return home
+
+
+def range_tags(first: str, last: str) -> dict[str, str]:
+    """The tags of a run over the partitions `first`..`last`, as a single-run backfill sets them."""
+    return {
+        "dagster/asset_partition_range_start": first,
+        "dagster/asset_partition_range_end": last,
+    }
+
+
 @contextlib.contextmanager
 def local_instance(home: Path) -> Iterator[dg.DagsterInstance]:
     """The instance of a DAGSTER_HOME holding the local template (`deploy/dagster.yaml`).
@@ -80,9 +96,7 @@ def local_dagster_env(tmp_path: Path) -> dict[str, str]:
     and batched event writes (as the `.env` from `scripts/setup` sets), and `taxi_zones`, which
     every day reads, already materialized there.
     """
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(REPO_ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    home = new_local_home(tmp_path)
     environment = {
         **os.environ,
         "DAGSTER_HOME": str(home),

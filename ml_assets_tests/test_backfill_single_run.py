@@ -11,7 +11,7 @@ import pytest
 from ml_assets.assets.features import trip_features
 from ml_assets.assets.ingestion import raw_trips, taxi_zones
 from ml_assets.settings import Settings
-from ml_assets_tests.conftest import local_instance
+from ml_assets_tests.conftest import local_instance, range_tags
 
 DAYS = [f"2021-01-0{day}" for day in range(1, 8)]
 
@@ -26,10 +26,7 @@ def test_a_range_run_stores_and_reports_each_partition_on_its_own(
         selection=["raw_trips", "trip_features"],
         resources=resources,
         instance=instance,
-        tags={
-            "dagster/asset_partition_range_start": DAYS[0],
-            "dagster/asset_partition_range_end": DAYS[-1],
-        },
+        tags=range_tags(DAYS[0], DAYS[-1]),
     )
 
     assert result.success

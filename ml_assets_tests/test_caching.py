@@ -24,6 +24,7 @@ from ml_assets.resources import build_resources
 from ml_assets.resources.parquet_io_manager import PartitionedFileIOManager
 from ml_assets.resources.trip_source import TripSource
 from ml_assets.settings import Settings
+from ml_assets_tests.conftest import range_tags
 from ml_assets_tests.http_fixtures import FileServer
 
 FIRST, LAST = "2021-01-04", "2021-01-06"
@@ -31,18 +32,16 @@ DAYS = ["2021-01-04", "2021-01-05", "2021-01-06"]
 
 
 def backfill(
-    resources: dict[str, object], instance: dg.DagsterInstance
+    resources: dict[str, object], instance: dg.DagsterInstance, with_checks: bool = False
 ) -> dg.ExecuteInProcessResult:
-    """raw_trips and trip_features over FIRST..LAST in one run, as a single-run backfill does."""
+    """raw_trips and trip_features over FIRST..LAST in one run, as a single-run backfill does;
+    `with_checks` runs their asset checks too, as the daily and backfill jobs do."""
     return dg.materialize(
-        [taxi_zones, raw_trips, trip_features],
-        selection=["raw_trips", "trip_features"],
+        [taxi_zones, raw_trips, trip_features, *(asset_checks if with_checks else [])],
+        selection=dg.AssetSelection.assets(raw_trips, trip_features),
         resources=resources,
         instance=instance,
-        tags={
-            "dagster/asset_partition_range_start": FIRST,
-            "dagster/asset_partition_range_end": LAST,
-        },
+        tags=range_tags(FIRST, LAST),
     )
 
 
@@ -205,22 +204,6 @@ def test_a_new_code_version_is_stale_in_the_ui_and_then_makes_its_downstream_sta
     assert rebuilt == {"raw_trips": [], "trip_features": ["has a new dependency data version"]}
 
 
-def backfill_with_checks(
-    resources: dict[str, object], instance: dg.DagsterInstance
-) -> dg.ExecuteInProcessResult:
-    """`backfill`, with the asset checks of both assets, as the daily and backfill jobs run them."""
-    return dg.materialize(
-        [taxi_zones, raw_trips, trip_features, *asset_checks],
-        selection=dg.AssetSelection.assets(raw_trips, trip_features),
-        resources=resources,
-        instance=instance,
-        tags={
-            "dagster/asset_partition_range_start": FIRST,
-            "dagster/asset_partition_range_end": LAST,
-        },
-    )
-
-
 def check_metadata(result: dg.ExecuteInProcessResult) -> dict[str, dict]:
     return {
         evaluation.check_name: {key: value.value for key, value in evaluation.metadata.items()}
@@ -232,7 +215,7 @@ def test_checks_over_unchanged_days_carry_their_results_over_without_reading_the
     resources: dict[str, object], instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
 ):
     dg.materialize([taxi_zones], resources=resources, instance=instance)
-    first = backfill_with_checks(resources, instance)
+    first = backfill(resources, instance, with_checks=True)
     computed = check_metadata(first)
     assert len(computed) == 6
     assert all(meta["cached"] is False for meta in computed.values())
@@ -241,7 +224,7 @@ def test_checks_over_unchanged_days_carry_their_results_over_without_reading_the
         raise AssertionError("a check read stored days although nothing changed")
 
     monkeypatch.setattr(PartitionedFileIOManager, "load_frames", no_reading)
-    second = backfill_with_checks(resources, instance)
+    second = backfill(resources, instance, with_checks=True)
 
     assert second.success
     carried = check_metadata(second)
@@ -261,11 +244,11 @@ def test_checks_run_again_when_a_day_or_the_code_changed(
     resources: dict[str, object], instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
 ):
     dg.materialize([taxi_zones], resources=resources, instance=instance)
-    first = backfill_with_checks(resources, instance)
+    first = backfill(resources, instance, with_checks=True)
 
     # New raw trips code: every day is recomputed, so every check reads and runs again.
     monkeypatch.setattr(ingestion, "RAW_TRIPS_CODE_VERSION", "2")
-    after_new_data = check_metadata(backfill_with_checks(resources, instance))
+    after_new_data = check_metadata(backfill(resources, instance, with_checks=True))
     assert all(meta["cached"] is False for meta in after_new_data.values())
     assert all(
         after_new_data[name]["inputs_fingerprint"] != meta["inputs_fingerprint"]
@@ -273,6 +256,6 @@ def test_checks_run_again_when_a_day_or_the_code_changed(
     )
 
     # The same days again, but different check code.
-    monkeypatch.setattr(check_cache, "CHECK_CODE_VERSION", "edited")
-    after_new_code = check_metadata(backfill_with_checks(resources, instance))
+    monkeypatch.setattr(check_cache, "check_code_version", lambda: "edited")
+    after_new_code = check_metadata(backfill(resources, instance, with_checks=True))
     assert all(meta["cached"] is False for meta in after_new_code.values())

@@ -26,6 +26,7 @@ from ml_assets.lib.features import build_trip_features
 from ml_assets.lib.sample_source import sample_trips, sample_zones
 from ml_assets.resources.trip_source import DayOfTrips, TripSource
 from ml_assets.settings import Settings
+from ml_assets_tests.conftest import range_tags
 
 DAY = "2021-01-05"
 RAW_TRIPS_CHECK_NAMES = [
@@ -298,10 +299,7 @@ def test_a_range_run_checks_every_day_of_its_range_in_one_evaluation_per_check(
         selection=dg.AssetSelection.assets(raw_trips, trip_features),
         resources=resources,
         instance=instance,
-        tags={
-            "dagster/asset_partition_range_start": RANGE[0],
-            "dagster/asset_partition_range_end": RANGE[-1],
-        },
+        tags=range_tags(RANGE[0], RANGE[-1]),
     )
 
     assert result.success

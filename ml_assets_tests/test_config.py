@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from ml_assets.lib.model import ModelParams
 from ml_assets.partitions import TRAINING_WINDOW_DAYS
 from ml_assets.sensors.retrain import evaluate_retrained_model, evaluation_day_after
 from ml_assets.settings import Settings
-from ml_assets_tests.conftest import REPO_ROOT, local_instance
+from ml_assets_tests.conftest import REPO_ROOT, local_instance, new_local_home
 
 ASSETS = dg.load_assets_from_modules([ingestion, features, model])
 DAYS = ["2021-01-01", "2021-01-02", "2021-01-03"]
@@ -206,9 +205,7 @@ def test_retrain_from_the_command_line(
 ) -> None:
     """The README's command, run as a user would, against a fresh DAGSTER_HOME."""
     _materialize_features(DAYS[:2], resources, instance)
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(REPO_ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    home = new_local_home(tmp_path)
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),

@@ -5,7 +5,6 @@ imported: in this process it may already be loaded with other settings.
 """
 
 import os
-import shutil
 import subprocess
 import sys
 from datetime import date
@@ -16,17 +15,14 @@ import pytest
 
 from ml_assets.lib.features import build_trip_features
 from ml_assets.lib.sample_source import sample_trips, sample_zones
-from ml_assets_tests.conftest import local_instance
+from ml_assets_tests.conftest import local_instance, new_local_home
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 DAYS = ["2021-01-01", "2021-01-02", "2021-01-03"]
 
 
 @pytest.mark.slow
 def test_demo_runs_the_loop_day_by_day_and_prints_what_each_day_produced(tmp_path: Path) -> None:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(REPO_ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    home = new_local_home(tmp_path)
     env = {
         name: value
         for name, value in os.environ.items()

@@ -1,6 +1,5 @@
 """The local instance's event log: Dagster's SQLite layout, connections kept open between writes."""
 
-import shutil
 import sqlite3
 from pathlib import Path
 
@@ -9,14 +8,12 @@ import pytest
 from dagster._core.storage.event_log import SqliteEventLogStorage
 
 from ml_assets.local_event_log import OPEN_RUN_DATABASES, PooledSqliteEventLogStorage
-from ml_assets_tests.conftest import REPO_ROOT
+from ml_assets_tests.conftest import new_local_home, range_tags
 
 
 @pytest.fixture
 def local_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(REPO_ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    home = new_local_home(tmp_path)
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     return home
 
@@ -90,9 +87,9 @@ def test_the_template_needs_dagster_home_to_locate_the_event_log(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    shutil.copy(REPO_ROOT / "deploy" / "dagster.yaml", tmp_path / "dagster.yaml")
+    home = new_local_home(tmp_path)
     with pytest.raises(dg.DagsterInvalidConfigError, match="DAGSTER_HOME"):
-        dg.DagsterInstance.from_config(str(tmp_path))
+        dg.DagsterInstance.from_config(str(home))
 
 
 @dg.asset(
@@ -112,10 +109,7 @@ def range_run(instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         [ranged_numbers],
         instance=instance,
-        tags={
-            "dagster/asset_partition_range_start": RANGE[0],
-            "dagster/asset_partition_range_end": RANGE[-1],
-        },
+        tags=range_tags(RANGE[0], RANGE[-1]),
     )
 
 

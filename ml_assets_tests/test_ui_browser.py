@@ -14,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from ml_assets_tests.conftest import REPO_ROOT, local_instance
+from ml_assets_tests.conftest import REPO_ROOT, local_instance, new_local_home
 from ml_assets_tests.dagster_dev import running_dagster_dev
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
@@ -78,9 +78,7 @@ def dagster_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     """A seeded `dagster dev` on a free loopback port; yields its URL and DAGSTER_HOME."""
     _require_chromium()
     base = tmp_path_factory.mktemp("dagster_ui")
-    home = base / "dagster_home"
-    home.mkdir()
-    shutil.copy(REPO_ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    home = new_local_home(base)
     settings_env = {"ML_ASSETS_SOURCE": "sample", "ML_ASSETS_DATA_DIR": str(base / "data")}
     env = {**os.environ, **settings_env, "DAGSTER_HOME": str(home)}
     env.pop("MLFLOW_TRACKING_URI", None)
