@@ -17,12 +17,11 @@ from pathlib import Path
 import dagster as dg
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
-from ml_assets.assets.partition_cache import CACHED
+from ml_assets.assets.partition_cache import CACHED, COMPUTED_IN_RUN
 from ml_assets.lib.fingerprint import fingerprint
 from ml_assets.resources.parquet_io_manager import PartitionedFileIOManager
 
 INPUTS_FINGERPRINT = "inputs_fingerprint"
-COMPUTED_IN_RUN = "computed_in_run"
 
 CHECK_CODE_MODULES = (
     "ml_assets.checks",

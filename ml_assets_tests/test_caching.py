@@ -86,6 +86,7 @@ def test_a_second_identical_backfill_keeps_every_partition(
         for day in DAYS:
             assert after[day]["dagster/row_count"] == before[day]["dagster/row_count"] > 1000
             assert after[day]["cache_key"] == before[day]["cache_key"]
+            assert after[day]["computed_in_run"] == first.run_id
             assert after[day]["run/cached"] == 3
             assert after[day]["run/recomputed"] == 0
         # Nothing was written again.
@@ -94,6 +95,30 @@ def test_a_second_identical_backfill_keeps_every_partition(
             f"{asset}: all 3 partition(s) unchanged (same source and code version): "
             "nothing recomputed, stored files kept"
         ) in messages(instance, second.run_id)
+
+
+def test_a_deleted_or_unstamped_day_is_rebuilt_and_only_that_day(
+    resources: dict[str, object], settings: Settings, instance: dg.DagsterInstance
+):
+    dg.materialize([taxi_zones], resources=resources, instance=instance)
+    backfill(resources, instance)
+    raw_dir = settings.data_dir / "assets" / "raw_trips"
+    (raw_dir / "2021-01-04.parquet").unlink()
+    # A file without a stamp (written by hand, or before stamps existed) proves nothing.
+    pl.read_parquet(raw_dir / "2021-01-05.parquet").write_parquet(raw_dir / "2021-01-05.parquet")
+
+    again = backfill(resources, instance)
+
+    raw = partition_metadata(again, "raw_trips")
+    assert {day: meta["cached"] for day, meta in raw.items()} == {
+        "2021-01-04": False,
+        "2021-01-05": False,
+        "2021-01-06": True,
+    }
+    assert (raw_dir / "2021-01-04.parquet").exists()
+    # Rebuilt from the same source, the raw days have the same keys: features are kept.
+    features = partition_metadata(again, "trip_features")
+    assert all(meta["cached"] is True for meta in features.values())
 
 
 def test_a_new_code_version_recomputes_the_asset_and_everything_built_from_it(

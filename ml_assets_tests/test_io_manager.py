@@ -9,8 +9,8 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from ml_assets.lib.storage import atomic_write, atomic_write_parquet
-from ml_assets.resources.parquet_io_manager import PartitionedFileIOManager
+from ml_assets.lib.storage import STAMP_KEY, atomic_write, atomic_write_parquet, read_stamp
+from ml_assets.resources.parquet_io_manager import PartitionedFileIOManager, Stamped
 
 days = dg.DailyPartitionsDefinition(start_date="2021-01-01")
 last_three_days = dg.TimeWindowPartitionMapping(start_offset=-2, end_offset=0)
@@ -268,3 +268,52 @@ def test_atomic_write_leaves_the_old_file_or_none_never_half_of_one(tmp_path: Pa
 
     assert sorted(p.name for p in target.parent.iterdir()) == ["file.parquet"]
     assert pl.read_parquet(target)["a"].to_list() == [1]
+
+
+def test_a_stamp_is_written_into_the_files_footer_with_its_rows(tmp_path: Path) -> None:
+    stamped, plain = tmp_path / "stamped.parquet", tmp_path / "plain.parquet"
+    stamp = {"cache_key": "abc", "metadata": {"dagster/row_count": 2, "share": 0.5}}
+
+    atomic_write_parquet(day_frame("2021-01-01"), stamped, stamp=stamp)
+    atomic_write_parquet(day_frame("2021-01-01"), plain)
+
+    assert read_stamp(stamped) == stamp
+    assert read_stamp(plain) is None
+    assert pl.read_parquet(stamped).equals(day_frame("2021-01-01"))
+
+
+def test_a_stamp_that_is_not_json_names_the_file(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.parquet"
+    day_frame("2021-01-01").write_parquet(broken, metadata={STAMP_KEY: "{not json"})
+
+    with pytest.raises(
+        ValueError, match=r"broken\.parquet: its footer's `ml_assets` entry is not JSON"
+    ):
+        read_stamp(broken)
+
+
+@dg.asset(partitions_def=days, backfill_policy=dg.BackfillPolicy.single_run())
+def stamped_rows(context: dg.AssetExecutionContext) -> Any:
+    return {
+        key: day_frame(key)
+        if key == "2021-01-02"
+        else Stamped(day_frame(key), {"built_from": f"source of {key}"})
+        for key in context.partition_keys
+    }
+
+
+def test_stored_stamps_reads_the_stamp_of_each_stored_day_that_has_one(
+    io_manager: PartitionedFileIOManager, instance: dg.DagsterInstance
+) -> None:
+    assert run([stamped_rows], io_manager, instance, tags=RANGE_TAGS).success
+    key = dg.AssetKey("stamped_rows")
+
+    stamps = io_manager.stored_stamps(key, ["2021-01-01", "2021-01-02", "2021-01-03", "2021-01-04"])
+
+    # 01-02 was stored without a stamp; 01-04 was never stored.
+    assert stamps == {
+        "2021-01-01": {"built_from": "source of 2021-01-01"},
+        "2021-01-03": {"built_from": "source of 2021-01-03"},
+    }
+    stored = pl.read_parquet(Path(io_manager.base_dir) / "stamped_rows" / "2021-01-03.parquet")
+    assert stored.equals(day_frame("2021-01-03"))

@@ -4,7 +4,7 @@ import dagster as dg
 import polars as pl
 
 from ml_assets.assets.metadata import table_metadata
-from ml_assets.assets.partition_cache import CACHE_KEY, PartitionCache, latest_partition_metadata
+from ml_assets.assets.partition_cache import PartitionCache, stored_cache_keys
 from ml_assets.lib.features import CleaningRules, build_trip_features, cleaning_summary
 from ml_assets.lib.fingerprint import fingerprint, frame_fingerprint
 from ml_assets.partitions import daily_partitions
@@ -41,20 +41,17 @@ def trip_features(
     """
     rules = CleaningRules()
     cache = PartitionCache.load(context, io_manager)
-    raw_metadata = latest_partition_metadata(
-        context.instance, dg.AssetKey("raw_trips"), context.partition_keys
-    )
+    raw_cache_keys = stored_cache_keys(io_manager, dg.AssetKey("raw_trips"), context.partition_keys)
     zones_version = frame_fingerprint(taxi_zones)
     outputs: dict[str, object] = {}
     raw_rows = kept_rows = 0
     for key in context.partition_keys:
-        raw_version = raw_metadata.get(key, {}).get(CACHE_KEY)
         cache_key = fingerprint(
             TRIP_FEATURES_CODE_VERSION,
             repr(rules),
             zones_version,
-            # No recorded raw version (an older materialization): a key that never matches.
-            str(raw_version.value) if raw_version is not None else context.run_id,
+            # A raw day stored without a stamp (written before stamps): a key that never matches.
+            raw_cache_keys.get(key, context.run_id),
         )
         reused = cache.reuse(key, cache_key)
         if reused is not None:
@@ -62,13 +59,13 @@ def trip_features(
             continue
         trips = raw_trips[key].collect()
         features = build_trip_features(trips.lazy(), taxi_zones.lazy(), rules).collect()
-        outputs[key] = features
         raw_rows += trips.height
         kept_rows += features.height
         summary = cleaning_summary(trips.height, features.height)
-        cache.record_computed(
+        outputs[key] = cache.record_computed(
             key,
             cache_key,
+            features,
             {
                 **table_metadata(features),
                 **{f"cleaning/{name}": number for name, number in summary.items()},

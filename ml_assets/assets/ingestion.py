@@ -85,14 +85,20 @@ def raw_trips(
     sources: set[str] = set()
     rows = 0
     downloaded = False
+    version_of_month: dict[date, str] = {}
     for key in context.partition_keys:
         day = date.fromisoformat(key)
-        try:
-            source_version = trip_source.source_version_for_day(day, taxi_type=taxi_type)
-        except MonthNotPublishedError as error:
-            raise dg.Failure(
-                description=f"partition {key}: {error}", allow_retries=False
-            ) from error
+        month = day.replace(day=1)
+        if month not in version_of_month:
+            try:
+                version_of_month[month] = trip_source.source_version_for_day(
+                    day, taxi_type=taxi_type
+                )
+            except MonthNotPublishedError as error:
+                raise dg.Failure(
+                    description=f"partition {key}: {error}", allow_retries=False
+                ) from error
+        source_version = version_of_month[month]
         source_versions.add(source_version)
         cache_key = fingerprint(RAW_TRIPS_CODE_VERSION, taxi_type, source_version)
         kept = cache.reuse(key, cache_key)
@@ -100,12 +106,12 @@ def raw_trips(
             outputs[key] = kept
             continue
         trips = trip_source.trips_for_day(day, taxi_type=taxi_type)
-        outputs[key] = trips.trips
         rows += trips.trips.height
         downloaded |= trips.downloaded
-        cache.record_computed(
+        outputs[key] = cache.record_computed(
             key,
             cache_key,
+            trips.trips,
             {
                 **table_metadata(trips.trips),
                 "source": trips.source_description,

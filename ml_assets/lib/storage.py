@@ -26,8 +26,38 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
-def atomic_write_parquet(frame: pl.DataFrame, path: Path) -> None:
-    atomic_write(path, lambda temp: frame.write_parquet(temp))
+STAMP_KEY = "ml_assets"
+"""The key of a parquet file's footer metadata under which `atomic_write_parquet` keeps its stamp."""
+
+
+def atomic_write_parquet(
+    frame: pl.DataFrame, path: Path, stamp: Mapping[str, Any] | None = None
+) -> None:
+    """Write `frame` to `path` atomically, with `stamp` (JSON-able) in the file's footer.
+
+    The stamp says what the file was built from; it is written and replaced together with the
+    rows it describes, so it can never speak for a different file.
+    """
+    footer = {STAMP_KEY: json.dumps(stamp, sort_keys=True)} if stamp is not None else None
+    atomic_write(path, lambda temp: frame.write_parquet(temp, metadata=footer))
+
+
+def read_stamp(path: Path) -> dict[str, Any] | None:
+    """The stamp `atomic_write_parquet` wrote into `path`'s footer; None if it has none.
+
+    Reads only the footer (a few kilobytes), not the rows.
+    """
+    footer = pl.read_parquet_metadata(path)
+    stamp = footer.get(STAMP_KEY)
+    if stamp is None:
+        return None
+    try:
+        value = json.loads(stamp)
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"{path}: its footer's `{STAMP_KEY}` entry is not JSON: {error}"
+        ) from error
+    return value if isinstance(value, dict) else None
 
 
 def atomic_write_json(value: Mapping[str, Any], path: Path) -> None:

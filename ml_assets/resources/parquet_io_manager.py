@@ -7,6 +7,7 @@ all work: each step reads its inputs from the files its upstream steps wrote.
 import json
 import typing
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from ml_assets.lib.storage import atomic_write_json, atomic_write_parquet
+from ml_assets.lib.storage import atomic_write_json, atomic_write_parquet, read_stamp
 
 
 class PartitionedFileIOManager(dg.ConfigurableIOManager):
@@ -23,7 +24,8 @@ class PartitionedFileIOManager(dg.ConfigurableIOManager):
     A run over a partition range (a single-run backfill) returns a mapping from partition key to
     that partition's value; each is written to its own file. A partition whose value is
     `KEEP_STORED` keeps the file it already has (its inputs did not change, see
-    `ml_assets.assets.partition_cache`). Downstream assets read one partition as a value, several
+    `ml_assets.assets.partition_cache`); a `Stamped` table is written with its stamp (what it was
+    built from) in the parquet file's footer, read back by `stored_stamps`. Downstream assets read one partition as a value, several
     as a lazily scanned frame (`pl.LazyFrame`) or as a mapping by partition key (`dict[str,
     pl.DataFrame]`, or `dict[str, pl.LazyFrame]` to read only the partitions it collects).
     """
@@ -57,6 +59,21 @@ class PartitionedFileIOManager(dg.ConfigurableIOManager):
             if self.has_stored(asset_key, partition_key)
             else None
         )
+
+    def stored_stamps(
+        self, asset_key: dg.AssetKey, partition_keys: Sequence[str]
+    ) -> dict[str, dict[str, Any]]:
+        """The stamp of each of `partition_keys` whose stored file has one, by key.
+
+        Reads only the files' footers: cheap enough to ask for every day of a range.
+        """
+        stamps = {}
+        for key in partition_keys:
+            path = self._asset_dir(asset_key) / f"{key}.parquet"
+            stamp = read_stamp(path) if path.exists() else None
+            if stamp is not None:
+                stamps[key] = stamp
+        return stamps
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         if obj is None:
@@ -92,7 +109,9 @@ class PartitionedFileIOManager(dg.ConfigurableIOManager):
             )
 
     def _write(self, path: Path, value: Any) -> None:
-        if isinstance(value, pl.DataFrame):
+        if isinstance(value, Stamped):
+            atomic_write_parquet(value.frame, path, stamp=value.stamp)
+        elif isinstance(value, pl.DataFrame):
             atomic_write_parquet(value, path)
         elif isinstance(value, Mapping):
             atomic_write_json(value, path)
@@ -154,6 +173,14 @@ class PartitionedFileIOManager(dg.ConfigurableIOManager):
         return pl.read_parquet(path)
 
 
+@dataclass(frozen=True)
+class Stamped:
+    """A table to store with a stamp (JSON-able) in its file's footer: what it was built from."""
+
+    frame: pl.DataFrame
+    stamp: Mapping[str, Any]
+
+
 class _KeepStored:
     """The marker type of `KEEP_STORED`."""
 
@@ -171,7 +198,7 @@ def _is_partition_mapping(obj: Any, keys: list[str]) -> bool:
         and bool(obj)
         and set(obj) <= set(keys)
         and all(
-            isinstance(value, pl.DataFrame | Mapping) or value is KEEP_STORED
+            isinstance(value, pl.DataFrame | Mapping | Stamped) or value is KEEP_STORED
             for value in obj.values()
         )
     )
