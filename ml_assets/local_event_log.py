@@ -9,7 +9,8 @@ reused between writes, and commits in WAL mode with `synchronous=NORMAL`, SQLite
 setting for WAL: a crash of the process loses nothing; a power cut may lose the last commits,
 never the database. The same event then costs about 1.5 ms (`python -m bench backfill`).
 With `DAGSTER_EVENT_BATCH_SIZE` set, Dagster hands a range run's materializations (and a run's
-planned ones) over as one batch, which is written in one transaction per database.
+planned ones) over as one batch, which is written in one transaction per database, each event
+serialized once for both.
 
 Everything else, including the file layout under `$DAGSTER_HOME/history/runs`, is Dagster's, so
 an instance can switch between this class and Dagster's default in either direction. Production
@@ -25,6 +26,7 @@ from typing import Any
 import sqlalchemy as db
 from dagster._core.events import DagsterEventType
 from dagster._core.events.log import EventLogEntry
+from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
     INDEX_SHARD_NAME,
     SqliteEventLogStorage,
@@ -128,17 +130,24 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
 
         The materializations of a range run's output, and the planned materializations of a run,
         are written in one transaction per database instead of two per event, as Dagster's
-        Postgres storage does; every other event of the batch is stored on its own, after them.
+        Postgres storage does, by one executemany per database; every other event of the batch
+        is stored on its own, after them.
         """
         mirrored = [event for event in events if event.dagster_event_type in _BATCHED_TYPES]
         if mirrored:
+            # Each event is serialized once, for both databases, and inserted by one statement
+            # compiled once per database (an executemany), not one statement built per event.
+            rows = [self._event_to_row(event) for event in mirrored]
             with self.run_connection(mirrored[0].run_id) as connection:
-                connection.execute(self.prepare_insert_event_batch(mirrored))
+                connection.execute(SqlEventLogStorageTable.insert(), rows)
             with self.index_transaction() as connection:
-                event_ids = [
-                    connection.execute(self.prepare_insert_event(event)).inserted_primary_key[0]
-                    for event in mirrored
-                ]
+                inserted = connection.execute(
+                    SqlEventLogStorageTable.insert().returning(
+                        SqlEventLogStorageTable.c.id, sort_by_parameter_order=True
+                    ),
+                    rows,
+                )
+                event_ids = [row.id for row in inserted]
                 self._store_asset_event_tags(connection, mirrored, event_ids)
                 # The asset table keeps each asset's latest event: only the last one counts.
                 latest = {

@@ -142,7 +142,9 @@ def test_batched_writes_record_every_partition_as_single_writes_do(
                 limit=20,
             ).records
             of_run = [record for record in records if record.run_id == result.run_id]
-            assert sorted(record.partition_key for record in of_run) == RANGE
+            # Storage ids follow the order the events were emitted in, one per partition.
+            in_id_order = sorted(of_run, key=lambda record: record.storage_id)
+            assert [record.partition_key for record in in_id_order] == RANGE
             for record in of_run:
                 metadata = record.asset_materialization.metadata
                 assert metadata["day"].value == record.partition_key
@@ -150,6 +152,18 @@ def test_batched_writes_record_every_partition_as_single_writes_do(
                 result.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED
             ).records
             assert sorted(r.event_log_entry.dagster_event.partition for r in planned) == RANGE
+        # Each day's latest materialization is the batched run's event for that very day.
+        latest_ids = instance.event_log_storage.get_latest_storage_id_by_partition(
+            ranged_numbers.key, dg.DagsterEventType.ASSET_MATERIALIZATION, set(RANGE)
+        )
+        latest = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=ranged_numbers.key, storage_ids=[*latest_ids.values()]),
+            limit=len(RANGE),
+        ).records
+        assert {record.partition_key: record.run_id for record in latest} == dict.fromkeys(
+            RANGE, batched.run_id
+        )
+        assert {record.partition_key: record.storage_id for record in latest} == latest_ids
         # The asset's record points at the batched run's last day, as after single writes.
         (asset_record,) = instance.get_asset_records([ranged_numbers.key])
         latest = asset_record.asset_entry.last_materialization_record
