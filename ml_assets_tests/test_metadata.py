@@ -64,6 +64,27 @@ def test_table_assets_report_rows_schema_and_a_preview(
         assert preview.endswith(f"First 5 of {rows:,} rows.")
 
 
+def test_trips_and_features_declare_the_columns_they_store(
+    resources: dict[str, object], instance: dg.DagsterInstance
+) -> None:
+    assets = dg.load_assets_from_modules([ingestion, features])
+    dg.materialize(assets, selection=["taxi_zones"], resources=resources, instance=instance)
+    result = dg.materialize(
+        assets,
+        selection=["raw_trips", "trip_features"],
+        partition_key="2021-01-01",
+        resources=resources,
+        instance=instance,
+    )
+    assert result.success
+    specs = {spec.key.to_user_string(): spec for asset in assets for spec in asset.specs}
+
+    for asset in ("raw_trips", "trip_features"):
+        declared = specs[asset].metadata["dagster/column_schema"]
+        observed = result.asset_materializations_for_node(asset)[0].metadata
+        assert declared == observed["dagster/column_schema"].schema
+
+
 def test_preview_formats_and_escapes_cells() -> None:
     frame = pl.DataFrame({"zone": ["A|B", None], "minutes": [1.23456, float("nan")]})
 

@@ -3,9 +3,14 @@
 import dagster as dg
 import polars as pl
 
-from ml_assets.assets.metadata import table_metadata
+from ml_assets.assets.metadata import column_schema, table_metadata
 from ml_assets.assets.partition_cache import PartitionCache, stored_cache_keys
-from ml_assets.lib.features import CleaningRules, build_trip_features, cleaning_summary
+from ml_assets.lib.features import (
+    FEATURE_SCHEMA,
+    CleaningRules,
+    build_trip_features,
+    cleaning_summary,
+)
 from ml_assets.lib.fingerprint import fingerprint, frame_fingerprint
 from ml_assets.partitions import daily_partitions
 from ml_assets.resources.parquet_io_manager import PartitionedFileIOManager
@@ -22,6 +27,7 @@ TRIP_FEATURES_CODE_VERSION = "1"
     backfill_policy=dg.BackfillPolicy.single_run(),
     owners=["team:ml-platform"],
     tags={"domain": "nyc_taxi", "stage": "features"},
+    metadata={"dagster/column_schema": column_schema(FEATURE_SCHEMA)},
 )
 def trip_features(
     context: dg.AssetExecutionContext,

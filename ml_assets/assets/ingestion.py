@@ -4,11 +4,12 @@ from datetime import date
 
 import dagster as dg
 
-from ml_assets.assets.metadata import table_metadata
+from ml_assets.assets.metadata import column_schema, table_metadata
 from ml_assets.assets.partition_cache import PartitionCache
 from ml_assets.config import IngestionConfig
 from ml_assets.lib.fingerprint import fingerprint, frame_fingerprint
 from ml_assets.lib.tlc_client import MonthNotPublishedError
+from ml_assets.lib.trip_schema import TRIP_SCHEMA
 from ml_assets.partitions import daily_partitions
 from ml_assets.resources.parquet_io_manager import PartitionedFileIOManager
 from ml_assets.resources.trip_source import TripSource
@@ -60,6 +61,7 @@ def taxi_zones(trip_source: TripSource) -> dg.MaterializeResult:
     backfill_policy=dg.BackfillPolicy.single_run(),
     owners=["team:ml-platform"],
     tags={"domain": "nyc_taxi", "stage": "ingest"},
+    metadata={"dagster/column_schema": column_schema(TRIP_SCHEMA)},
 )
 def raw_trips(
     context: dg.AssetExecutionContext,

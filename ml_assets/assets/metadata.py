@@ -1,10 +1,13 @@
 """Asset metadata shared by the assets: row count, column schema, a preview and small charts.
 
 The keys `dagster/row_count` and `dagster/column_schema` are the ones the Dagster UI shows in an
-asset's overview; markdown values are rendered as tables on the asset's page.
+asset's overview; markdown values are rendered as tables on the asset's page. Assets with a fixed
+schema also declare it on their definition (`column_schema`), so the UI lists their columns
+before anything is materialized and whichever materialization is the latest.
 """
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
@@ -14,13 +17,18 @@ PREVIEW_ROWS = 5
 BAR_WIDTH = 20
 
 
+def column_schema(schema: Mapping[str, pl.DataType]) -> dg.TableSchema:
+    """A polars schema as the column table the Dagster UI shows (name and dtype of each column)."""
+    return dg.TableSchema(
+        columns=[dg.TableColumn(name, str(dtype)) for name, dtype in schema.items()]
+    )
+
+
 def table_metadata(frame: pl.DataFrame, preview_rows: int = PREVIEW_ROWS) -> dict[str, Any]:
     """Row count, column schema and the first rows of `frame` as a markdown table."""
     return {
         "dagster/row_count": frame.height,
-        "dagster/column_schema": dg.TableSchema(
-            columns=[dg.TableColumn(name, str(dtype)) for name, dtype in frame.schema.items()]
-        ),
+        "dagster/column_schema": column_schema(frame.schema),
         "preview": dg.MetadataValue.md(preview_markdown(frame, preview_rows)),
     }
 
