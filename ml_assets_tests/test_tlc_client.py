@@ -265,6 +265,16 @@ def test_a_page_that_is_not_parquet_is_corrupt(tlc_server: FileServer, tmp_path:
         make_client(tlc_server, tmp_path / "cache").fetch_month("green", JANUARY)
 
 
+def test_a_parquet_file_cut_short_is_corrupt(tlc_server: FileServer, tmp_path: Path) -> None:
+    # The server announces the short length, so only the file itself shows it is cut.
+    whole = parquet_bytes(tlc_month())
+    tlc_server.add_file(JANUARY_FILE, whole[: len(whole) // 2])
+
+    with pytest.raises(CorruptFileError, match=r"not a readable parquet file .*truncated"):
+        make_client(tlc_server, tmp_path / "cache").fetch_month("green", JANUARY)
+    assert cache_listing(tmp_path / "cache") == []
+
+
 def test_a_parquet_file_without_rows_is_corrupt(tlc_server: FileServer, tmp_path: Path) -> None:
     tlc_server.add_file(JANUARY_FILE, parquet_bytes(tlc_month().clear()))
 

@@ -8,9 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
 
-import numpy as np
 import polars as pl
+
+if TYPE_CHECKING:
+    # numpy is imported by the drift functions that use it: the checks module, which imports
+    # this one, is loaded by every Dagster process.
+    import numpy as np
 
 MAX_REQUIRED_NULL_RATE = 0.01
 """Above this share of nulls in a required trip column, the source is likely broken."""
@@ -70,18 +75,24 @@ def population_stability_index(
     expected: np.ndarray, actual: np.ndarray, edges: np.ndarray
 ) -> float:
     """PSI of `actual` against `expected`, both binned by `edges` (the outer bins are open)."""
+    import numpy as np
+
     expected_share = _bin_shares(expected, edges)
     actual_share = _bin_shares(actual, edges)
     return float(np.sum((actual_share - expected_share) * np.log(actual_share / expected_share)))
 
 
 def _bin_shares(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    import numpy as np
+
     counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
     return np.maximum(counts / max(len(values), 1), _PSI_FLOOR)
 
 
 def feature_drift(day: pl.DataFrame, window: pl.DataFrame) -> dict[str, float]:
     """PSI of trip distance (window deciles) and pickup hour (24 hours) of `day` against `window`."""
+    import numpy as np
+
     distance_window = window["trip_distance"].to_numpy()
     inner_quantiles = np.linspace(0, 1, DRIFT_DISTANCE_BINS + 1)[1:-1]
     distance_edges = np.unique(np.quantile(distance_window, inner_quantiles))

@@ -18,7 +18,6 @@ from datetime import date
 from pathlib import Path
 
 import polars as pl
-import pyarrow.parquet as pq
 import requests
 
 from ml_assets.lib.storage import atomic_write
@@ -237,11 +236,12 @@ class TLCClient:
 
 def _validate_parquet(path: Path, url: str) -> None:
     try:
-        metadata = pq.ParquetFile(path).metadata
+        # The row count comes from the footer: a truncated file has none to read.
+        rows = pl.scan_parquet(path).select(pl.len()).collect().item()
     except Exception as error:
         raise CorruptFileError(
             f"{url}: the downloaded file is not a readable parquet file ({error}); "
             "it may be truncated"
         ) from error
-    if metadata.num_rows == 0:
+    if rows == 0:
         raise CorruptFileError(f"{url}: the parquet file holds no rows")

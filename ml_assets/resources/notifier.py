@@ -7,12 +7,15 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import apprise
 import dagster as dg
-from apprise.utils.parse import parse_urls
 from pydantic import Field
+
+if TYPE_CHECKING:
+    # Apprise loads its plugins on import; it is imported where a message is sent, not by every
+    # process that loads the code location.
+    import apprise
 
 from ml_assets.lib.notifications import Notification
 
@@ -44,7 +47,9 @@ def _no_url_debug_logs() -> Iterator[None]:
             logger.removeFilter(drop)
 
 
-def _service(url: str, asset: apprise.AppriseAsset) -> Any:
+def _service(url: str, asset: "apprise.AppriseAsset") -> Any:
+    import apprise
+
     return apprise.Apprise.instantiate(url, asset=asset)
 
 
@@ -91,6 +96,8 @@ class Notifier(dg.ConfigurableResource):
     )
 
     def channels(self) -> list[str]:
+        from apprise.utils.parse import parse_urls
+
         return [_with_slack_blocks(url) for url in parse_urls(self.urls)]
 
     def send(self, notification: Notification, log: logging.Logger | None = None) -> list[Delivery]:
@@ -103,6 +110,8 @@ class Notifier(dg.ConfigurableResource):
                 f"not sent: {notification.title}"
             )
             return []
+        import apprise
+
         asset = apprise.AppriseAsset(app_id="ml_assets", app_desc="ml_assets alerts")
         with _no_url_debug_logs():
             return [self._deliver(url, notification, asset, log) for url in channels]
@@ -111,9 +120,11 @@ class Notifier(dg.ConfigurableResource):
         self,
         url: str,
         notification: Notification,
-        asset: apprise.AppriseAsset,
+        asset: "apprise.AppriseAsset",
         log: logging.Logger,
     ) -> Delivery:
+        import apprise
+
         service = _service(url, asset)
         if service is None:
             # Apprise could not parse it; only the scheme is shown, the rest may hold secrets.

@@ -4,6 +4,7 @@ import functools
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from types import ModuleType
 from typing import Literal
 
 import dagster as dg
@@ -11,9 +12,16 @@ import polars as pl
 from pydantic import Field
 
 from ml_assets.lib.features import trips_on_day
-from ml_assets.lib.sample_source import SAMPLE_VERSION, sample_trips, sample_zones
 from ml_assets.lib.tlc_client import TLC_TRIP_DATA_URL, TLC_ZONE_LOOKUP_URL, TLCClient
 from ml_assets.lib.trip_schema import normalize_trips
+
+
+def _sample_source() -> ModuleType:
+    # Imported when first used: the generator needs numpy, which a code location reading TLC
+    # files never does, and every Dagster process loads the code location.
+    from ml_assets.lib import sample_source
+
+    return sample_source
 
 
 @dataclass(frozen=True)
@@ -74,10 +82,13 @@ class TripSource(dg.ConfigurableResource):
         """The trips picked up on `day`, in the normalized schema."""
         taxi_type = taxi_type or self.taxi_type
         if self.synthetic:
+            sample = _sample_source()
             return DayOfTrips(
-                trips=sample_trips(day, taxi_type),
-                source_description=f"synthetic sample ({taxi_type}, generator v{SAMPLE_VERSION})",
-                source_version=f"sample-v{SAMPLE_VERSION}",
+                trips=sample.sample_trips(day, taxi_type),
+                source_description=(
+                    f"synthetic sample ({taxi_type}, generator v{sample.SAMPLE_VERSION})"
+                ),
+                source_version=f"sample-v{sample.SAMPLE_VERSION}",
                 synthetic=True,
                 downloaded=False,
             )
@@ -100,13 +111,17 @@ class TripSource(dg.ConfigurableResource):
         """
         taxi_type = taxi_type or self.taxi_type
         if self.synthetic:
-            return f"sample-v{SAMPLE_VERSION}"
+            return f"sample-v{_sample_source().SAMPLE_VERSION}"
         return self.client().fetch_month(taxi_type, day.replace(day=1)).sha256
 
     def zones(self) -> tuple[pl.DataFrame, str]:
         """The zone lookup and a description of where it came from."""
         if self.synthetic:
-            return sample_zones(), f"synthetic sample zones (generator v{SAMPLE_VERSION})"
+            sample = _sample_source()
+            return (
+                sample.sample_zones(),
+                f"synthetic sample zones (generator v{sample.SAMPLE_VERSION})",
+            )
         return self.client().read_zones(), self.zone_lookup_url
 
 
