@@ -1,9 +1,14 @@
-"""A code location of two daily assets that do nothing: Dagster's own cost of a range run.
+"""Two daily assets that do nothing, and checks that do nothing: Dagster's own cost of a range run.
 
 The `backfill` case runs these over the same 90 days as `raw_trips` and `trip_features`, with the
 same partitions and single-run backfill policy, to show what a run costs that only records a
 materialization per partition: the floor under a re-run whose every partition is unchanged.
+`defs_with_checks` adds what Dagster runs with those two assets besides: a step of four checks
+after the first and of two after the second (`raw_trips_checks`, `trip_features_checks`), each
+check of the asset, each passing at once.
 """
+
+from collections.abc import Iterator
 
 import dagster as dg
 
@@ -26,4 +31,22 @@ def bookkeeping_features(context: dg.AssetExecutionContext) -> dg.MaterializeRes
     return dg.MaterializeResult(metadata={"run/partitions": len(context.partition_keys)})
 
 
+def _no_op_checks(asset: dg.AssetsDefinition, count: int) -> dg.AssetChecksDefinition:
+    names = [f"passes_{number}" for number in range(1, count + 1)]
+
+    @dg.multi_asset_check(
+        name=f"{asset.key.to_python_identifier()}_checks",
+        specs=[dg.AssetCheckSpec(name, asset=asset, blocking=True) for name in names],
+    )
+    def checks() -> Iterator[dg.AssetCheckResult]:
+        for name in names:
+            yield dg.AssetCheckResult(asset_key=asset.key, check_name=name, passed=True)
+
+    return checks
+
+
 defs = dg.Definitions(assets=[bookkeeping_raw, bookkeeping_features])
+defs_with_checks = dg.Definitions(
+    assets=[bookkeeping_raw, bookkeeping_features],
+    asset_checks=[_no_op_checks(bookkeeping_raw, 4), _no_op_checks(bookkeeping_features, 2)],
+)

@@ -93,6 +93,7 @@ class DagsterEnv:
         partition_range: str | None = None,
         extra: Sequence[str] = (),
         module: str = "ml_assets.definitions",
+        attribute: str | None = None,
     ) -> ChildRun:
         """`dagster asset materialize -m ml_assets.definitions ...`, as users run it."""
         args = [
@@ -101,6 +102,7 @@ class DagsterEnv:
             "materialize",
             "-m",
             module,
+            *(["-a", attribute] if attribute else []),
             "--select",
             select,
         ]
