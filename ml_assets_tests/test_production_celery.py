@@ -1,7 +1,9 @@
 """Scale-out with Celery: the stack of `scripts/stack up` (Postgres-backed instance, daemon,
 webserver, MLflow server, two Celery workers) runs the daily loop's steps in the workers; a worker
-killed in the middle of a step has that step run again by the other worker."""
+killed in the middle of a step has that step run again by the other worker. With Redis as the
+broker instead of RabbitMQ, the steps reach the worker just the same."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -11,6 +13,7 @@ from pathlib import Path
 import dagster as dg
 import kombu
 import pytest
+import redis
 import yaml
 from dagster_celery.cli import get_validated_config
 from dagster_graphql import DagsterGraphQLClient
@@ -42,6 +45,8 @@ from ml_assets_tests.production_services import (
 )
 
 DAY = "2021-01-01"
+DEADLINES = "_kombu.binding_deadlines"
+"""The sorted set where kombu's Redis transport keeps when each binding expires."""
 FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 
 
@@ -98,10 +103,22 @@ def _read_env_file(path: Path) -> dict[str, str]:
     return env
 
 
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[dict[str, str]]:
+def _forget_queue(broker: str, queue: str) -> None:
+    """Delete the test's queue from the broker, and on Redis the bindings kombu keeps beside it."""
+    with kombu.Connection(broker) as connection:
+        connection.default_channel.queue_delete(queue)
+    if broker.startswith("redis://"):
+        client = redis.Redis.from_url(broker)
+        for key in client.scan_iter(f"*{queue}*"):
+            client.delete(key)
+        stale = [m for m in client.zrange(DEADLINES, 0, -1) if queue.encode() in m]
+        if stale:
+            client.zrem(DEADLINES, *stale)
+
+
+@contextlib.contextmanager
+def _stack_up(stack_dir: Path, broker: str, workers: int) -> Iterator[dict[str, str]]:
     """`scripts/stack up` on free ports, with its own databases and queue; `down` afterwards."""
-    stack_dir = tmp_path / "stack"
     databases = [unique_name("ml_assets_test_dagster"), unique_name("ml_assets_test_mlflow")]
     queue = unique_name("ml_assets_test")
     env = child_environment(
@@ -113,8 +130,9 @@ def stack(tmp_path: Path) -> Iterator[dict[str, str]]:
         ML_ASSETS_MLFLOW_DB=databases[1],
         MLFLOW_PORT=str(free_port()),
         DAGSTER_WEBSERVER_PORT=str(free_port()),
+        ML_ASSETS_CELERY_BROKER=broker,
         ML_ASSETS_CELERY_QUEUE=queue,
-        ML_ASSETS_CELERY_WORKERS="2",
+        ML_ASSETS_CELERY_WORKERS=str(workers),
     )
     try:
         up = subprocess.run(
@@ -130,12 +148,43 @@ def stack(tmp_path: Path) -> Iterator[dict[str, str]]:
         )
         for name in databases:
             drop_database(name)
-        with kombu.Connection(DEFAULT_CELERY_BROKER) as broker:
-            broker.default_channel.queue_delete(queue)
+        _forget_queue(broker, queue)
         assert down.returncode == 0, down.stdout + down.stderr
         assert not [name for name, pid in pids.items() if process_group_members(pid)]
         assert not list((stack_dir / "pids").glob("*.pid"))
         assert not any(database_exists(name) for name in databases)
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The stack with RabbitMQ as the broker (the default) and two workers."""
+    with _stack_up(tmp_path / "stack", DEFAULT_CELERY_BROKER, workers=2) as env:
+        yield env
+
+
+REDIS_BROKER = "redis://127.0.0.1:6379/7"
+"""A database of its own on the local Redis, so a test never meets another user's keys."""
+
+
+@pytest.fixture
+def redis_stack(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The stack with Redis as the broker, as the README offers, and one worker."""
+    with _stack_up(tmp_path / "stack", REDIS_BROKER, workers=1) as env:
+        yield env
+
+
+def _use_stack_instance(stack: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point `dg.DagsterInstance.get()` in this process at the stack's Postgres instance."""
+    for key in (
+        "DAGSTER_HOME",
+        "DAGSTER_PG_HOST",
+        "DAGSTER_PG_PORT",
+        "DAGSTER_PG_USER",
+        "DAGSTER_PG_PASSWORD",
+        "DAGSTER_PG_DB",
+        "DAGSTER_MAX_CONCURRENT_RUNS",
+    ):
+        monkeypatch.setenv(key, stack[key])
 
 
 def _step_events(instance: dg.DagsterInstance, run_id: str, step_key: str) -> list[dg.DagsterEvent]:
@@ -164,11 +213,7 @@ def test_steps_run_in_celery_workers_and_survive_a_killed_worker(
         for name in ("worker1", "worker2")
     }
     worker_processes = {name: process_group_members(pid) for name, pid in worker_pids.items()}
-    for key in ("DAGSTER_HOME", "DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_USER"):
-        monkeypatch.setenv(key, stack[key])
-    monkeypatch.setenv("DAGSTER_PG_PASSWORD", stack["DAGSTER_PG_PASSWORD"])
-    monkeypatch.setenv("DAGSTER_PG_DB", stack["DAGSTER_PG_DB"])
-    monkeypatch.setenv("DAGSTER_MAX_CONCURRENT_RUNS", stack["DAGSTER_MAX_CONCURRENT_RUNS"])
+    _use_stack_instance(stack, monkeypatch)
 
     with dg.DagsterInstance.get() as instance:
         # The zones are needed by every day; materialize them here, into the stack's storage.
@@ -244,3 +289,43 @@ def test_steps_run_in_celery_workers_and_survive_a_killed_worker(
     assert f"{killed}: not running" in status
     assert f"{survivor}: running" in status
     assert "daemon: running" in status and "mlflow: running" in status
+
+
+@pytest.mark.slow
+def test_steps_reach_a_worker_through_a_redis_broker(
+    redis_stack: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack_dir = Path(redis_stack["ML_ASSETS_STACK_DIR"])
+    data_dir = Path(redis_stack["ML_ASSETS_DATA_DIR"])
+    worker = process_group_members(int((stack_dir / "pids" / "worker1.pid").read_text()))
+    _use_stack_instance(redis_stack, monkeypatch)
+
+    with dg.DagsterInstance.get() as instance:
+        settings = Settings.from_env(
+            {"ML_ASSETS_SOURCE": "sample", "ML_ASSETS_DATA_DIR": str(data_dir)}
+        )
+        assert dg.materialize(
+            [ingestion.taxi_zones], resources=build_resources(settings), instance=instance
+        ).success
+        client = DagsterGraphQLClient(
+            "127.0.0.1", port_number=int(redis_stack["DAGSTER_WEBSERVER_PORT"])
+        )
+        run_id = client.submit_job_execution("ingestion_job", tags={"dagster/partition": DAY})
+
+        run = wait_for(
+            lambda: (r := instance.get_run_by_id(run_id)) and r.status in FINISHED and r,
+            timeout=300,
+            what="the ingestion run to finish",
+        )
+        assert run.status == dg.DagsterRunStatus.SUCCESS
+
+        logs = [e.dagster_event for e in instance.all_logs(run_id) if e.dagster_event]
+        started = {
+            e.step_key: e.pid for e in logs if e.event_type == dg.DagsterEventType.STEP_START
+        }
+        assert {"raw_trips", "trip_features"} <= set(started)
+        # Each step ran in the worker that took it from the Redis queue.
+        assert set(started.values()) <= worker
+        assert {_celery_worker_of(e) for e in logs if _celery_worker_of(e)} == {"worker1"}
+        for asset in ("raw_trips", "trip_features"):
+            assert (data_dir / "assets" / asset / f"{DAY}.parquet").exists(), asset
