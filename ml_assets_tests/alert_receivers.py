@@ -14,6 +14,8 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword
 
+from ml_assets_tests.http_fixtures import LoopbackHTTPServer
+
 
 @dataclass
 class ReceivedPost:
@@ -56,7 +58,7 @@ def webhook_server() -> Iterator[WebhookServer]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = LoopbackHTTPServer(("127.0.0.1", 0), Handler)
     state.base_url = f"127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import sys
 import threading
 import time
 from collections import deque
@@ -27,7 +28,23 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
+
+
+class LoopbackHTTPServer(ThreadingHTTPServer):
+    """A threading HTTP server for tests that stays quiet when a client hangs up mid-request.
+
+    Clients under test give up on purpose (timeouts, retries, a test ending while a request is
+    in flight); the default server prints a traceback for each of those.
+    """
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 @dataclass(frozen=True)
@@ -124,8 +141,7 @@ class FileServer:
     @contextmanager
     def running(self) -> Iterator[FileServer]:
         """Serve until the block ends, then shut the server and its thread down."""
-        httpd = ThreadingHTTPServer((self.host, self.port), _handler_for(self))
-        httpd.daemon_threads = True
+        httpd = LoopbackHTTPServer((self.host, self.port), _handler_for(self))
         self.port = httpd.server_address[1]
         thread = threading.Thread(
             target=httpd.serve_forever, args=(0.05,), name="tlc-test-server", daemon=True
