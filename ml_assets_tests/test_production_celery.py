@@ -202,6 +202,34 @@ def _celery_worker_of(event: dg.DagsterEvent) -> str | None:
     return worker.value.split("@")[0].rsplit("_", 1)[-1] if worker is not None else None
 
 
+def _stack_settings(stack: dict[str, str]) -> Settings:
+    """The settings the stack's runs use: the sample source, its data dir and MLflow server."""
+    return Settings.from_env(
+        {
+            "ML_ASSETS_SOURCE": "sample",
+            "ML_ASSETS_DATA_DIR": stack["ML_ASSETS_DATA_DIR"],
+            "MLFLOW_TRACKING_URI": stack["MLFLOW_TRACKING_URI"],
+        }
+    )
+
+
+def _submit_after_zones(instance: dg.DagsterInstance, stack: dict[str, str], job: str) -> str:
+    """Materialize the zones every day needs into the stack's storage, then submit `job` for DAY
+    to the deployment as a user would (the daemon launches the run); returns its run id."""
+    resources = build_resources(_stack_settings(stack))
+    assert dg.materialize([ingestion.taxi_zones], resources=resources, instance=instance).success
+    client = DagsterGraphQLClient("127.0.0.1", port_number=int(stack["DAGSTER_WEBSERVER_PORT"]))
+    return client.submit_job_execution(job, tags={"dagster/partition": DAY})
+
+
+def _finished_run(instance: dg.DagsterInstance, run_id: str, what: str) -> dg.DagsterRun:
+    return wait_for(
+        lambda: (r := instance.get_run_by_id(run_id)) and r.status in FINISHED and r,
+        timeout=300,
+        what=what,
+    )
+
+
 @pytest.mark.slow
 def test_steps_run_in_celery_workers_and_survive_a_killed_worker(
     stack: dict[str, str], monkeypatch: pytest.MonkeyPatch
@@ -216,21 +244,7 @@ def test_steps_run_in_celery_workers_and_survive_a_killed_worker(
     _use_stack_instance(stack, monkeypatch)
 
     with dg.DagsterInstance.get() as instance:
-        # The zones are needed by every day; materialize them here, into the stack's storage.
-        settings = Settings.from_env(
-            {
-                "ML_ASSETS_SOURCE": "sample",
-                "ML_ASSETS_DATA_DIR": str(data_dir),
-                "MLFLOW_TRACKING_URI": stack["MLFLOW_TRACKING_URI"],
-            }
-        )
-        assert dg.materialize(
-            [ingestion.taxi_zones], resources=build_resources(settings), instance=instance
-        ).success
-
-        # As a user would: submit the daily loop to the deployment; the daemon launches the run.
-        client = DagsterGraphQLClient("127.0.0.1", port_number=int(stack["DAGSTER_WEBSERVER_PORT"]))
-        run_id = client.submit_job_execution("ml_loop_job", tags={"dagster/partition": DAY})
+        run_id = _submit_after_zones(instance, stack, "ml_loop_job")
 
         def training_started() -> tuple[str, int] | None:
             events = _step_events(instance, run_id, "duration_model")
@@ -245,11 +259,7 @@ def test_steps_run_in_celery_workers_and_survive_a_killed_worker(
         os.killpg(worker_pids[killed], signal.SIGKILL)
         survivor = "worker2" if killed == "worker1" else "worker1"
 
-        run = wait_for(
-            lambda: (r := instance.get_run_by_id(run_id)) and r.status in FINISHED and r,
-            timeout=300,
-            what="the run to finish after a worker was killed",
-        )
+        run = _finished_run(instance, run_id, "the run to finish after a worker was killed")
         assert run.status == dg.DagsterRunStatus.SUCCESS
 
         logs = [e.dagster_event for e in instance.all_logs(run_id) if e.dagster_event]
@@ -275,7 +285,7 @@ def test_steps_run_in_celery_workers_and_survive_a_killed_worker(
         ]:
             assert (data_dir / "assets" / asset / f"{DAY}.{suffix}").exists(), asset
         mlflow = MlflowClient(tracking_uri=stack["MLFLOW_TRACKING_URI"])
-        versions = mlflow.search_model_versions(f"name='{settings.model_name}'")
+        versions = mlflow.search_model_versions(f"name='{_stack_settings(stack).model_name}'")
         assert [v.tags.get("trained_through") for v in versions if v.status == "READY"][-1] == DAY
         assert list(Path(stack["ML_ASSETS_MLFLOW_ARTIFACTS"]).rglob("MLmodel"))
 
@@ -301,22 +311,8 @@ def test_steps_reach_a_worker_through_a_redis_broker(
     _use_stack_instance(redis_stack, monkeypatch)
 
     with dg.DagsterInstance.get() as instance:
-        settings = Settings.from_env(
-            {"ML_ASSETS_SOURCE": "sample", "ML_ASSETS_DATA_DIR": str(data_dir)}
-        )
-        assert dg.materialize(
-            [ingestion.taxi_zones], resources=build_resources(settings), instance=instance
-        ).success
-        client = DagsterGraphQLClient(
-            "127.0.0.1", port_number=int(redis_stack["DAGSTER_WEBSERVER_PORT"])
-        )
-        run_id = client.submit_job_execution("ingestion_job", tags={"dagster/partition": DAY})
-
-        run = wait_for(
-            lambda: (r := instance.get_run_by_id(run_id)) and r.status in FINISHED and r,
-            timeout=300,
-            what="the ingestion run to finish",
-        )
+        run_id = _submit_after_zones(instance, redis_stack, "ingestion_job")
+        run = _finished_run(instance, run_id, "the ingestion run to finish")
         assert run.status == dg.DagsterRunStatus.SUCCESS
 
         logs = [e.dagster_event for e in instance.all_logs(run_id) if e.dagster_event]
