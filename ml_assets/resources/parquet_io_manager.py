@@ -25,9 +25,10 @@ class PartitionedFileIOManager(dg.ConfigurableIOManager):
     that partition's value; each is written to its own file. A partition whose value is
     `KEEP_STORED` keeps the file it already has (its inputs did not change, see
     `ml_assets.assets.partition_cache`); a `Stamped` table is written with its stamp (what it was
-    built from) in the parquet file's footer, read back by `stored_stamps`. Downstream assets read one partition as a value, several
-    as a lazily scanned frame (`pl.LazyFrame`) or as a mapping by partition key (`dict[str,
-    pl.DataFrame]`, or `dict[str, pl.LazyFrame]` to read only the partitions it collects).
+    built from) in the parquet file's footer, read back by `stored_stamps`. Downstream assets
+    read one partition as a value, several as a lazily scanned frame (`pl.LazyFrame`) or as a
+    mapping by partition key (`dict[str, pl.DataFrame]`, or `dict[str, pl.LazyFrame]` to read
+    only the partitions it collects).
     """
 
     base_dir: str = Field(description="Folder under which every asset's files are written.")
@@ -69,7 +70,7 @@ class PartitionedFileIOManager(dg.ConfigurableIOManager):
         """
         stamps = {}
         for key in partition_keys:
-            path = self._asset_dir(asset_key) / f"{key}.parquet"
+            path = self._path(asset_key, key, None)
             stamp = read_stamp(path) if path.exists() else None
             if stamp is not None:
                 stamps[key] = stamp
