@@ -121,6 +121,31 @@ def test_a_deleted_or_unstamped_day_is_rebuilt_and_only_that_day(
     assert all(meta["cached"] is True for meta in features.values())
 
 
+def test_a_damaged_day_file_is_named_and_rebuilt(
+    resources: dict[str, object], settings: Settings, instance: dg.DagsterInstance
+):
+    dg.materialize([taxi_zones], resources=resources, instance=instance)
+    backfill(resources, instance)
+    damaged = settings.data_dir / "assets" / "raw_trips" / "2021-01-05.parquet"
+    damaged.write_bytes(damaged.read_bytes()[:100])
+
+    again = backfill(resources, instance)
+
+    assert again.success
+    raw = partition_metadata(again, "raw_trips")
+    assert {day: meta["cached"] for day, meta in raw.items()} == {
+        "2021-01-04": True,
+        "2021-01-05": False,
+        "2021-01-06": True,
+    }
+    assert pl.read_parquet(damaged).height == raw["2021-01-05"]["dagster/row_count"]
+    assert any(
+        f"partition 2021-01-05 of raw_trips: {damaged}: not a readable parquet file" in message
+        and message.endswith("rebuilding it")
+        for message in messages(instance, again.run_id)
+    )
+
+
 def test_a_new_code_version_recomputes_the_asset_and_everything_built_from_it(
     resources: dict[str, object], instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
 ):

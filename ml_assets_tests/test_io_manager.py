@@ -282,6 +282,15 @@ def test_a_stamp_is_written_into_the_files_footer_with_its_rows(tmp_path: Path) 
     assert pl.read_parquet(stamped).equals(day_frame("2021-01-01"))
 
 
+def test_a_file_that_is_not_parquet_names_itself_when_its_stamp_is_read(tmp_path: Path) -> None:
+    cut = tmp_path / "cut.parquet"
+    atomic_write_parquet(day_frame("2021-01-01"), cut, stamp={"cache_key": "abc"})
+    cut.write_bytes(cut.read_bytes()[:40])
+
+    with pytest.raises(ValueError, match=r"cut\.parquet: not a readable parquet file"):
+        read_stamp(cut)
+
+
 def test_a_stamp_that_is_not_json_names_the_file(tmp_path: Path) -> None:
     broken = tmp_path / "broken.parquet"
     day_frame("2021-01-01").write_parquet(broken, metadata={STAMP_KEY: "{not json"})

@@ -45,9 +45,13 @@ def atomic_write_parquet(
 def read_stamp(path: Path) -> dict[str, Any] | None:
     """The stamp `atomic_write_parquet` wrote into `path`'s footer; None if it has none.
 
-    Reads only the footer (a few kilobytes), not the rows.
+    Reads only the footer (a few kilobytes), not the rows. A file that is not readable parquet,
+    or whose stamp is not JSON, raises a ValueError naming the file.
     """
-    footer = pl.read_parquet_metadata(path)
+    try:
+        footer = pl.read_parquet_metadata(path)
+    except (OSError, pl.exceptions.PolarsError) as error:
+        raise ValueError(f"{path}: not a readable parquet file ({error})") from error
     stamp = footer.get(STAMP_KEY)
     if stamp is None:
         return None

@@ -66,12 +66,22 @@ class PartitionedFileIOManager(dg.ConfigurableIOManager):
     ) -> dict[str, dict[str, Any]]:
         """The stamp of each of `partition_keys` whose stored file has one, by key.
 
-        Reads only the files' footers: cheap enough to ask for every day of a range.
+        Reads only the files' footers: cheap enough to ask for every day of a range. A stored file
+        that cannot be read (damaged outside Dagster) has no stamp: it is logged, and whoever asks
+        builds that day again, which replaces the file.
         """
         stamps = {}
         for key in partition_keys:
             path = self._path(asset_key, key, None)
-            stamp = read_stamp(path) if path.exists() else None
+            if not path.exists():
+                continue
+            try:
+                stamp = read_stamp(path)
+            except ValueError as error:
+                dg.get_dagster_logger().warning(
+                    f"partition {key} of {asset_key.to_user_string()}: {error}; rebuilding it"
+                )
+                continue
             if stamp is not None:
                 stamps[key] = stamp
         return stamps
