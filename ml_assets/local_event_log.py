@@ -1,16 +1,23 @@
 """Dagster's SQLite event log for the local instance, with its database connections kept open.
 
-Dagster's `SqliteEventLogStorage` creates a new SQLAlchemy engine and a new SQLite connection
-for every write and closes them again, and commits with `synchronous=FULL`. Every event of a run
-(a materialization is written twice: to the run's database and to the cross-run index) then
-costs about 8 ms here; a 90-day backfill of two assets records some 400 events, over 3 s of
-bookkeeping for 1.5 s of work. This subclass keeps one engine per database, so connections are
-reused between writes, and commits in WAL mode with `synchronous=NORMAL`, SQLite's recommended
-setting for WAL: a crash of the process loses nothing; a power cut may lose the last commits,
-never the database. The same event then costs about 1.5 ms (`python -m bench backfill`).
-With `DAGSTER_EVENT_BATCH_SIZE` set, Dagster hands a range run's materializations (and a run's
-planned ones) over as one batch, which is written in one transaction per database, each event
-serialized once for both.
+Why this module uses Dagster's internals: Dagster has no public hook into how its SQLite event log
+connects and commits, and this is the one place in ml_assets that reaches past the public API.
+Everything private is here, and it cannot break an instance: on a Dagster version other than the
+one it was tested with (`TESTED_WITH_DAGSTER`), or if an internal it needs has moved, it steps
+aside for Dagster's own `SqliteEventLogStorage` with one warning line. To turn it off, delete the
+`event_log_storage` block from `$DAGSTER_HOME/dagster.yaml`: the files are Dagster's own.
+
+What it changes: Dagster's `SqliteEventLogStorage` creates a new SQLAlchemy engine and a new
+SQLite connection for every write and closes them again, and commits with `synchronous=FULL`.
+Every event of a run (a materialization is written twice: to the run's database and to the
+cross-run index) then costs about 8 ms here; a 90-day backfill of two assets records some 400
+events, over 3 s of bookkeeping for 1.5 s of work. This subclass keeps one engine per database,
+so connections are reused between writes, and commits in WAL mode with `synchronous=NORMAL`,
+SQLite's recommended setting for WAL: a crash of the process loses nothing; a power cut may lose
+the last commits, never the database. The same event then costs about 1.5 ms (`python -m bench
+backfill` compares it with Dagster's own storage). With `DAGSTER_EVENT_BATCH_SIZE` set, Dagster
+hands a range run's materializations (and a run's planned ones) over as one batch, which is
+written in one transaction per database, each event serialized once for both.
 
 Everything else, including the file layout under `$DAGSTER_HOME/history/runs`, is Dagster's, so
 an instance can switch between this class and Dagster's default in either direction. Production
@@ -18,23 +25,47 @@ instances use Postgres (`deploy/dagster-production.yaml`), not this.
 """
 
 import contextlib
+import logging
 import os
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import dagster
 import sqlalchemy as db
-from dagster._core.events import DagsterEventType
-from dagster._core.events.log import EventLogEntry
-from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
-from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
-    INDEX_SHARD_NAME,
-    SqliteEventLogStorage,
-)
-from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS, create_db_conn_string
-from dagster._serdes import ConfigurableClassData
+
+# Dagster's own storage, named by the same module path that Dagster's instance docs configure it
+# with; the fallback when the pooled storage steps aside.
+from dagster._core.storage.event_log import SqliteEventLogStorage
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
+
+TESTED_WITH_DAGSTER = "1.13.27"
+"""The Dagster release this storage was tested with; on any other it steps aside."""
+
+try:
+    from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
+    from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME
+    from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS, create_db_conn_string
+    from dagster._serdes import ConfigurableClassData
+
+    _INTERNALS_MISSING: str | None = None
+except ImportError as missing:  # a Dagster release that moved them: step aside, never fail
+    _INTERNALS_MISSING = str(missing)
+
+logger = logging.getLogger(__name__)
+
+
+def step_aside_reason(dagster_version: str = dagster.__version__) -> str | None:
+    """Why the pooled storage must not run on this Dagster, or None when it may."""
+    if _INTERNALS_MISSING is not None:
+        return f"a Dagster internal it needs is missing ({_INTERNALS_MISSING})"
+    if dagster_version != TESTED_WITH_DAGSTER:
+        return (
+            f"it was tested with Dagster {TESTED_WITH_DAGSTER}, this is Dagster {dagster_version}"
+        )
+    return None
+
 
 OPEN_RUN_DATABASES = 8
 """Run databases whose connections stay open at once (besides the index).
@@ -46,9 +77,9 @@ the least recently used ones are closed to bound the open files of a long-lived 
 
 _BATCHED_TYPES = frozenset(
     {
-        DagsterEventType.ASSET_MATERIALIZATION,
-        DagsterEventType.ASSET_OBSERVATION,
-        DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
+        dagster.DagsterEventType.ASSET_MATERIALIZATION,
+        dagster.DagsterEventType.ASSET_OBSERVATION,
+        dagster.DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
     }
 )
 """Events mirrored into the index database, where batching saves most: stored a batch at once."""
@@ -78,7 +109,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
               env: DAGSTER_HOME
     """
 
-    def __init__(self, dagster_home: str, inst_data: ConfigurableClassData | None = None) -> None:
+    def __init__(self, dagster_home: str, inst_data: "ConfigurableClassData | None" = None) -> None:
         runs_dir = os.path.join(dagster_home, "history", "runs")
         # Set before the base class initializes the index database through `_connect`.
         self._index_engine = _sqlite_engine(create_db_conn_string(runs_dir, INDEX_SHARD_NAME))
@@ -98,8 +129,17 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
 
     @classmethod
     def from_config_value(  # ty: ignore[invalid-method-override]
-        cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]
-    ) -> "PooledSqliteEventLogStorage":
+        cls, inst_data: "ConfigurableClassData | None", config_value: Mapping[str, Any]
+    ) -> SqliteEventLogStorage:
+        """The pooled storage, or Dagster's own on a Dagster it was not tested with."""
+        reason = step_aside_reason()
+        if reason is not None:
+            runs_dir = os.path.join(config_value["dagster_home"], "history", "runs")
+            logger.warning(
+                f"ml_assets.local_event_log steps aside for Dagster's SqliteEventLogStorage: "
+                f"{reason}"
+            )
+            return SqliteEventLogStorage(runs_dir, inst_data=inst_data)
         return cls(dagster_home=config_value["dagster_home"], inst_data=inst_data)
 
     def _engine(self, shard: str) -> Engine:
@@ -125,7 +165,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
             with engine.connect() as connection, connection.begin():
                 yield connection
 
-    def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
+    def store_event_batch(self, events: Sequence[dagster.EventLogEntry]) -> None:
         """Store a batch of events (Dagster sends one when `DAGSTER_EVENT_BATCH_SIZE` is set).
 
         The materializations of a range run's output, and the planned materializations of a run,

@@ -172,3 +172,42 @@ def test_batched_writes_record_every_partition_as_single_writes_do(
             ranged_numbers.key, RANGE, ranged_numbers.partitions_def
         )
         assert set(statuses.values()) == {dg.AssetPartitionStatus.MATERIALIZED}
+
+
+def test_on_a_dagster_it_was_not_tested_with_it_steps_aside_with_one_warning_line(
+    local_home: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from ml_assets import local_event_log
+
+    monkeypatch.setattr(local_event_log, "TESTED_WITH_DAGSTER", "0.0.1")
+    with (
+        caplog.at_level("WARNING", logger="ml_assets.local_event_log"),
+        dg.DagsterInstance.from_config(str(local_home)) as instance,
+    ):
+        storage = instance.event_log_storage
+        assert type(storage) is SqliteEventLogStorage
+        result = dg.materialize([daily_numbers], instance=instance, partition_key="2021-01-02")
+        assert result.success
+        assert instance.get_materialized_partitions(daily_numbers.key) == {"2021-01-02"}
+    warnings = [record.getMessage() for record in caplog.records]
+    assert len(warnings) == 1
+    assert "\n" not in warnings[0]
+    assert "steps aside for Dagster's SqliteEventLogStorage" in warnings[0]
+    assert f"this is Dagster {dg.__version__}" in warnings[0]
+    # The same files: the pooled storage reads what Dagster's wrote.
+    monkeypatch.setattr(local_event_log, "TESTED_WITH_DAGSTER", dg.__version__)
+    with dg.DagsterInstance.from_config(str(local_home)) as instance:
+        assert isinstance(instance.event_log_storage, PooledSqliteEventLogStorage)
+        assert instance.get_materialized_partitions(daily_numbers.key) == {"2021-01-02"}
+
+
+def test_the_storage_runs_only_on_the_dagster_it_was_tested_with() -> None:
+    from ml_assets.local_event_log import TESTED_WITH_DAGSTER, step_aside_reason
+
+    assert step_aside_reason(TESTED_WITH_DAGSTER) is None
+    assert step_aside_reason("1.14.0") == (
+        f"it was tested with Dagster {TESTED_WITH_DAGSTER}, this is Dagster 1.14.0"
+    )
+    # The project pins the Dagster it was tested with.
+    pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    assert f'"dagster=={TESTED_WITH_DAGSTER}"' in pyproject
