@@ -33,6 +33,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import polars as pl
+import yaml
 
 from bench.dagster_env import (
     IN_PROCESS_CONFIG,
@@ -100,6 +101,17 @@ RERUN = "single run again, inputs unchanged"
 BOOKKEEPING = "Dagster alone: two no-op assets, same days, same policy"
 BOOKKEEPING_CHECKED = "Dagster alone: the same with no-op check steps (4 + 2 checks) as ours"
 BOOKKEEPING_ASSETS = "bookkeeping_raw,bookkeeping_features"
+DAGSTER_EVENT_LOG = "single run, Dagster's own SQLite event log (no pooled connections)"
+
+
+def _with_dagsters_event_log(env: DagsterEnv) -> DagsterEnv:
+    """`env` with the `event_log_storage` block removed from its dagster.yaml, as a user turns
+    ml_assets' pooled event log off: Dagster's default SQLite storage, same files."""
+    config_file = Path(env.variables["DAGSTER_HOME"]) / "dagster.yaml"
+    config = yaml.safe_load(config_file.read_text())
+    config.pop("event_log_storage")
+    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+    return env
 
 
 def run(context: BenchContext) -> CaseResult:
@@ -140,7 +152,8 @@ def run(context: BenchContext) -> CaseResult:
         else serve_directory(tlc_files(context, [f"{month:%Y-%m}" for month in months]))
     )
     timings = {
-        name: _Timings() for name in (SINGLE, SCRIPT, RERUN, BOOKKEEPING, BOOKKEEPING_CHECKED)
+        name: _Timings()
+        for name in (SINGLE, DAGSTER_EVENT_LOG, SCRIPT, RERUN, BOOKKEEPING, BOOKKEEPING_CHECKED)
     }
     per_partition = _Timings()
     rows: dict[str, int] = {}
@@ -164,6 +177,18 @@ def run(context: BenchContext) -> CaseResult:
                 failures[RERUN] = _failure(again)
             else:
                 timings[RERUN].add(again.seconds, last_run_seconds(env))
+
+            # The same first run on Dagster's own event log: what the pooled one saves.
+            plain = _with_dagsters_event_log(
+                _fresh_env(context, f"dagster_event_log_{attempt}", url, months)
+            )
+            plain_run = plain.materialize(
+                ASSETS, partition_range=partition_range, extra=IN_PROCESS_CONFIG
+            )
+            if plain_run.returncode != 0:
+                failures[DAGSTER_EVENT_LOG] = _failure(plain_run)
+            else:
+                timings[DAGSTER_EVENT_LOG].add(plain_run.seconds, last_run_seconds(plain))
 
             # What any range run costs Dagster: recording a materialization per partition, and
             # with the check steps Dagster runs after raw_trips and trip_features.
@@ -293,6 +318,13 @@ def run(context: BenchContext) -> CaseResult:
             else ""
         )
     )
+    pooled_work, plain_work = single.median("work"), timings[DAGSTER_EVENT_LOG].median("work")
+    if pooled_work and plain_work:
+        result.notes.append(
+            "the local instance's pooled event log (`ml_assets/local_event_log.py`) against "
+            f"Dagster's own SQLite event log on the same first run: {plain_work:.2f} s of work "
+            f"with Dagster's, {pooled_work:.2f} s pooled ({ratio(plain_work, pooled_work):.2f}x)"
+        )
     result.notes.append(
         "the in-process executor runs every step, asset checks included, in the run's process; "
         "with the default multiprocess executor each step starts a process that imports the "
