@@ -89,8 +89,9 @@ case measured 6.5x (see Earlier runs).
   file's footer instead of reading the day's last materialization back from the instance
   (`ml_assets/assets/partition_cache.py`).
 
-<!-- lead: the pooled event log decision (issue 13: does it stay the laptop default, with which
-bench figures) goes here or in configuration.md, once decided. -->
+The local instance's pooled event log stays the laptop default: the `backfill` case runs the same
+first backfill on Dagster's own SQLite event log, and the difference is in its notes
+([configuration](configuration.md#the-local-instance)).
 """
 
 
