@@ -11,17 +11,29 @@ of one run can run in different processes or on different machines sharing that 
 Kubernetes uses the `dagster-k8s` executor, configured by the Helm chart (see the README).
 """
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
 
-EXECUTORS = ("multiprocess", "in_process", "celery")
+from ml_assets.settings import (
+    DEFAULT_CELERY_BACKEND,
+    DEFAULT_CELERY_BROKER,
+    DEFAULT_CELERY_QUEUE,
+    EXECUTORS,
+    Settings,
+    SettingsError,
+)
 
-DEFAULT_CELERY_BROKER = "amqp://guest:guest@127.0.0.1:5672//"
-DEFAULT_CELERY_BACKEND = "rpc://"
-DEFAULT_CELERY_QUEUE = "dagster"
+__all__ = [
+    "CELERY_APP_SETTINGS",
+    "DEFAULT_CELERY_BACKEND",
+    "DEFAULT_CELERY_BROKER",
+    "DEFAULT_CELERY_QUEUE",
+    "EXECUTORS",
+    "celery_executor_config",
+    "executor_from_env",
+]
 
 CELERY_APP_SETTINGS: dict[str, Any] = {
     # A task is acknowledged only when it has finished, and handed back to the broker if the worker
@@ -37,36 +49,46 @@ CELERY_APP_SETTINGS: dict[str, Any] = {
 """Celery settings the executor and the workers must agree on; `deploy/celery.yaml` repeats them."""
 
 
-def celery_executor_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The `celery_executor` config read from the environment.
+def celery_executor_config(
+    settings: Settings | Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The `celery_executor` config of `settings` (default: read from the environment).
 
     `ML_ASSETS_CELERY_BROKER` (default RabbitMQ on localhost), `ML_ASSETS_CELERY_BACKEND` (default
     `rpc://`, results sent back over the broker) and `ML_ASSETS_CELERY_QUEUE` (default `dagster`;
     the workers must listen on it: `dagster-celery worker start -q <queue>`).
     """
-    env = os.environ if environ is None else environ
+    settings = _settings(settings)
     return {
-        "broker": env.get("ML_ASSETS_CELERY_BROKER") or DEFAULT_CELERY_BROKER,
-        "backend": env.get("ML_ASSETS_CELERY_BACKEND") or DEFAULT_CELERY_BACKEND,
-        "config_source": {
-            **CELERY_APP_SETTINGS,
-            "task_default_queue": env.get("ML_ASSETS_CELERY_QUEUE") or DEFAULT_CELERY_QUEUE,
-        },
+        "broker": settings.celery_broker,
+        "backend": settings.celery_backend,
+        "config_source": {**CELERY_APP_SETTINGS, "task_default_queue": settings.celery_queue},
         # Step retry policies (for example on the MLflow and download steps) apply in workers too.
         "retries": {"enabled": {}},
     }
 
 
-def executor_from_env(environ: Mapping[str, str] | None = None) -> dg.ExecutorDefinition:
-    """The executor named by `ML_ASSETS_EXECUTOR`, configured from the environment."""
-    env = os.environ if environ is None else environ
-    name = env.get("ML_ASSETS_EXECUTOR") or "multiprocess"
-    if name == "multiprocess":
-        return dg.multi_or_in_process_executor
-    if name == "in_process":
-        return dg.in_process_executor
-    if name == "celery":
-        from dagster_celery import celery_executor  # an optional dependency: the `production` extra
+def executor_from_env(
+    settings: Settings | Mapping[str, str] | None = None,
+) -> dg.ExecutorDefinition:
+    """The executor named by `ML_ASSETS_EXECUTOR` in `settings` (default: read from the environment).
 
-        return celery_executor.configured(celery_executor_config(env), name="celery")
-    raise ValueError(f"ML_ASSETS_EXECUTOR={name!r}: expected one of {', '.join(EXECUTORS)}")
+    A mapping is read as an environment. The name itself is checked by `Settings.from_env`.
+    """
+    settings = _settings(settings)
+    if settings.executor == "multiprocess":
+        return dg.multi_or_in_process_executor
+    if settings.executor == "in_process":
+        return dg.in_process_executor
+    try:
+        from dagster_celery import celery_executor  # an optional dependency: the `production` extra
+    except ImportError as error:
+        raise SettingsError(
+            f"ML_ASSETS_EXECUTOR='celery': needs dagster-celery, installed by the `production` "
+            f"extra (pip install -e '.[production]'); {error}"
+        ) from None
+    return celery_executor.configured(celery_executor_config(settings), name="celery")
+
+
+def _settings(settings: Settings | Mapping[str, str] | None) -> Settings:
+    return settings if isinstance(settings, Settings) else Settings.from_env(settings)
