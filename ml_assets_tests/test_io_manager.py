@@ -10,7 +10,9 @@ import polars as pl
 import pytest
 
 from ml_assets.lib.storage import STAMP_KEY, atomic_write, atomic_write_parquet, read_stamp
+from ml_assets.resources import build_resources
 from ml_assets.resources.parquet_io_manager import PartitionedFileIOManager, Stamped
+from ml_assets.settings import Settings
 
 days = dg.DailyPartitionsDefinition(start_date="2021-01-01")
 last_three_days = dg.TimeWindowPartitionMapping(start_offset=-2, end_offset=0)
@@ -326,3 +328,32 @@ def test_stored_stamps_reads_the_stamp_of_each_stored_day_that_has_one(
     }
     stored = pl.read_parquet(Path(io_manager.base_dir) / "stamped_rows" / "2021-01-03.parquet")
     assert stored.equals(day_frame("2021-01-03"))
+
+
+def test_a_run_logs_the_settings_in_force_once_at_its_start(
+    instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    settings = Settings.from_env(
+        {
+            "ML_ASSETS_SOURCE": "sample",
+            "ML_ASSETS_TAXI_TYPE": "yellow",
+            "ML_ASSETS_DATA_DIR": str(tmp_path / "data"),
+            "MLFLOW_TRACKING_URI": "postgresql://mlflow:hunter2@db.internal/mlflow",
+            "ML_ASSETS_EXECUTOR": "in_process",
+        }
+    )
+    io_manager = build_resources(settings)["io_manager"]
+
+    result = run([zones_table, summary_record], io_manager, instance)
+
+    lines = [
+        record.user_message
+        for record in instance.all_logs(result.run_id)
+        if record.user_message.startswith("ml_assets settings in force")
+    ]
+    assert lines == [
+        "ml_assets settings in force: ML_ASSETS_SOURCE=sample, ML_ASSETS_TAXI_TYPE=yellow, "
+        f"ML_ASSETS_DATA_DIR={tmp_path / 'data'}, "
+        "MLFLOW_TRACKING_URI=postgresql://mlflow:***@db.internal/mlflow, "
+        f"ML_ASSETS_EXECUTOR=in_process, DAGSTER_HOME={instance.root_directory}"
+    ]

@@ -12,7 +12,9 @@ from ml_assets.settings import Settings
 def build_resources(settings: Settings) -> dict[str, object]:
     """The resources of the code location, configured from `settings`."""
     return {
-        "io_manager": PartitionedFileIOManager(base_dir=str(settings.assets_dir)),
+        "io_manager": PartitionedFileIOManager(
+            base_dir=str(settings.assets_dir), settings_in_force=settings.in_force()
+        ),
         "trip_source": TripSource(
             source=settings.source,
             taxi_type=settings.taxi_type,

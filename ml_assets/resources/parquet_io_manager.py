@@ -5,6 +5,7 @@ all work: each step reads its inputs from the files its upstream steps wrote.
 """
 
 import json
+import os
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,9 +30,30 @@ class PartitionedFileIOManager(dg.ConfigurableIOManager):
     read one partition as a value, several as a lazily scanned frame (`pl.LazyFrame`) or as a
     mapping by partition key (`dict[str, pl.DataFrame]`, or `dict[str, pl.LazyFrame]` to read
     only the partitions it collects).
+
+    Every step stores through it, so it also logs the settings in force when a run starts (once
+    per step process): which source, taxi type, data directory, Dagster home, MLflow tracking URI
+    and executor won, whether they came from the environment or from `.env`.
     """
 
     base_dir: str = Field(description="Folder under which every asset's files are written.")
+    settings_in_force: dict[str, str] = Field(
+        default={},
+        description=(
+            "The settings that decide what a run reads and where it writes, by environment "
+            "variable (see `Settings.in_force`); logged at the start of every run."
+        ),
+    )
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        if not self.settings_in_force or context.log is None:
+            return
+        # The instance the run is recorded in is the Dagster home that won.
+        home = context.instance.root_directory if context.instance else os.getenv("DAGSTER_HOME")
+        shown = {**self.settings_in_force, "DAGSTER_HOME": home or "(unset)"}
+        context.log.info(
+            "ml_assets settings in force: " + ", ".join(f"{k}={v}" for k, v in shown.items())
+        )
 
     def _asset_dir(self, asset_key: dg.AssetKey) -> Path:
         return Path(self.base_dir).joinpath(*asset_key.path)
