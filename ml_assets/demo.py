@@ -35,8 +35,19 @@ def _ensure_dagster_home() -> None:
     os.environ["DAGSTER_HOME"] = str(home)
 
 
+def load_env_file(folder: Path) -> None:
+    """Fill in, from `folder/.env`, the variables the environment leaves unset.
+
+    The one precedence rule of ml_assets: a variable set in the environment wins over `.env`.
+    Dagster's CLI loads `.env` over the environment instead, so `scripts/setup` writes each line as
+    `NAME=${NAME:-value}`, which python-dotenv expands from the environment first: both agree.
+    Command-line options (`--source`) win over both.
+    """
+    load_dotenv(folder / ".env", override=False)
+
+
 def main(argv: list[str] | None = None) -> int:
-    load_dotenv(Path.cwd() / ".env", override=False)
+    load_env_file(Path.cwd())
     parser = argparse.ArgumentParser(prog="ml-assets-demo", description=__doc__.split("\n")[0])
     parser.add_argument("--start", type=date.fromisoformat, default=date(2021, 1, 1))
     parser.add_argument("--end", type=date.fromisoformat, default=date(2021, 1, 7))
