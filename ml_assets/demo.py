@@ -65,8 +65,15 @@ def main(argv: list[str] | None = None) -> int:
 
     import dagster as dg  # after the environment is settled: definitions read it on import
 
-    from ml_assets.definitions import defs
-    from ml_assets.jobs import ml_loop_job
+    from ml_assets.settings import SettingsError
+
+    try:
+        from ml_assets.definitions import defs
+        from ml_assets.jobs import ml_loop_job
+    except SettingsError as error:
+        # The one line naming the variable says it all; a traceback would bury it.
+        print(f"ml-assets-demo: {error}", file=sys.stderr)
+        return 2
 
     instance = dg.DagsterInstance.get()
     zones = defs.resolve_implicit_global_asset_job_def().execute_in_process(

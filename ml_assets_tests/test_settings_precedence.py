@@ -129,3 +129,24 @@ def test_dagster_cli_lets_the_environment_win_over_the_env_file_and_logs_what_wo
         f"ML_ASSETS_DATA_DIR={data_dir}, MLFLOW_TRACKING_URI=sqlite:///{data_dir}/mlflow.db, "
         f"ML_ASSETS_EXECUTOR=in_process, DAGSTER_HOME={home}"
     ]
+
+
+@pytest.mark.slow
+def test_ml_assets_demo_names_an_invalid_setting_in_one_line(tmp_path: Path) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-c", "import sys; from ml_assets.demo import main; sys.exit(main([]))"],
+        cwd=tmp_path,  # no .env here
+        env={
+            **_without_settings(),
+            "DAGSTER_HOME": str(new_local_home(tmp_path)),
+            "ML_ASSETS_TAXI_TYPE": "purple",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert completed.returncode == 2
+    assert completed.stderr == (
+        "ml-assets-demo: ML_ASSETS_TAXI_TYPE='purple': expected one of green, yellow\n"
+    )
