@@ -15,18 +15,18 @@ from ml_assets.assets.features import trip_features
 from ml_assets.assets.ingestion import raw_trips, taxi_zones
 from ml_assets.checks import asset_checks
 from ml_assets.jobs import jobs
+from ml_assets.lib.rmse_trend import trailing_mean
 from ml_assets.resources.notifier import Notifier
 from ml_assets.resources.trip_source import DayOfTrips, TripSource
 from ml_assets.sensors.alerts import (
-    SUCCESS_ALERT_JOBS,
     alert_sensors,
     failed_check_alert,
     model_quality_regression_alert,
     run_failure_alert,
-    run_partition,
     run_success_alert,
-    trailing_mean,
 )
+from ml_assets.sensors.run_events import job_label, run_partition
+from ml_assets.sensors.success_alerts import SUCCESS_ALERT_JOBS
 from ml_assets_tests.alert_receivers import WebhookServer, webhook_server
 from ml_assets_tests.test_checks import StrayPickupsSource
 
@@ -70,7 +70,9 @@ def definitions(resources: dict[str, object]) -> dg.Definitions:
 
 
 class SensorRunner:
-    """Evaluates sensors the way the daemon does: each tick starts from the stored cursor."""
+    """Evaluates sensors the way the daemon does: each tick starts from the stored cursor, in
+    the code location's repository (Dagster's run status sensors skip runs of other origins,
+    in-process and CLI runs included, whose origin is none)."""
 
     def __init__(self, instance: dg.DagsterInstance, defs: dg.Definitions, resources: dict) -> None:
         self.instance, self.defs, self.resources = instance, defs, resources
@@ -80,6 +82,7 @@ class SensorRunner:
         context = dg.build_sensor_context(
             instance=self.instance,
             definitions=self.defs,
+            repository_name=self.defs.get_repository_def().name,
             cursor=self.cursors.get(sensor.name),
             # Sensors use only the notifier (the MLflow resources need a run to start).
             resources={"notifier": self.resources["notifier"]},
@@ -150,6 +153,16 @@ def test_each_event_is_announced_once(
         instance=instance,
     )
     assert warned.success
+    # An ad hoc materialization in this process that fails: covered like any other run.
+    adhoc = dg.materialize(
+        [taxi_zones, raw_trips, *asset_checks],
+        selection=[raw_trips],
+        partition_key=DAY,
+        resources=stray,
+        instance=instance,
+        raise_on_error=False,
+    )
+    assert not adhoc.success
 
     sensors.tick_all()
     titles = [payload["title"] for payload in webhook.payloads("/alerts")]
@@ -178,6 +191,9 @@ def test_each_event_is_announced_once(
     assert "**Failed step:** raw_trips_checks" in failure["message"]
     assert "blocking asset check failed" in failure["message"]
     assert f"{UI}/runs/{failed.run_id}" in failure["message"]
+    adhoc_failure = by_title[f"❌ materialize raw_trips [{DAY}] failed"]["message"]
+    assert "**Job:** materialize raw_trips" in adhoc_failure
+    assert f"{UI}/runs/{adhoc.run_id}" in adhoc_failure
 
     # Every failed check is announced, including the WARN of a run that succeeded.
     failed_checks = failed_check_evaluations(instance)
@@ -195,6 +211,7 @@ def test_each_event_is_announced_once(
             "✅ training_job [2021-01-01] succeeded",
             "✅ daily_job [2021-01-02] succeeded",
             "❌ daily_job [2021-01-03] failed",
+            f"❌ materialize raw_trips [{DAY}] failed",
         ]
     )
 
@@ -281,3 +298,58 @@ def test_run_partition_names_a_day_or_a_range() -> None:
 def test_success_alerts_name_existing_jobs() -> None:
     # The success sensor monitors jobs by name: a renamed job must not silently drop out.
     assert set(SUCCESS_ALERT_JOBS) <= {job.name for job in jobs}
+
+
+def test_a_run_failing_outside_any_step_is_announced_with_its_reason(
+    instance: dg.DagsterInstance, alert_resources: dict[str, object], webhook: WebhookServer
+) -> None:
+    defs = definitions(alert_resources)
+    sensors = SensorRunner(instance, defs, alert_resources)
+    sensors.tick(run_failure_alert)
+    # What run monitoring does when a run's worker vanishes: the run fails, no step did.
+    run = instance.create_run_for_job(
+        defs.resolve_job_def("daily_job"), tags={"dagster/partition": DAY}
+    )
+    instance.report_run_failed(run, "run worker 4242 was lost (out of memory?)")
+
+    sensors.tick(run_failure_alert)
+    (payload,) = webhook.payloads("/alerts")
+    assert payload["title"] == f"❌ daily_job [{DAY}] failed"
+    assert payload["message"].splitlines() == [
+        "**Job:** daily_job",
+        f"**Partition:** {DAY}",
+        "**Failed step:** (the run failed outside any step)",
+        "**Error:** run worker 4242 was lost (out of memory?)",
+        f"**Run:** {run.run_id}",
+        f"**In Dagster:** {UI}/runs/{run.run_id}",
+    ]
+    sensors.tick(run_failure_alert)
+    assert len(webhook.posts) == 1
+
+
+def test_a_cursor_of_the_former_run_failure_sensor_starts_over_instead_of_failing(
+    instance: dg.DagsterInstance, alert_resources: dict[str, object], webhook: WebhookServer
+) -> None:
+    # Before it was a plain sensor, the daemon stored a run_failure_sensor's cursor under this
+    # name; an upgraded deployment hands it to the new sensor on its first tick.
+    defs = definitions(alert_resources)
+    sensors = SensorRunner(instance, defs, alert_resources)
+    sensors.cursors[run_failure_alert.name] = (
+        '{"__class__": "RunStatusSensorCursor", "record_id": 7, '
+        '"record_timestamp": null, "update_timestamp": null}'
+    )
+    sensors.tick(run_failure_alert)
+    run = instance.create_run_for_job(defs.resolve_job_def("daily_job"))
+    instance.report_run_failed(run, "lost")
+    sensors.tick(run_failure_alert)
+    assert [payload["title"] for payload in webhook.payloads("/alerts")] == ["❌ daily_job failed"]
+
+
+def test_ad_hoc_runs_are_named_after_their_assets() -> None:
+    assets = ["raw_trips", "trip_features"]
+    assert job_label("__ASSET_JOB", assets) == "materialize raw_trips, trip_features"
+    assert job_label("__ephemeral_asset_job__", assets) == "materialize raw_trips, trip_features"
+    many = [f"a{i}" for i in range(5)]
+    assert job_label("__ASSET_JOB", many) == "materialize a0, a1, a2 and 2 more"
+    assert job_label("__ASSET_JOB") == "ad hoc materialization"
+    assert job_label("daily_job", assets) == "daily_job"

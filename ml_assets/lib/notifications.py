@@ -190,8 +190,3 @@ def model_regression_message(
         ),
         level=Level.warning,
     )
-
-
-def is_regression(rmse: float, trailing_mean_rmse: float, margin: float) -> bool:
-    """True when `rmse` exceeds the trailing mean by more than `margin` (0.1 = 10%)."""
-    return rmse > trailing_mean_rmse * (1 + margin)
