@@ -1,11 +1,14 @@
 """Alert messages as built, and as received by a JSON webhook, Slack (on loopback) and SMTP."""
 
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
 import pytest
+from apprise.manager_plugins import NotificationManager
+from apprise.plugins.base import NotifyBase
 from apprise.plugins.slack import NotifySlack
 
 from ml_assets.lib.notifications import (
@@ -232,6 +235,61 @@ def test_outage_is_retried_with_backoff_then_delivered(webhook: WebhookServer) -
     (delivery,) = notifier.send(failure())
     assert (delivery.delivered, delivery.attempts) == (True, 3)
     assert len(webhook.payloads("/flaky")) == 3
+
+
+def test_retries_wait_doubling_delays_with_jitter(
+    webhook: WebhookServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    webhook.fail_next("/slow", [503, 503])
+    notifier = Notifier(urls=f"json://{webhook.base_url}/slow", backoff_seconds=0.2)
+    (delivery,) = notifier.send(failure())
+    assert (delivery.delivered, delivery.attempts) == (True, 3)
+    delays = [float(d) for d in re.findall(r"retrying in ([0-9.]+)s", caplog.text)]
+    # 0.2 s then 0.4 s, each plus up to half the base delay at random.
+    assert len(delays) == 2
+    assert 0.2 <= delays[0] <= 0.3 and 0.4 <= delays[1] <= 0.5
+
+
+class ExplodingChannel(NotifyBase):
+    """An Apprise plugin whose sending raises instead of returning False."""
+
+    service_name = "Exploding"
+    protocol = "mlassetsboom"
+    sent: list[str] = []
+
+    def send(self, body: str, title: str = "", notify_type: object = None, **kwargs: object):
+        ExplodingChannel.sent.append(title)
+        raise ConnectionResetError(f"{self.host}: connection reset by peer")
+
+    def url(self, privacy: bool = False, *args: object, **kwargs: object) -> str:
+        return f"mlassetsboom://{self.pprint(self.host, privacy, safe='')}"
+
+    @staticmethod
+    def parse_url(url: str) -> dict | None:
+        return NotifyBase.parse_url(url, verify_host=False)
+
+
+@pytest.fixture
+def exploding_channel() -> Iterator[type[ExplodingChannel]]:
+    plugins = NotificationManager()
+    plugins.add(ExplodingChannel, schemas="mlassetsboom")
+    ExplodingChannel.sent = []
+    yield ExplodingChannel
+    plugins.remove("mlassetsboom")
+
+
+def test_a_channel_that_raises_is_retried_then_dropped_never_raised(
+    exploding_channel: type[ExplodingChannel], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    notifier = Notifier(urls="mlassetsboom://s3cret-token", backoff_seconds=0.01)
+    (delivery,) = notifier.send(failure())
+    assert (delivery.delivered, delivery.attempts) == (False, 3)
+    assert exploding_channel.sent == ["❌ daily_job [2021-01-05] failed"] * 3
+    assert "attempt 1 raised ConnectionResetError" in caplog.text
+    assert "not delivered after 3 attempts" in caplog.text
+    assert "s3cret-token" not in caplog.text
 
 
 def test_lasting_outage_is_logged_never_raised_and_leaks_no_secret(

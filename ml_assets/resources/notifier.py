@@ -4,12 +4,12 @@ each configured by one URL (https://github.com/caronc/apprise/wiki).
 
 import contextlib
 import logging
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
+import tenacity
 from pydantic import Field
 
 if TYPE_CHECKING:
@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 from ml_assets.lib.notifications import Notification
 
 NOTIFY_URLS_ENV_VAR = "ML_ASSETS_NOTIFY_URLS"
+
+MAX_BACKOFF_SECONDS = 60.0
+"""No wait between two attempts is longer than this, however many attempts are configured."""
 
 _SLACK_PREFIXES = ("slack://", "https://hooks.slack.com/", "https://hooks.slack-gov.com/")
 
@@ -90,9 +93,16 @@ class Notifier(dg.ConfigurableResource):
         default="http://127.0.0.1:3000",
         description="Base URL of the Dagster UI, for the run links in messages.",
     )
-    max_attempts: int = Field(default=3, description="Attempts per channel before giving up.")
+    max_attempts: int = Field(
+        default=3, ge=1, description="Attempts per channel before the message is dropped."
+    )
     backoff_seconds: float = Field(
-        default=1.0, description="Delay before the second attempt; doubles with every attempt."
+        default=1.0,
+        ge=0,
+        description=(
+            "Delay before the second attempt, plus up to half of it at random; doubles with "
+            f"every attempt, up to {MAX_BACKOFF_SECONDS:.0f}s."
+        ),
     )
 
     def channels(self) -> list[str]:
@@ -132,21 +142,47 @@ class Notifier(dg.ConfigurableResource):
             log.warning(f"notification channel with scheme {scheme!r} is not a valid Apprise URL")
             return Delivery(channel=f"{scheme}://…", delivered=False, attempts=0)
         channel = service.url(privacy=True)
-        for attempt in range(1, self.max_attempts + 1):
-            if attempt > 1:
-                # A fresh instance: Apprise throttles repeated sends of one instance by seconds.
-                service = _service(url, asset)
-            if service.notify(
-                body=notification.body,
-                title=notification.title,
-                notify_type=apprise.NotifyType(notification.level.value),
-                body_format=apprise.NotifyFormat.MARKDOWN,
-            ):
-                return Delivery(channel=channel, delivered=True, attempts=attempt)
-            if attempt < self.max_attempts:
-                delay = self.backoff_seconds * 2 ** (attempt - 1)
-                log.warning(f"{channel}: attempt {attempt} failed; retrying in {delay:.1f}s")
-                time.sleep(delay)
+        services = iter([service])
+
+        def attempt() -> bool:
+            # A fresh instance after the first: Apprise throttles repeated sends of one instance.
+            current = next(services, None) or _service(url, asset)
+            return bool(
+                current.notify(
+                    body=notification.body,
+                    title=notification.title,
+                    notify_type=apprise.NotifyType(notification.level.value),
+                    body_format=apprise.NotifyFormat.MARKDOWN,
+                )
+            )
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            outcome = state.outcome
+            # The type only: an exception's text may hold the channel's URL, secrets included.
+            failed = outcome is not None and outcome.failed
+            why = f"raised {type(outcome.exception()).__name__}" if failed else "failed"
+            delay = state.next_action.sleep if state.next_action else 0.0
+            log.warning(
+                f"{channel}: attempt {state.attempt_number} {why}; retrying in {delay:.2f}s"
+            )
+
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.max_attempts),
+            # Doubling delays with up to 50% random extra, so channels shared by several sensors
+            # are not hit again in lockstep.
+            wait=tenacity.wait_exponential(multiplier=self.backoff_seconds, max=MAX_BACKOFF_SECONDS)
+            + tenacity.wait_random(0, self.backoff_seconds / 2),
+            # An Apprise plugin may raise instead of returning False: retried the same way, and
+            # never raised into the sensor tick.
+            retry=tenacity.retry_if_result(lambda delivered: not delivered)
+            | tenacity.retry_if_exception_type(Exception),
+            before_sleep=before_sleep,
+            retry_error_callback=lambda state: False,
+        )
+        if retrying(attempt):
+            return Delivery(
+                channel=channel, delivered=True, attempts=retrying.statistics["attempt_number"]
+            )
         log.error(
             f"{channel}: not delivered after {self.max_attempts} attempts; "
             f"dropped: {notification.title}"
