@@ -13,9 +13,10 @@ import polars as pl
 
 from ml_assets.assets.metadata import importance_markdown, rmse_comparison_markdown
 from ml_assets.config import TrainingConfig
+from ml_assets.failures import failing_without_retries
 from ml_assets.lib.features import TARGET
 from ml_assets.lib.model_params import ALL_FEATURES
-from ml_assets.lib.registry import RegisteredModel
+from ml_assets.lib.registry import TRAINED_THROUGH_TAG, RegisteredModel
 from ml_assets.partitions import daily_partitions, previous_day, training_window, window_and_day
 from ml_assets.resources.mlflow import MlflowTracking, ModelRegistryResource
 
@@ -28,7 +29,9 @@ MLFLOW_MODEL_NAME = "model"
 mlflow_retry = dg.RetryPolicy(
     max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
-"""A tracking server restarting or a locked store is transient: retry with backoff."""
+"""A tracking server restarting, a registry answering 5xx or a locked store is transient: retry
+with backoff. Each attempt gives up on an unreachable server within its deadline
+(`server_deadline_seconds` of the MLflow resources)."""
 
 
 def _pip_requirements() -> list[str]:
@@ -118,32 +121,37 @@ def duration_model(
     )
     model = train_model(features, params)
 
-    try:
-        # A retried step finds the run ended by its previous attempt: resume the same MLflow run.
-        run = mlflow.active_run() or mlflow.start_run(run_id=mlflow_tracking.mlflow_run_id)
-        mlflow_tracking.log_params(
-            {
-                **params.as_mlflow_params(),
-                "window_days": str(config.window_days),
-                "window_start": window_start,
-                "window_end": window_end,
+    # An artifact store the step cannot write to (a file in the way, no permission) fails the
+    # same way on every retry: fail at once, naming the partition.
+    with failing_without_retries(f"partition {day}"):
+        try:
+            # The MLflow run starts only now, so a step that failed before (bad config, no trips)
+            # leaves none behind; a retried step resumes the run its previous attempt ended.
+            run = mlflow_tracking.start_run()
+            mlflow_tracking.log_params(
+                {
+                    **params.as_mlflow_params(),
+                    "window_days": str(config.window_days),
+                    "window_start": window_start,
+                    "window_end": window_end,
+                }
+            )
+            metrics = {
+                "val_rmse": validation_metrics["rmse"],
+                "val_mae": validation_metrics["mae"],
+                "baseline_val_rmse": baseline_metrics["rmse"],
+                "baseline_val_mae": baseline_metrics["mae"],
+                "train_rows": float(features.height),
+                "fit_seconds": model.fit_seconds,
             }
-        )
-        metrics = {
-            "val_rmse": validation_metrics["rmse"],
-            "val_mae": validation_metrics["mae"],
-            "baseline_val_rmse": baseline_metrics["rmse"],
-            "baseline_val_mae": baseline_metrics["mae"],
-            "train_rows": float(features.height),
-            "fit_seconds": model.fit_seconds,
-        }
-        mlflow.log_metrics(metrics)
-        mlflow.set_tags({"dagster_partition": day, "dagster_asset": "duration_model"})
-        registered = _log_and_register(model, features, model_registry, day)
-        mlflow.end_run()
-    except BaseException:
-        mlflow.end_run(status="FAILED")
-        raise
+            mlflow.log_metrics(metrics)
+            mlflow.set_tags({"dagster_partition": day, "dagster_asset": "duration_model"})
+            registered = _log_and_register(model, features, model_registry, day)
+            mlflow.end_run()
+        except BaseException:
+            # The run keeps what it logged, marked failed.
+            mlflow.end_run(status="FAILED")
+            raise
 
     experiment_id = run.info.experiment_id
     importances = feature_importances(model)
@@ -221,9 +229,7 @@ def _log_and_register(
     )
     version = str(info.registered_model_version)
     registry = model_registry.registry()
-    registry.client.set_model_version_tag(
-        model_registry.model_name, version, "trained_through", day
-    )
+    registry.tag_version(version, TRAINED_THROUGH_TAG, day)
     return registry.version(version)
 
 

@@ -5,13 +5,21 @@ When an evaluation of day D promotes a version it gets the tag `promoted_on=D`. 
 into day D is the version with the latest `promoted_on` before D: a decision made only with data
 from before D, so predictions for D never depend on D's outcomes, whatever order days are
 (re)computed in. The `champion` alias always points at the most recent promotion.
+
+A registry that answers a call with an error (a restarting server, a 5xx, a permission error)
+raises `RegistryError`, naming the registry and the call: an error must never read as "no
+champion yet", which would promote a challenger without comparing it with anything. Only "no such
+registered model" means that no version exists.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ml_assets.lib.mlflow_server import redacted
 
 # MLflow is imported where it is used: importing it takes about a second, and every Dagster process
 # imports this module when it loads the code location, most of them never touching the registry.
@@ -21,6 +29,16 @@ if TYPE_CHECKING:
 CHAMPION_ALIAS = "champion"
 TRAINED_THROUGH_TAG = "trained_through"
 PROMOTED_ON_TAG = "promoted_on"
+
+T = TypeVar("T")
+
+
+class RegistryError(RuntimeError):
+    """The MLflow model registry answered a call with an error.
+
+    Transient as far as ml_assets can tell (a server restarting, a 5xx, a database busy): a step's
+    retry policy retries it. It never means "no versions".
+    """
 
 
 @dataclass(frozen=True)
@@ -56,6 +74,8 @@ class RegisteredModel:
 
 
 class ModelRegistry:
+    """The versions of one registered model and its `champion` alias, in one MLflow registry."""
+
     def __init__(self, tracking_uri: str, model_name: str) -> None:
         from mlflow import MlflowClient
 
@@ -63,16 +83,41 @@ class ModelRegistry:
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         self.model_name = model_name
 
-    def version(self, version: str) -> RegisteredModel:
-        return RegisteredModel.from_version(self.client.get_model_version(self.model_name, version))
-
-    def _versions(self) -> list[ModelVersion]:
+    def _call(self, call: str, function: Callable[..., T], *args: Any) -> T:
+        """`function(*args)`, with an MLflow error turned into a `RegistryError` naming `call`."""
         from mlflow.exceptions import MlflowException
 
         try:
-            return list(self.client.search_model_versions(f"name='{self.model_name}'"))
-        except MlflowException:
-            return []
+            return function(*args)
+        except MlflowException as error:
+            raise RegistryError(
+                f"MLflow model registry at {redacted(self.tracking_uri)} (MLFLOW_TRACKING_URI), "
+                f"model {self.model_name!r}: {call} failed: {error.error_code}: {error.message}"
+            ) from error
+
+    def version(self, version: str) -> RegisteredModel:
+        return RegisteredModel.from_version(
+            self._call(
+                f"get_model_version(version={version})",
+                self.client.get_model_version,
+                self.model_name,
+                version,
+            )
+        )
+
+    def _versions(self) -> list[ModelVersion]:
+        """Every version of the model; none when the model is not registered yet."""
+        from mlflow.exceptions import MlflowException
+
+        def search() -> list[ModelVersion]:
+            try:
+                return list(self.client.search_model_versions(f"name='{self.model_name}'"))
+            except MlflowException as error:
+                if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+                    return []
+                raise
+
+        return self._call("search_model_versions", search)
 
     def champion_going_into(self, day: date) -> RegisteredModel | None:
         """The version promoted most recently before `day`, or None if none was."""
@@ -87,29 +132,70 @@ class ModelRegistry:
         return RegisteredModel.from_version(latest)
 
     def current_champion(self) -> RegisteredModel | None:
+        """The version the `champion` alias points at; None if the model or the alias is unset."""
         from mlflow.exceptions import MlflowException
 
-        try:
-            version = self.client.get_model_version_by_alias(self.model_name, CHAMPION_ALIAS)
-        except MlflowException:
-            return None
-        return RegisteredModel.from_version(version)
+        # The registered model's aliases, rather than asking for the alias: MLflow answers a
+        # missing alias with INVALID_PARAMETER_VALUE, which other mistakes give too.
+        def aliases() -> dict[str, str]:
+            try:
+                return dict(self.client.get_registered_model(self.model_name).aliases)
+            except MlflowException as error:
+                if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+                    return {}
+                raise
+
+        version = self._call("get_registered_model", aliases).get(CHAMPION_ALIAS)
+        return None if version is None else self.version(str(version))
 
     def promote(self, model: RegisteredModel, day: date) -> RegisteredModel:
         """Record that `model` won day `day`'s evaluation and move the alias to the latest winner."""
-        self.client.set_model_version_tag(
-            self.model_name, model.version, PROMOTED_ON_TAG, day.isoformat()
+        self._call(
+            f"set_model_version_tag(version={model.version}, {PROMOTED_ON_TAG}={day})",
+            self.client.set_model_version_tag,
+            self.model_name,
+            model.version,
+            PROMOTED_ON_TAG,
+            day.isoformat(),
         )
         promoted = [v for v in self._versions() if PROMOTED_ON_TAG in v.tags]
         latest = max(promoted, key=lambda v: (v.tags[PROMOTED_ON_TAG], int(v.version)))
-        self.client.set_registered_model_alias(self.model_name, CHAMPION_ALIAS, latest.version)
+        self._call(
+            f"set_registered_model_alias({CHAMPION_ALIAS}={latest.version})",
+            self.client.set_registered_model_alias,
+            self.model_name,
+            CHAMPION_ALIAS,
+            latest.version,
+        )
         return RegisteredModel.from_version(latest)
 
     def withdraw(self, model: RegisteredModel, day: date) -> None:
         """Undo a promotion of `model` on `day` that a re-run of that day's evaluation reversed."""
-        version = self.client.get_model_version(self.model_name, model.version)
+        version = self._call(
+            f"get_model_version(version={model.version})",
+            self.client.get_model_version,
+            self.model_name,
+            model.version,
+        )
         if version.tags.get(PROMOTED_ON_TAG) == day.isoformat():
-            self.client.delete_model_version_tag(self.model_name, model.version, PROMOTED_ON_TAG)
+            self._call(
+                f"delete_model_version_tag(version={model.version}, {PROMOTED_ON_TAG})",
+                self.client.delete_model_version_tag,
+                self.model_name,
+                model.version,
+                PROMOTED_ON_TAG,
+            )
+
+    def tag_version(self, version: str, key: str, value: str) -> None:
+        """Set tag `key=value` on `version`."""
+        self._call(
+            f"set_model_version_tag(version={version}, {key}={value})",
+            self.client.set_model_version_tag,
+            self.model_name,
+            version,
+            key,
+            value,
+        )
 
     def load(self, model: RegisteredModel) -> Any:
         """The registered scikit-learn pipeline itself."""
@@ -117,4 +203,4 @@ class ModelRegistry:
 
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_registry_uri(self.tracking_uri)
-        return mlflow.sklearn.load_model(model.uri)
+        return self._call(f"load_model({model.uri})", mlflow.sklearn.load_model, model.uri)

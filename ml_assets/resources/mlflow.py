@@ -3,62 +3,180 @@
 MLflow and dagster-mlflow (which imports MLflow) are imported only when a resource is used:
 importing MLflow takes about a second, and every Dagster process imports this module when it
 loads the code location.
+
+Both resources log the tracking URI they use when they start and bound MLflow's HTTP retries for
+the step (`ml_assets.lib.mlflow_server`). They reach MLflow only when the step first needs it: a
+server that is down then fails that step, within `server_deadline_seconds`, with a message naming
+`MLFLOW_TRACKING_URI`, and the step's retry policy tries again later. (A failure while a resource
+starts would fail the whole run at once, without the step's retry policy.)
 """
 
 import contextlib
-import random
-import time
 import warnings
-from collections.abc import Callable, Iterator
-from importlib.metadata import version
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Protocol
 
 import dagster as dg
-from dagster_shared.libraries import DagsterLibraryRegistry
+import tenacity
 from pydantic import Field
 
+from ml_assets.lib.mlflow_server import (
+    DEFAULT_DEADLINE_SECONDS,
+    bound_client_retries,
+    check_tracking_server,
+    is_server_uri,
+    redacted,
+)
 from ml_assets.lib.registry import ModelRegistry
 
 if TYPE_CHECKING:
     from dagster_mlflow.resources import MlFlow
+    from mlflow import ActiveRun
 
-# dagster-mlflow registers itself (the code location's library versions the UI shows) when it is
-# imported; here that happens only when the resource starts, so register it for the code location.
-DagsterLibraryRegistry.register("dagster-mlflow", version("dagster-mlflow"))
-
-T = TypeVar("T")
+# dagster-mlflow registers itself in Dagster's list of library versions when it is imported. It
+# is imported only when a step uses MLflow, so the UI's library list of the code location does not
+# show it: that list is cosmetic, and the registry that fills it is not public Dagster API.
 
 STORE_SETUP_ATTEMPTS = 5
 
 
 class MlflowTracking(Protocol):
-    """The part of dagster-mlflow's `MlFlow`, the `mlflow_tracking` resource, that assets use.
+    """The part of the `mlflow_tracking` resource that assets use.
 
-    Assets annotate the resource with this rather than `MlFlow`: Dagster reads the annotation when
-    the asset is defined, and naming `MlFlow` then would import MLflow.
+    Assets annotate the resource with this rather than the class: Dagster reads the annotation
+    when the asset is defined, and naming a class that wraps dagster-mlflow's `MlFlow` there would
+    import MLflow.
     """
 
-    mlflow_run_id: str | None
+    @property
+    def mlflow_run_id(self) -> str | None: ...
+
+    def start_run(self) -> "ActiveRun": ...
 
     def log_params(self, params: dict[str, Any]) -> object: ...
 
 
-def _with_store_retries(setup: Callable[[], T]) -> T:
-    """Run `setup`, retrying while the tracking store is busy.
+def store_retrying(deadline_seconds: float) -> tenacity.Retrying:
+    """Retries while the tracking store is busy.
 
     Two runs starting together on a fresh local SQLite store both try to create its tables; one
-    of them fails with a transient database error. A short, jittered backoff lets it find the
-    tables the other one made.
+    of them fails with a transient database error. Up to 5 attempts with a short, jittered backoff
+    (0.5, 1, 2, 4 s plus up to as much again) let it find the tables the other one made. No
+    attempt starts after `deadline_seconds`, so a store that keeps failing is not retried for
+    minutes.
     """
-    for attempt in range(1, STORE_SETUP_ATTEMPTS + 1):
-        try:
-            return setup()
-        except Exception:
-            if attempt == STORE_SETUP_ATTEMPTS:
-                raise
-            delay = 0.5 * 2 ** (attempt - 1)
-            time.sleep(delay + random.uniform(0, delay))
-    raise AssertionError("unreachable")
+    return tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(STORE_SETUP_ATTEMPTS)
+        | tenacity.stop_after_delay(deadline_seconds),
+        # delay + uniform(0, delay), delay = 0.5 * 2 ** (attempt - 1)
+        wait=tenacity.wait_exponential(multiplier=0.5)
+        + tenacity.wait_random_exponential(multiplier=0.5),
+        retry=tenacity.retry_if_exception_type(Exception),
+        reraise=True,
+    )
+
+
+def _log_tracking_uri(log: "dg.DagsterLogManager | None", uri: str, what: str) -> None:
+    if log is None:
+        return
+    where = "a tracking server" if is_server_uri(uri) else "a local store (no server to reach)"
+    log.info(f"{what}: MLflow tracking URI {redacted(uri)} (MLFLOW_TRACKING_URI), {where}")
+
+
+class LazyMlflowRun:
+    """dagster-mlflow's `MlFlow`, started when a step first asks for its MLflow run.
+
+    dagster-mlflow starts an MLflow run as soon as the resource starts, before the step has
+    checked its config; a refused config then left an empty KILLED run in the experiment. Here a
+    step that fails before it logs anything leaves no MLflow run behind, and a run that logged
+    keeps its history (ended FAILED by the step, or KILLED here).
+    """
+
+    def __init__(self, init_context: dg.InitResourceContext, deadline_seconds: float) -> None:
+        self._init_context = init_context
+        self._config = init_context.resource_config
+        self._deadline_seconds = deadline_seconds
+        self._tracking: MlFlow | None = None
+
+    @property
+    def tracking_uri(self) -> str:
+        return self._config["mlflow_tracking_uri"]
+
+    @property
+    def mlflow_run_id(self) -> str | None:
+        """The MLflow run of this Dagster run, once a step has started it."""
+        return self._tracking.mlflow_run_id if self._tracking is not None else None
+
+    @property
+    def started(self) -> bool:
+        return self._tracking is not None
+
+    def _start_tracking(self) -> "MlFlow":
+        import mlflow
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", dg.BetaWarning)  # dagster-mlflow marks itself beta
+            from dagster_mlflow.resources import MlFlow
+
+        check_tracking_server(self.tracking_uri, self._deadline_seconds)
+        artifact_location = self._config.get("artifact_location")
+        if artifact_location:
+            # Without a tracking server MLflow would put artifacts in `./mlruns` relative to
+            # whatever directory a step runs in; creating the experiment with an explicit
+            # location keeps them under the data directory for every process.
+            client = mlflow.MlflowClient(tracking_uri=self.tracking_uri)
+            name = self._config["experiment_name"]
+
+            def create_experiment() -> None:
+                if client.get_experiment_by_name(name) is None:
+                    # Another step may create it first.
+                    with contextlib.suppress(mlflow.exceptions.MlflowException):
+                        client.create_experiment(name, artifact_location=artifact_location)
+
+            store_retrying(self._deadline_seconds)(create_experiment)
+
+        def start_tracking() -> MlFlow:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", dg.BetaWarning)
+                return MlFlow(self._init_context)
+
+        tracking = store_retrying(self._deadline_seconds)(start_tracking)
+        # dagster-mlflow sets only the tracking URI; models registered by `log_model` go to the
+        # registry URI, which would otherwise stay whatever an earlier step in this process set
+        # (for example a local store, in a process that ran with other settings before).
+        mlflow.set_registry_uri(self.tracking_uri)
+        return tracking
+
+    def start_run(self) -> "ActiveRun":
+        """The MLflow run of this Dagster run, active: started, found again, or resumed.
+
+        One MLflow run per Dagster run, found by its `dagster_run_id` tag; a retried step finds
+        the run its previous attempt ended and resumes it.
+        """
+        import mlflow
+
+        if self._tracking is None:
+            self._tracking = self._start_tracking()
+        else:
+            check_tracking_server(self.tracking_uri, self._deadline_seconds)
+        return mlflow.active_run() or mlflow.start_run(run_id=self._tracking.mlflow_run_id)
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        """Log `params` to the active run, in chunks of 100 (MLflow's limit per call)."""
+        if self._tracking is None:
+            raise RuntimeError("mlflow_tracking: call start_run() before logging")
+        self._tracking.log_params(params)
+
+    def close(self) -> None:
+        """End a run the step left open (it ends its run itself when it gets that far)."""
+        if self._tracking is None:
+            return
+        import mlflow
+
+        # Left open only by a step that did not get to end it: close it, or the next Dagster run
+        # in this process would log into it.
+        if mlflow.active_run() is not None:
+            mlflow.end_run(status="KILLED")
 
 
 @dg.resource(
@@ -105,55 +223,36 @@ def _with_store_retries(setup: Callable[[], T]) -> T:
                 "server (a local sqlite store); a server decides this itself."
             ),
         ),
+        "server_deadline_seconds": dg.Field(
+            float,
+            default_value=DEFAULT_DEADLINE_SECONDS,
+            is_required=False,
+            description=(
+                "How long a step waits for the MLflow tracking server to answer, retries "
+                "included, before it fails naming MLFLOW_TRACKING_URI."
+            ),
+        ),
     },
-    description="dagster-mlflow tracking: one MLflow run per Dagster run, tagged with its run id.",
+    description=(
+        "dagster-mlflow tracking: one MLflow run per Dagster run, tagged with its run id, started "
+        "when a step first logs to it."
+    ),
 )
-def mlflow_tracking(init_context: dg.InitResourceContext) -> Iterator["MlFlow"]:
-    """dagster-mlflow's resource, creating the experiment first where artifacts must go.
+def mlflow_tracking(init_context: dg.InitResourceContext) -> Iterator[LazyMlflowRun]:
+    """dagster-mlflow's resource, reaching MLflow only when the step starts its MLflow run.
 
-    Without a tracking server MLflow would put artifacts in `./mlruns` relative to whatever
-    directory a step runs in; creating the experiment with an explicit location keeps them under
-    the data directory for every process.
+    Logs the tracking URI and bounds MLflow's HTTP retries when it starts; `start_run()` checks
+    that a tracking server answers within `server_deadline_seconds`, creates the experiment where
+    artifacts must go (a local store) and starts, finds or resumes the Dagster run's MLflow run.
     """
-    import mlflow
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", dg.BetaWarning)  # dagster-mlflow marks itself beta
-        from dagster_mlflow.resources import MlFlow
-
     config = init_context.resource_config
-    artifact_location = config.get("artifact_location")
-    if artifact_location:
-        client = mlflow.MlflowClient(tracking_uri=config["mlflow_tracking_uri"])
-
-        def create_experiment() -> None:
-            if client.get_experiment_by_name(config["experiment_name"]) is None:
-                # Another step may create it first.
-                with contextlib.suppress(mlflow.exceptions.MlflowException):
-                    client.create_experiment(
-                        config["experiment_name"], artifact_location=artifact_location
-                    )
-
-        _with_store_retries(create_experiment)
-
-    def start_tracking() -> MlFlow:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", dg.BetaWarning)
-            return MlFlow(init_context)
-
-    tracking = _with_store_retries(start_tracking)
-    # dagster-mlflow sets only the tracking URI; models registered by `log_model` go to the registry
-    # URI, which would otherwise stay whatever an earlier step in this process set (for example a
-    # local store, in a process that ran with other settings before).
-    mlflow.set_registry_uri(config["mlflow_tracking_uri"])
+    bound_client_retries()
+    _log_tracking_uri(init_context.log, config["mlflow_tracking_uri"], "mlflow_tracking")
+    run = LazyMlflowRun(init_context, config["server_deadline_seconds"])
     try:
-        yield tracking
+        yield run
     finally:
-        # The training step ends its MLflow run itself. One still open here belongs to a step that
-        # never got to run (bad config, a failed input): close it, or the next Dagster run in this
-        # process would log into it.
-        if mlflow.active_run() is not None:
-            mlflow.end_run(status="KILLED")
+        run.close()
 
 
 class ModelRegistryResource(dg.ConfigurableResource):
@@ -162,8 +261,22 @@ class ModelRegistryResource(dg.ConfigurableResource):
     tracking_uri: str = Field(description="MLflow tracking (and registry) URI.")
     model_name: str = Field(description="Registered model name.")
     ui_url: str = Field(description="Base URL of the MLflow UI, for links in asset metadata.")
+    server_deadline_seconds: float = Field(
+        default=DEFAULT_DEADLINE_SECONDS,
+        gt=0,
+        description=(
+            "How long a step waits for the MLflow tracking server to answer, retries included, "
+            "before it fails naming MLFLOW_TRACKING_URI."
+        ),
+    )
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        bound_client_retries()
+        _log_tracking_uri(context.log, self.tracking_uri, f"model_registry ({self.model_name})")
 
     def registry(self) -> ModelRegistry:
+        """The registry, once its tracking server answers (`TrackingServerUnavailable` if not)."""
+        check_tracking_server(self.tracking_uri, self.server_deadline_seconds)
         return ModelRegistry(self.tracking_uri, self.model_name)
 
     def run_url(self, experiment_id: str, run_id: str) -> str:
