@@ -1,0 +1,148 @@
+"""A stable 128-bit digest of every row of a frame: what makes a trip's identity its content.
+
+`row_digests(frame)` gives one 32-character hex string per row that depends only on that row's
+column names and values, never on the row's position, the other rows, the column order or the
+library versions installed. polars' own `hash_rows` is not used: polars documents that its hashes
+may change between versions, and a trip key must stay the same for as long as the file does.
+
+How a row is digested (pinned by a test with fixed expected digests; change nothing here without
+bumping the code versions of what stores the digests):
+
+- Every column is turned into one unsigned 64-bit word per row: integers and booleans as int64,
+  floats as the bits of their float64 value (-0.0 read as 0.0, every NaN as one NaN), datetimes
+  and durations as int64 microseconds, dates as int64 days, times as int64 nanoseconds, strings
+  (and categoricals, decimals, binaries and anything else) as the first 8 bytes of the BLAKE2b
+  digest of their UTF-8 text (or bytes, or `repr`). A null becomes 0, and is told apart by a
+  null flag (below).
+- Two 64-bit lanes, each with its own seed and its own per-column constant (from the BLAKE2b digest
+  of the column name), absorb the columns in name order: `lane = mix(lane ^ mix(word ^ constant))`,
+  with `mix` the SplitMix64 finalizer (a bijection of 64-bit words). Then each lane absorbs the
+  row's null flags, 64 columns per word.
+- The digest is both lanes as 32 hex digits.
+
+Numbers are handled by numpy on whole columns and strings once per distinct value, so a month of
+76,518 green trips with 20 columns takes about 30 ms.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING
+
+import polars as pl
+
+if TYPE_CHECKING:
+    # numpy is imported where a digest is computed: every Dagster process loads the code
+    # location, which imports this module, and most of them never digest a row.
+    import numpy as np
+
+DIGEST_HEX_CHARS = 32
+
+_SEEDS = (0x9E3779B97F4A7C15, 0xD1B54A32D192ED03)
+_MIX_1 = 0xBF58476D1CE4E5B9
+_MIX_2 = 0x94D049BB133111EB
+
+
+def _mix(words: np.ndarray) -> None:
+    """SplitMix64's finalizer, in place: every input bit changes about half the output bits."""
+    import numpy as np
+
+    shifted = words >> np.uint64(30)
+    words ^= shifted
+    words *= np.uint64(_MIX_1)
+    np.right_shift(words, np.uint64(27), out=shifted)
+    words ^= shifted
+    words *= np.uint64(_MIX_2)
+    np.right_shift(words, np.uint64(31), out=shifted)
+    words ^= shifted
+
+
+def _blake64(data: bytes, person: bytes = b"") -> int:
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8, person=person).digest(), "little")
+
+
+def _column_constants(name: str) -> np.ndarray:
+    """One constant per lane, from the column's name: the same values in another column differ."""
+    import numpy as np
+
+    digest = hashlib.blake2b(name.encode(), digest_size=16, person=b"ml_assets column").digest()
+    return np.frombuffer(digest, dtype="<u8").astype(np.uint64).reshape(2, 1)
+
+
+def _words(series: pl.Series) -> np.ndarray:
+    """One uint64 word per value of `series` (nulls as 0), as described in the module docstring."""
+    import numpy as np
+
+    dtype = series.dtype
+    if dtype == pl.Null:
+        return np.zeros(series.len(), dtype=np.uint64)
+    if dtype == pl.UInt64:
+        return series.fill_null(0).to_numpy().astype(np.uint64, copy=False)
+    if dtype.is_integer() or dtype == pl.Boolean:
+        return series.cast(pl.Int64).fill_null(0).to_numpy().view(np.uint64)
+    if dtype.is_float():
+        values = series.cast(pl.Float64).fill_null(0.0).to_numpy().copy()
+        values[values == 0.0] = 0.0  # -0.0 and 0.0 are one value
+        values[np.isnan(values)] = np.nan  # and so is every NaN
+        return values.view(np.uint64)
+    if isinstance(dtype, pl.Datetime | pl.Duration):
+        physical = series.dt.cast_time_unit("us").to_physical()
+        return physical.cast(pl.Int64).fill_null(0).to_numpy().view(np.uint64)
+    if dtype in (pl.Date, pl.Time):
+        return series.to_physical().cast(pl.Int64).fill_null(0).to_numpy().view(np.uint64)
+    return _hashed_values(series)
+
+
+def _hashed_values(series: pl.Series) -> np.ndarray:
+    """Text-like values hashed once per distinct value (TLC's strings are flags such as Y/N)."""
+    import numpy as np
+
+    if series.dtype == pl.Binary:
+        as_bytes = series
+        encode = bytes
+    elif series.dtype in (pl.String, pl.Categorical) or isinstance(
+        series.dtype, pl.Enum | pl.Decimal
+    ):
+        as_bytes = series.cast(pl.String)
+        encode = str.encode
+    else:  # nested or exotic: the Python value's repr, slowly, but the same on every read
+        as_bytes = pl.Series(
+            [None if value is None else repr(value) for value in series.to_list()],
+            dtype=pl.String,
+        )
+        encode = str.encode
+    distinct = as_bytes.drop_nulls().unique()
+    words = [_blake64(encode(value), person=b"ml_assets value") for value in distinct.to_list()]
+    mapped = as_bytes.replace_strict(
+        distinct, pl.Series(words, dtype=pl.UInt64), default=0, return_dtype=pl.UInt64
+    )
+    return mapped.to_numpy().astype(np.uint64, copy=False)
+
+
+def row_digests(frame: pl.DataFrame) -> pl.Series:
+    """A 32-hex-digit digest of each row of `frame`, from its column names and values only."""
+    import numpy as np
+
+    rows = frame.height
+    # Both lanes in one array, so each step is one numpy operation over both.
+    lanes = np.repeat(np.asarray(_SEEDS, dtype=np.uint64).reshape(2, 1), rows, axis=1)
+    null_words: list[np.ndarray] = []
+    # Unsigned overflow is the point of the arithmetic, not an error.
+    with np.errstate(over="ignore"):
+        for position, name in enumerate(sorted(frame.columns)):
+            column = frame.get_column(name)
+            lanes ^= _words(column)
+            lanes ^= _column_constants(name)
+            _mix(lanes)
+            if position % 64 == 0:
+                null_words.append(np.zeros(rows, dtype=np.uint64))
+            if column.null_count():
+                flags = column.is_null().to_numpy().astype(np.uint64)
+                null_words[-1] |= flags << np.uint64(position % 64)
+        for null_word in null_words:
+            lanes ^= null_word
+            _mix(lanes)
+    hex_digits = lanes.T.astype(">u8").tobytes().hex().encode("ascii")
+    # Hex digits hold no NUL byte, so fixed-width byte strings keep every one of them.
+    as_bytes = np.frombuffer(hex_digits, dtype=f"S{DIGEST_HEX_CHARS}")
+    return pl.Series("digest", as_bytes, dtype=pl.Binary).cast(pl.String)
