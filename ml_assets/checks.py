@@ -45,11 +45,13 @@ from ml_assets.lib.quality import (
     MAX_REQUIRED_NULL_RATE,
     PLAUSIBLE_PREDICTION_MINUTES,
     PSI_WARN,
+    REPEATED_SHARE_ERROR,
     dropped_share,
     feature_drift,
     implausible_predictions,
     null_rates,
     pickups_outside_day,
+    repeated_trips,
 )
 from ml_assets.lib.trip_schema import REQUIRED_SOURCE_COLUMNS, TRIP_SCHEMA
 from ml_assets.partitions import TRAINING_WINDOW_DAYS, daily_partitions
@@ -95,7 +97,9 @@ def _schema_failures(
 
 
 def raw_trips_schema(raw_trips: dict[str, pl.DataFrame]) -> dg.AssetCheckResult:
-    """Every normalized column present with its dtype, in order, and trip keys unique.
+    """Every normalized column present with its dtype, in order, and every trip keyed.
+
+    Repeated keys are the repeated-trips check's concern (it tolerates a few).
 
     ERROR, blocking: features and the model read these columns by name and dtype; a table that
     breaks the schema would fail them obscurely or, worse, be misread.
@@ -130,6 +134,38 @@ def raw_trips_pickups_on_day(raw_trips: dict[str, pl.DataFrame]) -> dg.AssetChec
         day: f"{count} pickup(s) outside the day" for day, count in outside.items() if count
     }
     return _result(failures, ERROR, pickups_outside_day=sum(outside.values()))
+
+
+def raw_trips_repeated_trips(raw_trips: dict[str, pl.DataFrame]) -> dg.AssetCheckResult:
+    """No trip repeated in full: WARN for a few repeats, ERROR (blocking) when more than 1% of a
+    day's trips repeat another; the failing days and their repeat counts are in the description.
+
+    A trip's key is a digest of its whole source row (every column of the TLC file, those that
+    normalization drops included), so two trips share a key only if the source holds the same row
+    twice, and a day served twice over repeats every key. Tolerance: TLC's green months of 2021
+    and later hold no row repeated in full; other years and fleets may hold a handful of double
+    submissions, which warn (the day is usable: `trip_features` keeps one copy of each trip, so
+    none trains twice). Above 1% of a day the source served trips twice: ERROR, and nothing
+    downstream runs on the day. Trips that only share pickup and drop-off times, zones and
+    distance with another (about 0.2% of green trips) differ in other columns; they are distinct
+    trips with distinct keys and never count here.
+    """
+    counts = {day: repeated_trips(frame) for day, frame in raw_trips.items()}
+    shares = {day: count / raw_trips[day].height if count else 0.0 for day, count in counts.items()}
+    severity = ERROR if any(share > REPEATED_SHARE_ERROR for share in shares.values()) else WARN
+    failures = {
+        day: f"{count:,} of {raw_trips[day].height:,} trips ({shares[day]:.1%}) repeat another "
+        "trip in full"
+        for day, count in counts.items()
+        if count
+    }
+    return _result(
+        failures,
+        severity,
+        repeated_trips=sum(counts.values()),
+        max_repeated_share=round(max(shares.values(), default=0.0), 4),
+        error_above=REPEATED_SHARE_ERROR,
+    )
 
 
 def raw_trips_null_rates(raw_trips: dict[str, pl.DataFrame]) -> dg.AssetCheckResult:
@@ -383,6 +419,7 @@ RAW_TRIPS_CHECKS: dict[CheckFunction, bool] = {
     raw_trips_schema: True,
     raw_trips_not_empty: True,
     raw_trips_pickups_on_day: True,
+    raw_trips_repeated_trips: True,
     raw_trips_null_rates: False,
 }
 """Each check of `raw_trips`, and whether it is blocking."""
@@ -396,7 +433,7 @@ def raw_trips_checks(
     context: dg.AssetCheckExecutionContext,
     io_manager: dg.ResourceParam[PartitionedFileIOManager],
 ) -> Iterator[dg.AssetCheckResult]:
-    """Schema, emptiness, stray days and null rates of the run's days of raw trips."""
+    """Schema, emptiness, stray days, repeated trips and null rates of the run's days of raw trips."""
     days = _days_of_run(context, raw_trips_asset)
     inputs = inputs_fingerprint(io_manager, [raw_trips_asset.key], days)
     carried = _carried(context, RAW_TRIPS_CHECKS, raw_trips_asset, days, inputs)

@@ -17,6 +17,7 @@ from ml_assets.checks import (
     raw_trips_not_empty,
     raw_trips_null_rates,
     raw_trips_pickups_on_day,
+    raw_trips_repeated_trips,
     raw_trips_schema,
     trip_duration_predictions_complete_and_plausible,
     trip_features_dropped_share,
@@ -33,6 +34,7 @@ RAW_TRIPS_CHECK_NAMES = [
     "raw_trips_schema",
     "raw_trips_not_empty",
     "raw_trips_pickups_on_day",
+    "raw_trips_repeated_trips",
     "raw_trips_null_rates",
 ]
 ERROR = dg.AssetCheckSeverity.ERROR
@@ -58,7 +60,12 @@ def predictions_for(features: pl.DataFrame, minutes: float = 12.0) -> pl.DataFra
 
 
 def test_raw_trip_checks_pass_on_a_sample_day(trips: pl.DataFrame) -> None:
-    for check in (raw_trips_schema, raw_trips_not_empty, raw_trips_pickups_on_day):
+    for check in (
+        raw_trips_schema,
+        raw_trips_not_empty,
+        raw_trips_pickups_on_day,
+        raw_trips_repeated_trips,
+    ):
         assert check(raw_trips={DAY: trips}).passed, check.__name__
     assert raw_trips_null_rates(raw_trips={DAY: trips}).passed
 
@@ -81,6 +88,34 @@ def test_pickups_of_another_day_fail(trips: pl.DataFrame) -> None:
     result = raw_trips_pickups_on_day(raw_trips={DAY: pl.concat([trips, stray])})
     assert (result.passed, result.severity) == (False, ERROR)
     assert result.description == f"{DAY}: 3 pickup(s) outside the day"
+
+
+def test_a_few_repeated_trips_warn_and_a_day_served_twice_is_an_error(
+    trips: pl.DataFrame,
+) -> None:
+    other_day = "2021-01-06"
+    few = raw_trips_repeated_trips(
+        raw_trips={DAY: pl.concat([trips, trips.head(3)]), other_day: trips}
+    )
+    assert (few.passed, few.severity) == (False, WARN)
+    assert few.description == (
+        f"{DAY}: 3 of {trips.height + 3:,} trips ({3 / (trips.height + 3):.1%}) repeat another "
+        "trip in full"
+    )
+    assert few.metadata["failing_days"].value == [DAY]
+    assert few.metadata["repeated_trips"].value == 3
+    assert few.metadata["error_above"].value == 0.01
+
+    twice = raw_trips_repeated_trips(
+        raw_trips={DAY: pl.concat([trips, trips]), other_day: pl.concat([trips, trips.head(3)])}
+    )
+    assert (twice.passed, twice.severity) == (False, ERROR)
+    assert twice.description == (
+        f"{DAY}: {trips.height:,} of {2 * trips.height:,} trips (50.0%) repeat another trip in "
+        f"full; {other_day}: 3 of {trips.height + 3:,} trips "
+        f"({3 / (trips.height + 3):.1%}) repeat another trip in full"
+    )
+    assert twice.metadata["max_repeated_share"].value == 0.5
 
 
 def test_null_rates_of_required_columns_warn(trips: pl.DataFrame) -> None:
@@ -236,6 +271,20 @@ class StrayPickupsSource(TripSource):
         )
 
 
+class ServedTwiceSource(TripSource):
+    """The sample source, but each day holds every trip twice, as when a month is served twice."""
+
+    def trips_for_day(self, day: date, taxi_type: str | None = None) -> DayOfTrips:
+        real = super().trips_for_day(day, taxi_type)
+        return DayOfTrips(
+            trips=pl.concat([real.trips, real.trips]),
+            source_description=real.source_description,
+            source_version=real.source_version,
+            synthetic=real.synthetic,
+            downloaded=real.downloaded,
+        )
+
+
 def materialize_day(
     resources: dict[str, object], instance: dg.DagsterInstance
 ) -> dg.ExecuteInProcessResult:
@@ -260,6 +309,7 @@ def test_checks_pass_in_a_run_on_good_data(
         "raw_trips_schema": True,
         "raw_trips_not_empty": True,
         "raw_trips_pickups_on_day": True,
+        "raw_trips_repeated_trips": True,
         "raw_trips_null_rates": True,
         "trip_features_schema": True,
         "trip_features_dropped_share": True,
@@ -287,6 +337,34 @@ def test_a_failing_blocking_check_stops_downstream_assets(
     assert not instance.get_latest_materialization_event(dg.AssetKey("trip_features"))
 
 
+@pytest.mark.slow
+def test_a_day_served_twice_fails_the_repeated_trips_check_and_nothing_downstream_runs(
+    resources: dict[str, object], instance: dg.DagsterInstance
+) -> None:
+    source: TripSource = resources["trip_source"]  # type: ignore[assignment]
+    served_twice = {**resources, "trip_source": ServedTwiceSource(**source.model_dump())}
+
+    result = materialize_day(served_twice, instance)
+
+    assert not result.success
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    repeated = evaluations["raw_trips_repeated_trips"]
+    assert (repeated.passed, repeated.severity) == (False, ERROR)
+    rows = sample_trips(date.fromisoformat(DAY), "green").height
+    assert repeated.description == (
+        f"{DAY}: {rows:,} of {2 * rows:,} trips (50.0%) repeat another trip in full"
+    )
+    assert repeated.metadata["failing_days"].value == [DAY]
+    # Only the repeats fail: the schema, emptiness and day checks pass on the doubled day.
+    assert evaluations["raw_trips_schema"].passed
+    assert evaluations["raw_trips_pickups_on_day"].passed
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert materialized == {"raw_trips"}
+    succeeded = {e.step_key for e in result.get_step_success_events()}
+    assert "raw_trips" in succeeded and "trip_features" not in succeeded
+    assert not instance.get_latest_materialization_event(dg.AssetKey("trip_features"))
+
+
 RANGE = ["2021-01-04", "2021-01-05", "2021-01-06"]
 
 
@@ -304,7 +382,7 @@ def test_a_range_run_checks_every_day_of_its_range_in_one_evaluation_per_check(
 
     assert result.success
     evaluations = result.get_asset_check_evaluations()
-    assert len(evaluations) == 6
+    assert len(evaluations) == 7
     for evaluation in evaluations:
         assert evaluation.passed
         # A check of the asset, not of one day: it names the days it covered.
@@ -347,6 +425,7 @@ def test_checks_of_daily_runs_are_daily_and_checks_of_range_runs_are_of_the_asse
         "raw_trips_schema": False,
         "raw_trips_not_empty": False,
         "raw_trips_pickups_on_day": False,
+        "raw_trips_repeated_trips": False,
         "raw_trips_null_rates": False,
         "trip_features_schema": False,
         "trip_features_dropped_share": False,

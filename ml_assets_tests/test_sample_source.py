@@ -6,6 +6,7 @@ from pathlib import Path
 import polars as pl
 
 from ml_assets.lib.features import build_trip_features
+from ml_assets.lib.quality import repeated_trips
 from ml_assets.lib.sample_source import (
     TRIPS_PER_DAY,
     sample_days,
@@ -13,7 +14,8 @@ from ml_assets.lib.sample_source import (
     sample_trips,
     sample_zones,
 )
-from ml_assets.lib.trip_schema import TRIP_SCHEMA, ZONE_SCHEMA
+from ml_assets.lib.trip_schema import TRIP_SCHEMA
+from ml_assets.lib.zones import ZONE_SCHEMA
 from ml_assets.resources.trip_source import TripSource
 
 MONDAY = date(2021, 1, 4)
@@ -41,8 +43,18 @@ def test_trips_are_normalized_sorted_and_fall_on_their_day() -> None:
     assert trips["pickup_datetime"].dt.date().unique().to_list() == [MONDAY]
     assert trips["pickup_datetime"].is_sorted()
     assert trips["trip_key"].n_unique() == trips.height
-    assert trips["trip_key"][0] == "sample_green_tripdata_2021-01-04:0"
+    assert trips["trip_key"].str.contains("^[0-9a-f]{32}$").all()
     assert trips["PULocationID"].is_between(1, 265).all()
+
+
+def test_every_sample_trip_is_unique_in_content_so_the_repeated_trips_check_passes() -> None:
+    for taxi_type in ("green", "yellow"):
+        for day in (MONDAY, SATURDAY):
+            raw = sample_raw_trips(day, taxi_type)
+            trips = sample_trips(day, taxi_type)
+            assert not raw.is_duplicated().any(), (taxi_type, day)
+            assert repeated_trips(trips) == 0, (taxi_type, day)
+            assert trips.height == raw.height
 
 
 def test_weekends_are_quieter_than_weekdays() -> None:
@@ -114,4 +126,5 @@ def test_the_sample_trip_source_serves_yellow_cabs_too(tmp_path: Path) -> None:
     assert day.trips.schema == pl.Schema(TRIP_SCHEMA)
     assert day.trips.equals(sample_trips(MONDAY, "yellow"))
     assert "yellow" in day.source_description
-    assert day.trips["trip_key"][0] == "sample_yellow_tripdata_2021-01-04:0"
+    assert day.trips["trip_key"].n_unique() == day.trips.height
+    assert not set(day.trips["trip_key"]) & set(sample_trips(MONDAY, "green")["trip_key"])

@@ -9,12 +9,17 @@ import pytest
 from ml_assets.lib.features import build_trip_features
 from ml_assets.lib.quality import (
     PSI_WARN,
+    REPEATED_SHARE_ERROR,
     dropped_share,
     feature_drift,
     implausible_predictions,
     null_rates,
     pickups_outside_day,
     population_stability_index,
+    repeated_share,
+    repeated_trip_problem,
+    repeated_trips,
+    repeated_trips_by_day,
 )
 from ml_assets.lib.sample_source import sample_trips, sample_zones
 from ml_assets.lib.schemas import (
@@ -61,17 +66,21 @@ def test_real_tlc_month_normalizes_into_the_trip_schema() -> None:
     assert problems(TRIP_FRAME_SCHEMA, trips) == []
 
 
-def test_trip_schema_names_missing_columns_wrong_dtypes_and_duplicate_keys(
+def test_trip_schema_names_missing_columns_wrong_dtypes_and_missing_keys(
     trips: pl.DataFrame,
 ) -> None:
-    broken = pl.concat([trips.head(3), trips.head(1)]).with_columns(
-        pl.col("PULocationID").cast(pl.Int64)
+    broken = trips.head(3).with_columns(
+        pl.col("PULocationID").cast(pl.Int64),
+        trip_key=pl.when(pl.int_range(pl.len()) == 1).then(None).otherwise("trip_key"),
     )
     assert problems(TRIP_FRAME_SCHEMA, broken.drop("fare_amount")) == [
         "column fare_amount missing",
-        f"column trip_key: field_uniqueness failed in 2 row(s) (e.g. {trips['trip_key'][0]})",
+        "column trip_key: not_nullable failed in 1 row(s) (e.g. None)",
         "column PULocationID has dtype Int64, expected Int32",
     ]
+    # A repeated trip is not a schema problem: the repeated-trips check measures it, with a
+    # tolerance for a few.
+    assert problems(TRIP_FRAME_SCHEMA, pl.concat([trips, trips.head(1)])) == []
     assert problems(TRIP_FRAME_SCHEMA, trips.with_columns(pl.lit(1).alias("extra"))) == [
         "unexpected column extra"
     ]
@@ -160,6 +169,40 @@ def test_null_rates_pickups_outside_the_day_and_dropped_share(trips: pl.DataFram
     assert pickups_outside_day(pl.concat([trips, stray]), DAY) == 2
     assert dropped_share(200, 150) == 0.25
     assert dropped_share(0, 0) == 0.0
+
+
+def test_repeated_trips_are_counted_per_day_and_named_above_the_tolerance(
+    trips: pl.DataFrame,
+) -> None:
+    assert (
+        repeated_trips(trips),
+        repeated_share(trips),
+        repeated_trip_problem(trips, source_name="f"),
+    ) == (
+        0,
+        0.0,
+        None,
+    )
+    next_day = trips.head(10).with_columns(
+        pl.col("pickup_datetime") + pl.duration(days=1), trip_key=pl.col("trip_key") + "-next"
+    )
+    month = pl.concat([trips, next_day, next_day.head(4), trips.head(1)])
+    assert repeated_trips(month) == 5
+    assert repeated_trips_by_day(month) == {"2021-01-06": 4, "2021-01-05": 1}
+    # 5 of trips.height + 15 is well under 1%: tolerated.
+    assert repeated_trip_problem(month, source_name="f") is None
+
+    served_twice = pl.concat([month, month])
+    share = (served_twice.height - month.height + 5) / served_twice.height
+    assert share > REPEATED_SHARE_ERROR
+    assert repeated_trip_problem(served_twice, source_name="green_tripdata_2021-01.parquet") == (
+        f"green_tripdata_2021-01.parquet: {served_twice.height - month.height + 5:,} of "
+        f"{served_twice.height:,} trips ({share:.1%}) repeat another trip in full (same trip_key), "
+        "more than the 1% tolerated: the source served trips twice; repeated on "
+        f"2021-01-05 ({trips.height + 2:,}), 2021-01-06 (18)"
+    )
+    assert repeated_trips_by_day(trips.head(0)) == {}
+    assert repeated_share(trips.head(0)) == 0.0
 
 
 def test_psi_is_zero_for_the_same_distribution_and_large_for_a_shift() -> None:

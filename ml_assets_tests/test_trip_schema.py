@@ -1,10 +1,13 @@
-"""Normalizing raw TLC-shaped frames into the one trip schema."""
+"""Normalizing raw TLC-shaped frames into the one trip schema, keyed by content."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import polars as pl
 import pytest
 
+from ml_assets.lib.quality import REPEATED_SHARE_ERROR
+from ml_assets.lib.row_digest import row_digests
 from ml_assets.lib.trip_schema import (
     TRIP_SCHEMA,
     TripSchemaError,
@@ -14,6 +17,7 @@ from ml_assets.lib.trip_schema import (
     normalize_zones,
     source_column_names,
 )
+from ml_assets_tests.conftest import SHARED_TLC_DIR
 
 
 def raw_green(**overrides: pl.Series | list[object]) -> pl.DataFrame:
@@ -35,13 +39,14 @@ def raw_green(**overrides: pl.Series | list[object]) -> pl.DataFrame:
     return pl.DataFrame(columns)
 
 
-def test_green_trips_are_renamed_cast_and_keyed_by_file_and_row() -> None:
+def test_green_trips_are_renamed_cast_and_keyed_by_content() -> None:
     trips = normalize_trips(raw_green(), taxi_type="green", source_name="green_2021-01.parquet")
 
+    keys = row_digests(raw_green()).to_list()
     assert trips.schema == pl.Schema(TRIP_SCHEMA)
     assert trips.to_dicts() == [
         {
-            "trip_key": "green_2021-01.parquet:0",
+            "trip_key": keys[0],
             "VendorID": 2,
             "pickup_datetime": datetime(2021, 1, 5, 7, 0),
             "dropoff_datetime": datetime(2021, 1, 5, 7, 10),
@@ -55,7 +60,7 @@ def test_green_trips_are_renamed_cast_and_keyed_by_file_and_row() -> None:
             "total_amount": 9.3,
         },
         {
-            "trip_key": "green_2021-01.parquet:1",
+            "trip_key": keys[1],
             "VendorID": 1,
             "pickup_datetime": datetime(2021, 1, 5, 7, 30),
             "dropoff_datetime": datetime(2021, 1, 5, 8, 0),
@@ -69,6 +74,89 @@ def test_green_trips_are_renamed_cast_and_keyed_by_file_and_row() -> None:
             "total_amount": 25.8,
         },
     ]
+
+
+def test_a_trip_has_the_same_key_in_any_file_at_any_row(tmp_path: Path) -> None:
+    raw = raw_green()
+    path = tmp_path / "green_tripdata_2021-01.parquet"
+    raw.reverse().write_parquet(path)
+
+    first = normalize_trips(raw, taxi_type="green", source_name="first.parquet")
+    reread = normalize_trips(pl.read_parquet(path), taxi_type="green", source_name=path.name)
+
+    assert reread["trip_key"].to_list() == first["trip_key"].to_list()[::-1]
+    assert all(len(key) == 32 and int(key, 16) >= 0 for key in first["trip_key"])
+
+
+def test_trips_that_differ_only_in_a_dropped_column_keep_distinct_keys() -> None:
+    # tip_amount is not part of the normalized schema, but it is part of the trip.
+    raw = pl.concat([raw_green().head(1), raw_green().head(1)]).with_columns(
+        tip_amount=pl.Series([0.0, 2.0])
+    )
+
+    trips = normalize_trips(raw, taxi_type="green", source_name="f.parquet")
+
+    assert trips.drop("trip_key").is_duplicated().all()
+    assert trips["trip_key"].n_unique() == 2
+
+
+def test_a_trip_repeated_in_full_repeats_its_key_and_a_few_repeats_are_tolerated() -> None:
+    raw = many_trips(300)
+    few = pl.concat([raw, raw.head(3)])  # 3 of 303: under 1%
+
+    trips = normalize_trips(few, taxi_type="green", source_name="f.parquet")
+
+    assert trips.height == 303
+    assert trips["trip_key"].n_unique() == 300
+    assert trips["trip_key"][300:].to_list() == trips["trip_key"][:3].to_list()
+
+
+def test_a_file_served_twice_is_invalid_content_named_with_file_days_and_count() -> None:
+    raw = many_trips(300)
+
+    with pytest.raises(TripSchemaError) as raised:
+        normalize_trips(
+            pl.concat([raw, raw]), taxi_type="green", source_name="green_tripdata_2021-01.parquet"
+        )
+
+    assert str(raised.value) == (
+        "green_tripdata_2021-01.parquet: 300 of 600 trips (50.0%) repeat another trip in full "
+        f"(same trip_key), more than the {REPEATED_SHARE_ERROR:.0%} tolerated: the source served "
+        "trips twice; repeated on 2021-01-05 (150), 2021-01-06 (150)"
+    )
+    with pytest.raises(TripSchemaError, match=r"^f.parquet: 4 of 304 trips \(1.3%\) repeat"):
+        normalize_trips(pl.concat([raw, raw.head(4)]), taxi_type="green", source_name="f.parquet")
+
+
+def test_the_real_january_file_has_unique_keys_though_some_trips_look_alike() -> None:
+    path = SHARED_TLC_DIR / "green_tripdata_2021-01.parquet"
+    if not path.exists():
+        pytest.skip(f"the real TLC month is not available at {path} (a shared data directory)")
+
+    trips = normalize_trips(pl.read_parquet(path), taxi_type="green", source_name=path.name)
+
+    assert trips["trip_key"].n_unique() == trips.height == 76518
+    # About 0.2% of real trips share pickup and drop-off times, zones and distance with another
+    # trip; they are distinct trips (fares, tips and flags differ), not repeats.
+    alike = trips.select(
+        "pickup_datetime", "dropoff_datetime", "PULocationID", "DOLocationID", "trip_distance"
+    ).is_duplicated()
+    assert 100 < alike.sum() < 0.01 * trips.height
+
+
+def many_trips(count: int) -> pl.DataFrame:
+    """`count` distinct green trips, half picked up on 2021-01-05 and half on 2021-01-06."""
+    start = datetime(2021, 1, 5)
+    pickups = [start + timedelta(minutes=2 * n * 1440 // count) for n in range(count)]
+    return pl.DataFrame(
+        {
+            "lpep_pickup_datetime": pickups,
+            "lpep_dropoff_datetime": [pickup + timedelta(minutes=9) for pickup in pickups],
+            "PULocationID": [74] * count,
+            "DOLocationID": [75] * count,
+            "trip_distance": [1.5] * count,
+        }
+    )
 
 
 def test_yellow_trips_use_tpep_timestamps() -> None:

@@ -1,4 +1,5 @@
-"""Data-quality measurements behind the asset checks: null rates, stray days, cleaning, drift.
+"""Data-quality measurements behind the asset checks: null rates, stray days, repeated trips,
+cleaning, drift.
 
 Plain polars and numpy, no Dagster: the checks in `ml_assets/checks.py` turn these numbers into
 pass/fail with a severity.
@@ -19,6 +20,16 @@ if TYPE_CHECKING:
 
 MAX_REQUIRED_NULL_RATE = 0.01
 """Above this share of nulls in a required trip column, the source is likely broken."""
+
+REPEATED_SHARE_ERROR = 0.01
+"""Above this share of a day's (or a month file's) trips repeating another trip in full, the source
+served trips twice: the day fails (ERROR, blocking) and a month file is refused as invalid content.
+
+A trip repeats another when every column of its source row is the same (same `trip_key`). TLC green
+months of 2021 and later hold none; other years and fleets may hold a handful of double
+submissions, which only warn. Trips that merely share pickup and drop-off times, zones and distance
+(about 0.2% of green trips) differ in other columns (fares, tips, flags), have distinct keys and
+are not repeats at all."""
 
 DROPPED_SHARE_WARN = 0.15
 """Cleaning normally drops ~3-5% of a day's trips (TLC green 2021); more deserves a look."""
@@ -57,6 +68,51 @@ def pickups_outside_day(frame: pl.DataFrame, day: date) -> int:
         pl.col("pickup_datetime") < start + timedelta(days=1)
     )
     return frame.height - frame.filter(inside).height
+
+
+def repeated_trips(trips: pl.DataFrame) -> int:
+    """Trips that repeat an earlier trip in full (same `trip_key`): every copy beyond the first."""
+    return trips.height - trips.get_column("trip_key").n_unique()
+
+
+def repeated_share(trips: pl.DataFrame) -> float:
+    """Share of `trips` that repeat an earlier trip in full (0.0 for no trips)."""
+    return repeated_trips(trips) / trips.height if trips.height else 0.0
+
+
+def repeated_trips_by_day(trips: pl.DataFrame) -> dict[str, int]:
+    """Repeated trips per pickup day (ISO date, or "no pickup time"), most repeats first."""
+    copies = (
+        trips.select(
+            pl.col("pickup_datetime").dt.date().cast(pl.String).fill_null("no pickup time"),
+            pl.col("trip_key").is_first_distinct().not_().alias("repeat"),
+        )
+        .group_by("pickup_datetime")
+        .agg(pl.col("repeat").sum())
+        .filter(pl.col("repeat") > 0)
+        .sort("repeat", "pickup_datetime", descending=[True, False])
+    )
+    return dict(copies.iter_rows())
+
+
+def repeated_trip_problem(trips: pl.DataFrame, *, source_name: str) -> str | None:
+    """Why `trips` (a day, or a whole month file) cannot be used because of repeated trips, or None.
+
+    None when at most `REPEATED_SHARE_ERROR` of the trips repeat another in full; otherwise a
+    message naming `source_name`, how many trips repeat and on which pickup days the most do.
+    """
+    count = repeated_trips(trips)
+    share = count / trips.height if trips.height else 0.0
+    if share <= REPEATED_SHARE_ERROR:
+        return None
+    by_day = repeated_trips_by_day(trips)
+    days = ", ".join(f"{day} ({repeats:,})" for day, repeats in list(by_day.items())[:3])
+    more = f" and {len(by_day) - 3} more day(s)" if len(by_day) > 3 else ""
+    return (
+        f"{source_name}: {count:,} of {trips.height:,} trips ({share:.1%}) repeat another trip in "
+        f"full (same trip_key), more than the {REPEATED_SHARE_ERROR:.0%} tolerated: the source "
+        f"served trips twice; repeated on {days}{more}"
+    )
 
 
 def implausible_predictions(predictions: pl.DataFrame) -> int:

@@ -2,8 +2,12 @@
 
 `TRIP_FRAME_SCHEMA` is what every trip table looks like after normalization (`raw_trips`, the
 sample source, every TLC file read), `FEATURE_FRAME_SCHEMA` is `trip_features` and
-`PREDICTION_FRAME_SCHEMA` is `trip_duration_predictions`. The TLC reader validates each file with
-the trip schema; the asset checks validate each day's outputs with all three. No Dagster here.
+`PREDICTION_FRAME_SCHEMA` is `trip_duration_predictions`. The asset checks validate each day's
+outputs with all three. No Dagster here.
+
+This module imports `ml_assets.lib.trip_schema` (for `TRIP_SCHEMA`), never the other way round:
+normalization builds its columns with their dtypes and checks repeated trips with plain polars, so
+it needs no pandera (which imports pandas, ~0.4 s, in every process that reads trips).
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ from ml_assets.lib.trip_schema import TRIP_SCHEMA
 
 def _trip_column(name: str, dtype: pl.DataType) -> pa.Column:
     if name == "trip_key":
-        return pa.Column(dtype, nullable=False, unique=True)
+        # Not unique here: a trip repeated in full repeats its key, and a few such repeats are
+        # tolerated (WARN) by the repeated-trips check, which has the tolerance; features keep one.
+        return pa.Column(dtype, nullable=False)
     # Raw trips are the day as the source reported it: values may be missing (null rates are a
     # separate, warning-level check), but every column must exist with its normalized dtype.
     return pa.Column(dtype, nullable=True)
@@ -39,7 +45,7 @@ TRIP_FRAME_SCHEMA = pa.DataFrameSchema(
     name="trips",
     strict=True,
     ordered=True,
-    description="Normalized trips: every column of TRIP_SCHEMA in order, unique trip keys.",
+    description="Normalized trips: every column of TRIP_SCHEMA in order, every trip keyed.",
 )
 
 _FEATURE_CHECKS: dict[str, list[pa.Check]] = {

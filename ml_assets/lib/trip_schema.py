@@ -4,6 +4,11 @@ TLC files differ from month to month and between taxi types: IDs are int32 in so
 in others, some columns are all-null (and typed `null`) in some months, and yellow cabs name their
 timestamps `tpep_*` where green cabs use `lpep_*`. Everything downstream reads the normalized schema
 below, never a raw TLC file.
+
+A trip's identity is its content: `trip_key` is a digest of the trip's full row as the source file
+holds it (see `normalize_trips`). This module imports no other `ml_assets` module but the plain
+helpers it uses (`errors`, `row_digest`, `quality`, `zones`); the pandera schemas in
+`ml_assets.lib.schemas` import this one, never the other way round.
 """
 
 from __future__ import annotations
@@ -11,6 +16,27 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import polars as pl
+
+from ml_assets.lib.errors import TripSchemaError
+from ml_assets.lib.quality import repeated_trip_problem
+from ml_assets.lib.row_digest import row_digests
+
+# The zone lookup has its own module; these names stay importable from here for the callers that
+# imported them before it existed.
+from ml_assets.lib.zones import ZONE_SCHEMA, normalize_zones
+
+__all__ = [
+    "REQUIRED_SOURCE_COLUMNS",
+    "TAXI_TYPES",
+    "TRIP_SCHEMA",
+    "ZONE_SCHEMA",
+    "TripSchemaError",
+    "describe_schema",
+    "empty_trips",
+    "normalize_trips",
+    "normalize_zones",
+    "source_column_names",
+]
 
 TAXI_TYPES = ("green", "yellow")
 
@@ -39,17 +65,6 @@ REQUIRED_SOURCE_COLUMNS = (
 )
 """Columns without which a trip cannot be used; the others become null when a file lacks them."""
 
-ZONE_SCHEMA: dict[str, pl.DataType] = {
-    "LocationID": pl.Int32(),
-    "Borough": pl.String(),
-    "Zone": pl.String(),
-    "service_zone": pl.String(),
-}
-
-
-class TripSchemaError(ValueError):
-    """A trip file lacks a required column or holds values that cannot be read as its dtype."""
-
 
 def source_column_names(taxi_type: str) -> dict[str, str]:
     """Map a taxi type's own column names to the normalized names."""
@@ -65,10 +80,18 @@ def source_column_names(taxi_type: str) -> dict[str, str]:
 
 
 def normalize_trips(raw: pl.DataFrame, *, taxi_type: str, source_name: str) -> pl.DataFrame:
-    """Rename, cast and order `raw` into `TRIP_SCHEMA`, adding a stable `trip_key`.
+    """Rename, cast and order `raw` into `TRIP_SCHEMA`, keying each trip by its content.
 
-    `source_name` names the file in errors and is the prefix of every `trip_key`
-    (`{source_name}:{row number}`), which stays the same however often the file is read.
+    `trip_key` is a 32-hex-digit digest of the trip's full source row: every column of `raw` as
+    read (the fees, tips and flags that normalization drops included), by name and value. The same
+    trip gets the same key however often, in whatever order and by whichever polars version the
+    file is read (`ml_assets.lib.row_digest`); two trips that differ in any column of the file,
+    even one dropped here, get different keys; and a row repeated in full repeats its key, which
+    is how the checks see trips served twice.
+
+    Raises `TripSchemaError` naming `source_name` when a required column is missing or all null,
+    a value cannot be read as its dtype, or more than `quality.REPEATED_SHARE_ERROR` of the rows
+    repeat another row in full (a file served twice over, say): such a file is invalid content.
     """
     renamed = raw.rename(
         {old: new for old, new in source_column_names(taxi_type).items() if old in raw.columns}
@@ -79,7 +102,7 @@ def normalize_trips(raw: pl.DataFrame, *, taxi_type: str, source_name: str) -> p
             f"{source_name}: required column(s) {', '.join(missing)} missing "
             f"(found: {', '.join(raw.columns)})"
         )
-    columns: list[pl.Expr] = []
+    columns: list[pl.Expr] = [pl.lit(row_digests(raw)).alias("trip_key")]
     for name, dtype in TRIP_SCHEMA.items():
         if name == "trip_key":
             continue
@@ -92,20 +115,17 @@ def normalize_trips(raw: pl.DataFrame, *, taxi_type: str, source_name: str) -> p
                 f"{source_name}: required column {name} holds no values (all null)"
             )
         columns.append(_cast(renamed, name, source_dtype, dtype, source_name))
-    keyed = renamed.select(columns).with_row_index("row_number")
-    trips = keyed.select(
-        pl.format("{}:{}", pl.lit(source_name), pl.col("row_number")).alias("trip_key"),
-        pl.exclude("row_number"),
-    )
-    # Imported here because schemas.py builds its pandera schema from TRIP_SCHEMA above.
-    from ml_assets.lib.schemas import TRIP_FRAME_SCHEMA, schema_problems
-
-    problems = schema_problems(TRIP_FRAME_SCHEMA, trips)
-    if problems:
+    trips = renamed.select(columns)
+    # Every column above is built with its target dtype; this guards that promise cheaply
+    # (the pandera schema of `ml_assets.lib.schemas` is what the checks validate with).
+    if trips.schema != pl.Schema(TRIP_SCHEMA):
         raise TripSchemaError(
-            f"{source_name}: normalized trips break the trip schema: "
-            + "; ".join(str(problem) for problem in problems)
+            f"{source_name}: normalized trips have columns {describe_schema(trips.schema)}, "
+            f"expected {describe_schema(TRIP_SCHEMA)}"
         )
+    problem = repeated_trip_problem(trips, source_name=source_name)
+    if problem is not None:
+        raise TripSchemaError(problem)
     return trips
 
 
@@ -131,19 +151,6 @@ def _cast(
             f"(source dtype {source})"
         )
     return expr.alias(name)
-
-
-def normalize_zones(raw: pl.DataFrame, *, source_name: str) -> pl.DataFrame:
-    """Cast a zone lookup to `ZONE_SCHEMA`, failing with the file's name if a column is missing."""
-    missing = [column for column in ZONE_SCHEMA if column not in raw.columns]
-    if missing:
-        raise TripSchemaError(
-            f"{source_name}: required column(s) {', '.join(missing)} missing "
-            f"(found: {', '.join(raw.columns)})"
-        )
-    return raw.select(
-        [pl.col(name).cast(dtype, strict=True) for name, dtype in ZONE_SCHEMA.items()]
-    ).sort("LocationID")
 
 
 def empty_trips() -> pl.DataFrame:
