@@ -170,13 +170,24 @@ class TrainingConfig(_FailFastConfig):
 
 
 class IngestionConfig(_FailFastConfig):
-    """Which trips `raw_trips` reads."""
+    """Which trips `raw_trips` reads, and whether their month files are downloaded again."""
 
     taxi_type: TaxiType | None = Field(
         default=None,
         description=(
             "TLC fleet to ingest: `green` or `yellow`. Empty: the code location's "
             "ML_ASSETS_TAXI_TYPE (green unless set)."
+        ),
+    )
+
+    refetch_source: bool = Field(
+        default=False,
+        description=(
+            "Download the run's month files from TLC again even if they are cached (tlc source "
+            "only). Use it when TLC replaced a file and the publication sensor is off, or to "
+            "check a cached copy against the source. The cached copy is replaced only by a new "
+            "file that passed the checks; days whose month file did not change keep their "
+            "stored files."
         ),
     )
 

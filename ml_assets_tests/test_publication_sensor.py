@@ -3,18 +3,28 @@
 import io
 import json
 import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import dagster as dg
 import polars as pl
 import pytest
 
-from ml_assets.lib.publication import dump_seen, months_between, parse_seen
+from ml_assets.lib.publication import (
+    dump_seen,
+    forget_outdated_cached_month,
+    months_between,
+    parse_seen,
+)
 from ml_assets.lib.sample_source import sample_raw_trips
 from ml_assets.resources.trip_source import TripSource
 from ml_assets.sensors.publication import FILE_VERSION_TAG, tlc_publication_sensor
-from ml_assets_tests.http_fixtures import FileServer
+from ml_assets_tests.http_fixtures import FileServer, LoopbackHTTPServer
 
 JANUARY = "green_tripdata_2021-01.parquet"
 FEBRUARY = "green_tripdata_2021-02.parquet"
@@ -135,3 +145,120 @@ def test_the_cursor_round_trips_and_rejects_garbage():
     assert parse_seen(None) == {}
     with pytest.raises(ValueError, match="expected a JSON object of strings"):
         parse_seen("[1, 2]")
+
+
+def test_a_changed_size_drops_the_stale_copy_when_the_host_sends_no_etag(
+    published: FileServer, tmp_path: Path
+):
+    published.send_validators = False  # no ETag, no Last-Modified: only Content-Length
+    source = tlc_source(published.base_url, tmp_path / "cache")
+    client = source.client()
+    cached = client.fetch_month("green", date(2021, 1, 1))
+    assert cached.etag is None and cached.version == f"None|{cached.size}"
+    first = evaluate(source)
+
+    published.add_file(JANUARY, month_file(date(2021, 1, 4), date(2021, 1, 5), date(2021, 1, 6)))
+    second = evaluate(source, cursor=first.cursor)
+
+    (request,) = second.run_requests
+    assert request.run_key.startswith(f"{JANUARY}@None|")
+    refreshed = client.fetch_month("green", date(2021, 1, 1))
+    assert refreshed.downloaded
+    assert refreshed.size != cached.size
+
+
+@contextmanager
+def last_modified_server(files: dict[str, tuple[bytes, float]]) -> Iterator[str]:
+    """A host that sends Last-Modified and Content-Length but no ETag (as some mirrors do).
+
+    `files` maps a path to its content and modification time; change it to republish.
+    """
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self._answer(send_body=True)
+
+        def do_HEAD(self) -> None:
+            self._answer(send_body=False)
+
+        def _answer(self, *, send_body: bool) -> None:
+            found = files.get(self.path.lstrip("/"))
+            if found is None:
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            content, modified = found
+            self.send_response(200)
+            self.send_header("Last-Modified", formatdate(modified, usegmt=True))
+            self.send_header("Content-Length", str(len(content)))
+            self.end_headers()
+            if send_body:
+                self.wfile.write(content)
+
+    server = LoopbackHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_a_changed_last_modified_drops_the_stale_copy_when_the_host_sends_no_etag(
+    tmp_path: Path,
+):
+    old = month_file(date(2021, 1, 4))
+    # Republished at the same size: only Last-Modified tells the versions apart.
+    new = old
+    files = {JANUARY: (old, 1_600_000_000.0)}
+    with last_modified_server(files) as base_url:
+        source = tlc_source(base_url, tmp_path / "cache")
+        client = source.client()
+        cached = client.fetch_month("green", date(2021, 1, 1))
+        assert cached.etag is None and cached.last_modified == "Sun, 13 Sep 2020 12:26:40 GMT"
+        first = evaluate(source)
+
+        files[JANUARY] = (new, 1_700_000_000.0)
+        second = evaluate(source, cursor=first.cursor)
+
+        (request,) = second.run_requests
+        assert request.tags[FILE_VERSION_TAG] == f"Tue, 14 Nov 2023 22:13:20 GMT|{len(new)}"
+        refreshed = client.fetch_month("green", date(2021, 1, 1))
+        assert refreshed.downloaded
+        assert refreshed.path.read_bytes() == new
+        assert refreshed.last_modified == "Tue, 14 Nov 2023 22:13:20 GMT"
+
+
+def test_a_cached_copy_of_another_version_is_dropped_for_a_month_not_seen_before(
+    published: FileServer, tmp_path: Path
+):
+    source = tlc_source(published.base_url, tmp_path / "cache")
+    client = source.client()
+    client.fetch_month("green", date(2021, 1, 1))
+    published.add_file(JANUARY, month_file(date(2021, 1, 4), date(2021, 1, 6)))
+
+    # A fresh cursor (the sensor was just turned on): January is "new" to it, yet the cached
+    # copy is of the previous version.
+    tick = evaluate(source)
+
+    assert any(request.run_key.startswith(f"{JANUARY}@") for request in tick.run_requests)
+    assert client.fetch_month("green", date(2021, 1, 1)).downloaded
+
+
+def test_an_unchanged_version_keeps_the_cached_copy(published: FileServer, tmp_path: Path):
+    client = tlc_source(published.base_url, tmp_path / "cache").client()
+    cached = client.fetch_month("green", date(2021, 1, 1))
+
+    remote = client.head_month("green", date(2021, 1, 1))
+
+    assert not forget_outdated_cached_month(client, "green", date(2021, 1, 1), remote)
+    again = client.fetch_month("green", date(2021, 1, 1))
+    assert (again.downloaded, again.sha256, again.version) == (False, cached.sha256, cached.version)

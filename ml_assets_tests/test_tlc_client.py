@@ -3,6 +3,10 @@
 import io
 import json
 import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
 
@@ -11,7 +15,9 @@ import pytest
 
 from ml_assets.lib.tlc_client import (
     CorruptFileError,
+    DeadlineExceededError,
     MonthNotPublishedError,
+    RequestRejectedError,
     TLCClient,
     TLCError,
     TransientTLCError,
@@ -70,7 +76,9 @@ def make_client(server: FileServer, cache_dir: Path, **options: float) -> TLCCli
         cache_dir,
         base_url=server.base_url,
         zone_lookup_url=server.url("taxi_zone_lookup.csv"),
-        timeout_seconds=options.pop("timeout_seconds", 10.0),
+        connect_timeout_seconds=options.pop("connect_timeout_seconds", 10.0),
+        read_timeout_seconds=options.pop("read_timeout_seconds", 10.0),
+        deadline_seconds=options.pop("deadline_seconds", 60.0),
         max_attempts=int(options.pop("max_attempts", 3)),
         backoff_seconds=options.pop("backoff_seconds", 0.0),
     )
@@ -96,7 +104,15 @@ def test_downloads_a_month_into_the_cache_with_a_checksum_sidecar(
     assert cached.sha256 == sha256_of(cached.path)
     assert cached.etag is not None and cached.etag.startswith('"')
     sidecar = json.loads((tmp_path / "cache" / "green_tripdata_2021-01.json").read_text())
-    assert sidecar == {"url": cached.url, "sha256": cached.sha256, "etag": cached.etag}
+    assert sidecar == {
+        "url": cached.url,
+        "sha256": cached.sha256,
+        "etag": cached.etag,
+        "last_modified": cached.last_modified,
+        "size": len(content),
+    }
+    assert cached.last_modified is not None
+    assert cached.version == cached.etag
     assert tlc_server.requests_for(JANUARY_FILE) == ["GET"]
 
 
@@ -169,7 +185,7 @@ def test_a_server_that_does_not_answer_in_time_is_retried(
     content = parquet_bytes(tlc_month())
     tlc_server.add_file(JANUARY_FILE, content)
     tlc_server.script(JANUARY_FILE, [ScriptedResponse(status=None, delay_seconds=1.0)])
-    client = make_client(tlc_server, tmp_path / "cache", max_attempts=2, timeout_seconds=0.2)
+    client = make_client(tlc_server, tmp_path / "cache", max_attempts=2, read_timeout_seconds=0.2)
 
     cached = client.fetch_month("green", JANUARY)
 
@@ -184,7 +200,10 @@ def test_transient_errors_that_persist_fail_naming_the_status_after_every_attemp
     tlc_server.script(JANUARY_FILE, [503, 503])
     client = make_client(tlc_server, tmp_path / "cache", max_attempts=2)
 
-    with pytest.raises(TransientTLCError, match=r"HTTP 503 Service Unavailable"):
+    with pytest.raises(
+        TransientTLCError,
+        match=r"HTTP 503 Service Unavailable \(gave up after 2 attempt\(s\) in .* deadline 60 s\)$",
+    ):
         client.fetch_month("green", JANUARY)
 
     assert tlc_server.requests_for(JANUARY_FILE) == ["GET", "GET"]
@@ -373,7 +392,7 @@ def test_trip_source_reads_one_day_in_the_normalized_schema_whatever_the_id_widt
 
     assert day.trips.schema == pl.Schema(TRIP_SCHEMA)
     assert day.trips["PULocationID"].to_list() == [74, 75, 41]
-    assert day.trips["trip_key"].to_list() == [f"{JANUARY_FILE}:{row}" for row in range(3)]
+    assert day.trips["trip_key"].n_unique() == 3
     assert day.synthetic is False
     assert day.downloaded is True
     assert day.source_description == tlc_server.url(JANUARY_FILE)
@@ -391,7 +410,7 @@ def test_trip_source_downloads_a_month_once_for_all_its_days(
 
     assert (first.trips.height, second.trips.height) == (3, 1)
     assert (first.downloaded, second.downloaded) == (True, False)
-    assert second.trips["trip_key"].to_list() == [f"{JANUARY_FILE}:3"]
+    assert set(second.trips["trip_key"]).isdisjoint(first.trips["trip_key"])
     assert tlc_server.requests_for(JANUARY_FILE) == ["GET"]
 
 
@@ -456,3 +475,254 @@ def test_missing_zone_lookup_names_the_setting_not_a_month(
 
     assert "ML_ASSETS_TLC_ZONE_LOOKUP_URL" in str(raised.value)
     assert not isinstance(raised.value, MonthNotPublishedError)
+
+
+# --- The cache is trusted only as far as it is valid ------------------------------------------
+
+
+def put_in_cache(cache_dir: Path, content: bytes, name: str = JANUARY_FILE) -> Path:
+    """A month in the cache as an earlier ml_assets left it: the file and a checksum sidecar."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path = cache_dir / name
+    path.write_bytes(content)
+    path.with_suffix(".json").write_text(
+        json.dumps({"url": f"http://tlc.invalid/{name}", "sha256": sha256_of(path), "etag": None})
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    ("bad_month", "culprit"),
+    [
+        (tlc_month(drop=("DOLocationID",)), "required column(s) DOLocationID missing"),
+        (
+            tlc_month().with_columns(pl.Series("trip_distance", ["1.2", "3.4", "n/a", "5.5"])),
+            "column trip_distance has 1 value(s) that cannot be read as Float64",
+        ),
+    ],
+    ids=["column missing", "column of the wrong type"],
+)
+def test_a_cached_month_that_fails_validation_is_dropped_and_fetched_again_once_fixed(
+    tlc_server: FileServer, tmp_path: Path, bad_month: pl.DataFrame, culprit: str
+) -> None:
+    cache = tmp_path / "cache"
+    put_in_cache(cache, parquet_bytes(bad_month))
+    source = tlc_source(tlc_server, tmp_path)
+
+    with pytest.raises(TripSchemaError) as raised:
+        source.trips_for_day(date(2021, 1, 15))
+
+    message = str(raised.value)
+    assert message.startswith(f"{JANUARY_FILE}: {culprit}")
+    assert f"the cached copy {cache / JANUARY_FILE} was dropped" in message
+    assert f"the next run downloads {tlc_server.url(JANUARY_FILE)} again" in message
+    assert cache_listing(cache) == []
+    assert tlc_server.requests == []  # the bad copy was judged without asking the source
+
+    # The source is fixed: the next read downloads the month and succeeds, no clean-up needed.
+    good = parquet_bytes(tlc_month())
+    tlc_server.add_file(JANUARY_FILE, good)
+    day = source.trips_for_day(date(2021, 1, 15))
+
+    assert day.trips.height == 3
+    assert day.downloaded is True
+    assert (cache / JANUARY_FILE).read_bytes() == good
+    assert tlc_server.requests_for(JANUARY_FILE) == ["GET"]
+
+
+def test_a_cached_month_served_twice_over_is_dropped(
+    tlc_server: FileServer, tmp_path: Path
+) -> None:
+    # Every row repeated in full: more repeated trips than the trip schema tolerates.
+    put_in_cache(tmp_path / "cache", parquet_bytes(pl.concat([tlc_month(), tlc_month()])))
+
+    with pytest.raises(TripSchemaError, match=rf"^{JANUARY_FILE}: .*was dropped"):
+        tlc_source(tlc_server, tmp_path).trips_for_day(date(2021, 1, 15))
+
+    assert cache_listing(tmp_path / "cache") == []
+
+
+def test_a_cached_file_that_is_not_parquet_is_dropped(
+    tlc_server: FileServer, tmp_path: Path
+) -> None:
+    whole = parquet_bytes(tlc_month())
+    put_in_cache(tmp_path / "cache", whole[: len(whole) // 2])
+
+    with pytest.raises(CorruptFileError, match=rf"^{JANUARY_FILE}: not a readable parquet file"):
+        tlc_source(tlc_server, tmp_path).trips_for_day(date(2021, 1, 15))
+
+    assert cache_listing(tmp_path / "cache") == []
+
+
+def test_a_download_that_fails_validation_is_never_cached(
+    tlc_server: FileServer, tmp_path: Path
+) -> None:
+    tlc_server.add_file(JANUARY_FILE, parquet_bytes(tlc_month(drop=("PULocationID",))))
+    client = make_client(tlc_server, tmp_path / "cache")
+
+    with pytest.raises(TripSchemaError) as raised:
+        client.fetch_month("green", JANUARY)
+
+    assert str(raised.value) == (
+        f"{JANUARY_FILE}: required column(s) PULocationID missing (found: "
+        + ", ".join(tlc_month(drop=("PULocationID",)).columns)
+        + f") (downloaded from {tlc_server.url(JANUARY_FILE)}, not cached)"
+    )
+    assert cache_listing(tmp_path / "cache") == []
+    tlc_server.add_file(JANUARY_FILE, parquet_bytes(tlc_month()))
+    assert client.fetch_month("green", JANUARY).downloaded is True
+
+
+def test_refetch_replaces_the_cached_copy_only_with_a_valid_file(
+    tlc_server: FileServer, tmp_path: Path
+) -> None:
+    first = parquet_bytes(tlc_month())
+    tlc_server.add_file(JANUARY_FILE, first)
+    client = make_client(tlc_server, tmp_path / "cache")
+    cached = client.fetch_month("green", JANUARY)
+    sidecar = (tmp_path / "cache" / "green_tripdata_2021-01.json").read_text()
+
+    # The source now serves a broken file: a re-fetch fails and keeps the good copy as it was.
+    tlc_server.add_file(JANUARY_FILE, parquet_bytes(tlc_month(drop=("trip_distance",))))
+    with pytest.raises(TripSchemaError, match=r"not cached; the cached copy is kept\)$"):
+        client.fetch_month("green", JANUARY, refetch=True)
+    assert cached.path.read_bytes() == first
+    assert (tmp_path / "cache" / "green_tripdata_2021-01.json").read_text() == sidecar
+    assert client.fetch_month("green", JANUARY).downloaded is False
+
+    # A valid new file replaces it.
+    second = parquet_bytes(tlc_month(pl.Int32))
+    tlc_server.add_file(JANUARY_FILE, second)
+    refetched = client.fetch_month("green", JANUARY, refetch=True)
+
+    assert refetched.downloaded is True
+    assert refetched.path.read_bytes() == second
+    assert refetched.sha256 == sha256_of(refetched.path) != cached.sha256
+    assert client.fetch_month("green", JANUARY).sha256 == refetched.sha256
+    assert tlc_server.requests_for(JANUARY_FILE) == ["GET", "GET", "GET"]
+    assert cache_listing(tmp_path / "cache") == ["green_tripdata_2021-01.json", JANUARY_FILE]
+
+
+def test_a_refused_request_is_a_rejected_request(tlc_server: FileServer, tmp_path: Path) -> None:
+    tlc_server.script(JANUARY_FILE, [403])
+
+    with pytest.raises(RequestRejectedError, match=r"answered HTTP 403"):
+        make_client(tlc_server, tmp_path / "cache").fetch_month("green", JANUARY)
+
+
+# --- Every network call has a total deadline ---------------------------------------------------
+
+
+@contextmanager
+def silent_server() -> Iterator[str]:
+    """A loopback port that accepts connections (the kernel completes them) and never answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+@contextmanager
+def trickling_server(length: int, every_seconds: float) -> Iterator[str]:
+    """A loopback server that answers 200 at once, then sends its body one byte at a time."""
+    stop = threading.Event()
+
+    def serve(listener: socket.socket) -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            with connection:
+                connection.recv(65536)
+                connection.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                    + f"Content-Length: {length}\r\n\r\n".encode()
+                )
+                try:
+                    for _ in range(length):
+                        if stop.wait(every_seconds):
+                            break
+                        connection.sendall(b"x")
+                except OSError:
+                    pass
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        listener.settimeout(5)
+        thread = threading.Thread(target=serve, args=(listener,), daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+        finally:
+            stop.set()
+
+
+def test_a_source_that_never_answers_fails_at_the_deadline_naming_url_and_deadline(
+    tmp_path: Path,
+) -> None:
+    with silent_server() as base_url:
+        client = TLCClient(
+            tmp_path / "cache",
+            base_url=base_url,
+            read_timeout_seconds=0.4,
+            deadline_seconds=1.0,
+            max_attempts=50,
+            backoff_seconds=0.05,
+        )
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceededError) as raised:
+            client.fetch_month("green", JANUARY)
+        elapsed = time.monotonic() - started
+
+    assert 0.9 <= elapsed < 2.5
+    message = str(raised.value)
+    assert message.startswith(f"GET {base_url}/{JANUARY_FILE}: no complete answer within the 1 s")
+    assert "read timeout 0.4 s" in message or "timed out" in message
+    assert isinstance(raised.value, TransientTLCError)  # the step's RetryPolicy may try again
+    assert cache_listing(tmp_path / "cache") == []
+
+
+def test_a_source_that_trickles_bytes_cannot_stretch_a_download_past_the_deadline(
+    tmp_path: Path,
+) -> None:
+    # Each byte comes well within the read timeout, so only the total deadline can stop it.
+    with trickling_server(length=10_000, every_seconds=0.05) as base_url:
+        client = TLCClient(
+            tmp_path / "cache",
+            base_url=base_url,
+            read_timeout_seconds=5.0,
+            deadline_seconds=1.0,
+            max_attempts=3,
+            backoff_seconds=0.0,
+        )
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceededError, match=r"did not finish within the 1 s deadline"):
+            client.fetch_month("green", JANUARY)
+        elapsed = time.monotonic() - started
+
+    assert elapsed < 2.0
+    assert cache_listing(tmp_path / "cache") == []
+
+
+def test_trip_source_passes_its_network_settings_to_the_client(tmp_path: Path) -> None:
+    client = TripSource(
+        source="tlc",
+        cache_dir=str(tmp_path),
+        connect_timeout_seconds=3,
+        read_timeout_seconds=7,
+        deadline_seconds=42,
+    ).client()
+
+    assert (
+        client.connect_timeout_seconds,
+        client.read_timeout_seconds,
+        client.deadline_seconds,
+    ) == (3, 7, 42)
+    defaults = TripSource(source="tlc", cache_dir=str(tmp_path)).client()
+    assert (
+        defaults.connect_timeout_seconds,
+        defaults.read_timeout_seconds,
+        defaults.deadline_seconds,
+    ) == (10, 30, 300)

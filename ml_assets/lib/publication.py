@@ -109,16 +109,16 @@ def scan_publications(
 def forget_outdated_cached_month(
     client: TLCClient, taxi_type: str, month: date, remote: RemoteFileInfo
 ) -> bool:
-    """Drop the cached copy of `month` when the published file has another ETag.
+    """Drop the cached copy of `month` when the published file has another version.
 
-    Only the checksum sidecar is removed: the next read downloads the file again and replaces the
-    old copy atomically. Returns whether the cached copy was outdated.
+    Versions are compared as `RemoteFileInfo.version`: the ETag when the source sends one, else
+    Last-Modified and size, so a source without ETags invalidates the copy too. A copy cached
+    before its sidecar recorded Last-Modified and size counts as outdated unless its ETag matches.
+    Only the sidecar is removed: the next read downloads the file again and replaces the old copy
+    atomically. Returns whether the cached copy was outdated.
     """
-    sidecar = client.cached_path(taxi_type, month).with_suffix(".json")
-    if remote.etag is None or not sidecar.exists():
+    cached = client.cached_month(taxi_type, month)
+    if cached is None or cached.version == remote.version:
         return False
-    cached_etag = json.loads(sidecar.read_text()).get("etag")
-    if cached_etag == remote.etag:
-        return False
-    sidecar.unlink(missing_ok=True)
+    client.sidecar_path(taxi_type, month).unlink(missing_ok=True)
     return True

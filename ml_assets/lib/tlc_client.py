@@ -2,8 +2,19 @@
 
 TLC publishes one parquet file per taxi type and month at
 `{base_url}/{taxi_type}_tripdata_{YYYY-MM}.parquet`, weeks after the month ends. A month is
-downloaded once, validated as parquet, written atomically into the cache and then read by every
-day of that month.
+downloaded once, checked (readable parquet, rows in the trip schema) before it is renamed into the
+cache, and then read by every day of that month. Beside each cached month a small JSON sidecar
+records its checksum and the version the source reported (ETag, Last-Modified, size).
+
+The cache is trusted only as far as it is valid: a cached month whose content no longer passes the
+checks is dropped (`reject_cached_month`), so the next read downloads it again. A month can also be
+fetched again on request (`fetch_month(..., refetch=True)`); the old copy is replaced only by a new
+one that passed the checks.
+
+Every request has a connect timeout, a read timeout (per socket read) and a total deadline across
+its attempts; transient failures (timeouts, connection resets, 5xx, 429) are retried with
+exponential backoff and jitter (tenacity) until the attempts or the deadline run out. Nothing here
+catches `KeyboardInterrupt` or other `BaseException`s: a run told to stop stops.
 """
 
 from __future__ import annotations
@@ -12,21 +23,40 @@ import hashlib
 import json
 import random
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import TypeVar
 
 import polars as pl
 import requests
+import tenacity
+import urllib3
 
 from ml_assets.lib.storage import atomic_write
-from ml_assets.lib.trip_schema import TAXI_TYPES, normalize_zones
+from ml_assets.lib.trip_schema import TAXI_TYPES, TripSchemaError, normalize_trips
+from ml_assets.lib.zones import parse_zone_lookup
 
 TLC_TRIP_DATA_URL = "https://d37ci6vzurychx.cloudfront.net/trip-data"
 TLC_ZONE_LOOKUP_URL = "https://d37ci6vzurychx.cloudfront.net/misc/taxi_zone_lookup.csv"
 
 TRANSIENT_STATUS_CODES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+DEFAULT_CONNECT_TIMEOUT_SECONDS = 10.0
+"""How long to wait for a connection to the source."""
+DEFAULT_READ_TIMEOUT_SECONDS = 30.0
+"""How long to wait for the next bytes of an answer (its headers, or the next part of the body)."""
+DEFAULT_DEADLINE_SECONDS = 300.0
+"""How long one call (a download, a HEAD) may take in total, all its attempts and waits included.
+
+Large enough for a 50 MB yellow month at about 200 kB/s; a source that answers nothing fails
+after `max_attempts` read timeouts (about 1.5 minutes with the defaults) long before it.
+"""
+
+_CHUNK_BYTES = 1 << 16
+
+T = TypeVar("T")
 
 
 class TLCError(RuntimeError):
@@ -37,17 +67,28 @@ class MonthNotPublishedError(TLCError):
     """TLC answered 404: the month's file does not exist (yet)."""
 
 
+class RequestRejectedError(TLCError):
+    """The source refused the request (a 4xx other than 404, 408, 425 and 429), or a URL is wrong.
+
+    Asking again does not change the answer.
+    """
+
+
 class TransientTLCError(TLCError):
     """The source failed in a way that may pass (timeouts, connection resets, 5xx, 429)."""
 
 
+class DeadlineExceededError(TransientTLCError):
+    """A call did not complete within its total deadline (all attempts and waits together)."""
+
+
 class CorruptFileError(TLCError):
-    """The file arrived but is not a readable parquet file (truncated or not parquet at all)."""
+    """The file is not a readable parquet file (truncated or not parquet at all), or has no rows."""
 
 
 @dataclass(frozen=True)
 class RemoteFileInfo:
-    """What a HEAD request tells about a published file; enough to see that it changed."""
+    """What the source tells about a published file; enough to see that it changed."""
 
     url: str
     etag: str | None
@@ -56,8 +97,23 @@ class RemoteFileInfo:
 
     @property
     def version(self) -> str:
-        """A short string that changes whenever the published file changes."""
+        """A short string that changes whenever the published file changes.
+
+        The ETag when the source sends one, else its Last-Modified date and size. This is the one
+        notion of a file's version: the publication sensor's cursor and the cache sidecars use it.
+        """
         return self.etag or f"{self.last_modified}|{self.content_length}"
+
+    @classmethod
+    def from_headers(cls, url: str, headers: Mapping[str, str]) -> RemoteFileInfo:
+        length = headers.get("Content-Length")
+        return cls(
+            url=url,
+            # An empty header is no validator at all.
+            etag=headers.get("ETag") or None,
+            last_modified=headers.get("Last-Modified") or None,
+            content_length=int(length) if length and length.isdigit() else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -70,6 +126,15 @@ class CachedMonth:
     etag: str | None
     downloaded: bool
     """True when this call downloaded the file, False on a cache hit."""
+    last_modified: str | None = None
+    size: int | None = None
+    trips: pl.DataFrame | None = field(default=None, compare=False, repr=False)
+    """The month's normalized trips when this call downloaded (and so checked) the file."""
+
+    @property
+    def version(self) -> str:
+        """The source's version of the file when it was downloaded (see `RemoteFileInfo.version`)."""
+        return RemoteFileInfo(self.url, self.etag, self.last_modified, self.size).version
 
 
 def month_file_name(taxi_type: str, month: date) -> str:
@@ -88,6 +153,37 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def read_month_trips(path: Path, *, taxi_type: str, source_name: str) -> pl.DataFrame:
+    """The trips of a month file, normalized to the trip schema.
+
+    Raises `CorruptFileError` when the file is not readable parquet or holds no rows, and
+    `TripSchemaError` (naming `source_name` and the column) when its content breaks the schema.
+    """
+    try:
+        raw = pl.read_parquet(path)
+    except PermissionError:
+        raise  # the file may be fine; the folder's permissions are not
+    except (OSError, pl.exceptions.PolarsError) as error:
+        raise CorruptFileError(
+            f"{source_name}: not a readable parquet file ({error}); it may be truncated"
+        ) from error
+    if raw.height == 0:
+        raise CorruptFileError(f"{source_name}: the parquet file holds no rows")
+    return normalize_trips(raw, taxi_type=taxi_type, source_name=source_name)
+
+
+def _with_note(error: T, note: str) -> T:
+    """`error` with `note` appended to its message (same class, so it is handled the same way)."""
+    assert isinstance(error, BaseException)
+    error.args = (f"{error}{note}",)
+    return error
+
+
+def _sleep(seconds: float) -> None:
+    # Looked up at call time so tests can record the waits; a signal interrupts it at once.
+    time.sleep(seconds)
+
+
 class TLCClient:
     """Downloads TLC trip files and the zone lookup, caching months on local disk."""
 
@@ -97,15 +193,28 @@ class TLCClient:
         *,
         base_url: str = TLC_TRIP_DATA_URL,
         zone_lookup_url: str = TLC_ZONE_LOOKUP_URL,
-        timeout_seconds: float = 60.0,
+        connect_timeout_seconds: float = DEFAULT_CONNECT_TIMEOUT_SECONDS,
+        read_timeout_seconds: float = DEFAULT_READ_TIMEOUT_SECONDS,
+        deadline_seconds: float = DEFAULT_DEADLINE_SECONDS,
         max_attempts: int = 3,
         backoff_seconds: float = 1.0,
         session: requests.Session | None = None,
     ) -> None:
+        for name, value in (
+            ("connect_timeout_seconds", connect_timeout_seconds),
+            ("read_timeout_seconds", read_timeout_seconds),
+            ("deadline_seconds", deadline_seconds),
+        ):
+            if not value > 0:
+                raise ValueError(f"{name} must be more than 0 seconds, got {value!r}")
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, got {max_attempts!r}")
         self.cache_dir = Path(cache_dir)
         self.base_url = base_url.rstrip("/")
         self.zone_lookup_url = zone_lookup_url
-        self.timeout_seconds = timeout_seconds
+        self.connect_timeout_seconds = connect_timeout_seconds
+        self.read_timeout_seconds = read_timeout_seconds
+        self.deadline_seconds = deadline_seconds
         self.max_attempts = max_attempts
         self.backoff_seconds = backoff_seconds
         self.session = session or requests.Session()
@@ -116,75 +225,149 @@ class TLCClient:
     def cached_path(self, taxi_type: str, month: date) -> Path:
         return self.cache_dir / month_file_name(taxi_type, month)
 
-    def fetch_month(self, taxi_type: str, month: date) -> CachedMonth:
-        """Return the month's file from the cache, downloading it first if it is not there."""
+    def sidecar_path(self, taxi_type: str, month: date) -> Path:
+        """The JSON beside a cached month: its checksum and the source's version of it."""
+        return self.cached_path(taxi_type, month).with_suffix(".json")
+
+    def cached_month(self, taxi_type: str, month: date) -> CachedMonth | None:
+        """The cached copy of `month` (one small sidecar read), or None if there is none.
+
+        A month file without its sidecar, or with a sidecar that cannot be read, is not a cached
+        copy: it is downloaded again (and replaced atomically).
+        """
         path = self.cached_path(taxi_type, month)
+        try:
+            info = json.loads(self.sidecar_path(taxi_type, month).read_text())
+            sha256 = info["sha256"]
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            return None
+        if not path.exists():
+            return None
+        return CachedMonth(
+            path,
+            info.get("url") or self.month_url(taxi_type, month),
+            sha256,
+            info.get("etag"),
+            downloaded=False,
+            last_modified=info.get("last_modified"),
+            size=info.get("size"),
+        )
+
+    def fetch_month(self, taxi_type: str, month: date, *, refetch: bool = False) -> CachedMonth:
+        """The month's file from the cache, downloading it first if it is not there.
+
+        `refetch=True` downloads it again even when a copy is cached. A download is checked (readable
+        parquet, rows in the trip schema) before it is renamed into the cache: a file that fails
+        leaves the cache as it was (the previous copy, if any, is kept) and raises
+        `CorruptFileError` or `TripSchemaError` naming the file.
+        """
+        if not refetch:
+            cached = self.cached_month(taxi_type, month)
+            if cached is not None:
+                return cached
+        path = self.cached_path(taxi_type, month)
+        sidecar = self.sidecar_path(taxi_type, month)
         url = self.month_url(taxi_type, month)
-        sidecar = path.with_suffix(".json")
-        if path.exists() and sidecar.exists():
-            info = json.loads(sidecar.read_text())
-            return CachedMonth(path, url, info["sha256"], info.get("etag"), downloaded=False)
+        remote: RemoteFileInfo | None = None
+        trips: pl.DataFrame | None = None
 
-        etag: str | None = None
-
-        def receive(temp: Path, response: requests.Response) -> None:
-            nonlocal etag
-            etag = response.headers.get("ETag")
-            expected = response.headers.get("Content-Length")
-            try:
-                with temp.open("wb") as handle:
-                    for chunk in response.iter_content(chunk_size=1 << 20):
-                        handle.write(chunk)
-            except (
-                requests.exceptions.ChunkedEncodingError,
-                requests.ConnectionError,
-                requests.Timeout,
-            ) as error:
-                # The body was cut short or stalled: worth another attempt.
-                raise TransientTLCError(
-                    f"GET {url}: the transfer broke after {temp.stat().st_size} of "
-                    f"{expected or 'unknown'} bytes ({error})"
-                ) from error
-            if expected is not None and temp.stat().st_size != int(expected):
-                raise TransientTLCError(
-                    f"GET {url}: received {temp.stat().st_size} bytes, expected {expected}"
-                )
+        def receive(temp: Path, response: requests.Response, deadline: float) -> None:
+            nonlocal remote
+            remote = RemoteFileInfo.from_headers(url, response.headers)
+            self._receive_body(url, temp, response, deadline)
 
         def download(temp: Path) -> None:
-            self._request("GET", url, stream=True, consume=lambda response: receive(temp, response))
+            nonlocal trips
+            self._request(
+                "GET",
+                url,
+                stream=True,
+                consume=lambda response, deadline: receive(temp, response, deadline),
+            )
             _validate_parquet(temp, url)
+            try:
+                # Named after the cached file, not the temp file: errors and trip keys say it.
+                trips = read_month_trips(temp, taxi_type=taxi_type, source_name=path.name)
+            except (TripSchemaError, CorruptFileError) as error:
+                kept = "; the cached copy is kept" if refetch and path.exists() else ""
+                _with_note(error, f" (downloaded from {url}, not cached{kept})")
+                raise
+            # The old sidecar goes before the new file replaces the old one: a crash in between
+            # leaves a file without a sidecar, which is downloaded again, never a new file
+            # described by the old checksum.
+            sidecar.unlink(missing_ok=True)
 
         atomic_write(path, download)
+        assert remote is not None
         digest = sha256_of(path)
         atomic_write(
             sidecar,
-            lambda temp: temp.write_text(json.dumps({"url": url, "sha256": digest, "etag": etag})),
+            lambda temp: temp.write_text(
+                json.dumps(
+                    {
+                        "url": url,
+                        "sha256": digest,
+                        "etag": remote.etag,
+                        "last_modified": remote.last_modified,
+                        "size": path.stat().st_size,
+                    }
+                )
+            ),
         )
-        return CachedMonth(path, url, digest, etag, downloaded=True)
+        return CachedMonth(
+            path,
+            url,
+            digest,
+            remote.etag,
+            downloaded=True,
+            last_modified=remote.last_modified,
+            size=path.stat().st_size,
+            trips=trips,
+        )
+
+    def drop_cached_month(self, taxi_type: str, month: date) -> bool:
+        """Remove the cached copy of `month` (file and sidecar); True if there was anything."""
+        sidecar = self.sidecar_path(taxi_type, month)
+        path = self.cached_path(taxi_type, month)
+        existed = sidecar.exists() or path.exists()
+        # Sidecar first: a file without a sidecar is never used.
+        sidecar.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
+        return existed
+
+    def reject_cached_month(self, taxi_type: str, month: date, error: T) -> T:
+        """Drop the cached copy of `month` because reading it raised `error`; return the error.
+
+        The message says the copy was dropped, so the person reading it knows that the next run
+        downloads the file again (once the source is fixed, it simply succeeds). It is amended in
+        place, so a bare `raise` in the handler re-raises it with its traceback.
+        """
+        path = self.cached_path(taxi_type, month)
+        if self.drop_cached_month(taxi_type, month):
+            note = (
+                f"; the cached copy {path} was dropped, so the next run downloads "
+                f"{self.month_url(taxi_type, month)} again"
+            )
+        else:
+            note = f"; no cached copy is left at {path}"
+        return _with_note(error, note)
 
     def head_month(self, taxi_type: str, month: date) -> RemoteFileInfo:
         """Ask the source whether the month is published and which version it holds."""
         url = self.month_url(taxi_type, month)
         response = self._request("HEAD", url)
-        length = response.headers.get("Content-Length")
-        return RemoteFileInfo(
-            url=url,
-            etag=response.headers.get("ETag"),
-            last_modified=response.headers.get("Last-Modified"),
-            content_length=int(length) if length is not None else None,
-        )
+        return RemoteFileInfo.from_headers(url, response.headers)
 
     def read_zones(self) -> pl.DataFrame:
-        """The taxi zone lookup (LocationID, Borough, Zone, service_zone)."""
+        """The taxi zone lookup (LocationID, Borough, Zone, service_zone), validated."""
         try:
             response = self._request("GET", self.zone_lookup_url)
         except MonthNotPublishedError as error:
-            raise TLCError(
+            raise RequestRejectedError(
                 f"{self.zone_lookup_url} does not exist (HTTP 404): check "
                 "ML_ASSETS_TLC_ZONE_LOOKUP_URL"
             ) from error
-        raw = pl.read_csv(response.content, infer_schema_length=0)
-        return normalize_zones(raw, source_name=self.zone_lookup_url)
+        return parse_zone_lookup(response.content, source_name=self.zone_lookup_url)
 
     def _request(
         self,
@@ -192,52 +375,170 @@ class TLCClient:
         url: str,
         *,
         stream: bool = False,
-        consume: Callable[[requests.Response], object] | None = None,
+        consume: Callable[[requests.Response, float], object] | None = None,
     ) -> requests.Response:
-        """One HTTP request, retried with exponential backoff and jitter while errors are transient.
+        """One HTTP call, retried with exponential backoff and jitter while errors are transient.
 
-        `consume` reads a streamed body inside the same attempt, so a transfer cut short
-        (raising `TransientTLCError`) is retried like a failed request.
+        `consume(response, deadline)` reads a streamed body inside the same attempt, so a transfer
+        cut short (raising `TransientTLCError`) is retried like a failed request. The call stops at
+        `max_attempts` attempts or at the deadline (`time.monotonic()` based), whichever is first.
         """
-        for attempt in range(1, self.max_attempts + 1):
+        deadline = time.monotonic() + self.deadline_seconds
+        attempts = 0
+        last_error: list[BaseException] = []
+
+        def attempt() -> requests.Response:
+            nonlocal attempts
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise self._deadline_error(method, url, attempts, last_error)
+            attempts += 1
             try:
-                response = self._send(method, url, stream=stream)
+                response = self._send(method, url, stream=stream, remaining=remaining)
                 if consume is not None:
                     with response:
-                        consume(response)
-                return response
-            except TransientTLCError:
-                if attempt == self.max_attempts:
-                    raise
-            delay = self.backoff_seconds * 2 ** (attempt - 1)
-            time.sleep(delay + random.uniform(0, delay / 2))
-        raise AssertionError("unreachable")
+                        consume(response, deadline)
+            except TransientTLCError as error:
+                last_error[:] = [error]
+                raise
+            return response
 
-    def _send(self, method: str, url: str, *, stream: bool) -> requests.Response:
+        def wait(state: tenacity.RetryCallState) -> float:
+            base = self.backoff_seconds * 2 ** (state.attempt_number - 1)
+            # Never sleep past the deadline: the next attempt then reports it.
+            return max(0.0, min(base + random.uniform(0, base / 2), deadline - time.monotonic()))
+
+        retrying = tenacity.Retrying(
+            retry=(
+                tenacity.retry_if_exception_type(TransientTLCError)
+                & tenacity.retry_if_not_exception_type(DeadlineExceededError)
+            ),
+            stop=tenacity.stop_after_attempt(self.max_attempts),
+            wait=wait,
+            sleep=_sleep,
+            reraise=True,
+        )
+        started = time.monotonic()
         try:
-            response = self.session.request(
-                method, url, timeout=self.timeout_seconds, stream=stream
+            return retrying(attempt)
+        except DeadlineExceededError:
+            raise
+        except TransientTLCError as error:
+            # Say how long was spent and what bounds it, so a slow failure explains itself.
+            _with_note(
+                error,
+                f" (gave up after {attempts} attempt(s) in {time.monotonic() - started:.1f} s; "
+                f"connect timeout {self.connect_timeout_seconds:g} s, read timeout "
+                f"{self.read_timeout_seconds:g} s, deadline {self.deadline_seconds:g} s)",
             )
-        except (requests.ConnectionError, requests.Timeout) as error:
+            raise
+
+    def _deadline_error(
+        self, method: str, url: str, attempts: int, last_error: list[BaseException]
+    ) -> DeadlineExceededError:
+        last = f"; last error: {last_error[0]}" if last_error else ""
+        return DeadlineExceededError(
+            f"{method} {url}: no complete answer within the {self.deadline_seconds:g} s deadline "
+            f"({attempts} attempt(s), connect timeout {self.connect_timeout_seconds:g} s, read "
+            f"timeout {self.read_timeout_seconds:g} s; see TripSource.deadline_seconds){last}"
+        )
+
+    def _send(self, method: str, url: str, *, stream: bool, remaining: float) -> requests.Response:
+        connect = min(self.connect_timeout_seconds, remaining)
+        read = min(self.read_timeout_seconds, remaining)
+        try:
+            response = self.session.request(method, url, timeout=(connect, read), stream=stream)
+        except requests.Timeout as error:
+            limit = (
+                self.connect_timeout_seconds
+                if isinstance(error, requests.ConnectTimeout)
+                else self.read_timeout_seconds
+            )
+            if remaining < limit:
+                # The timeout was cut to what was left of the deadline: the deadline is the cause.
+                raise DeadlineExceededError(
+                    f"{method} {url}: no complete answer within the {self.deadline_seconds:g} s "
+                    f"deadline (the last attempt timed out: {error}; see "
+                    "TripSource.deadline_seconds)"
+                ) from error
+            raise TransientTLCError(f"{method} {url} failed: {error}") from error
+        except requests.ConnectionError as error:
             raise TransientTLCError(f"{method} {url} failed: {error}") from error
         if response.status_code == 404:
+            response.close()
             raise MonthNotPublishedError(
                 f"{url} does not exist (HTTP 404): TLC has not published this file yet, "
                 "or the taxi type or month is wrong"
             )
         if response.status_code in TRANSIENT_STATUS_CODES:
+            response.close()
             raise TransientTLCError(
                 f"{method} {url} answered HTTP {response.status_code} {response.reason}"
             )
         if response.status_code >= 400:
-            raise TLCError(f"{method} {url} answered HTTP {response.status_code} {response.reason}")
+            response.close()
+            raise RequestRejectedError(
+                f"{method} {url} answered HTTP {response.status_code} {response.reason}"
+            )
         return response
+
+    def _receive_body(
+        self, url: str, temp: Path, response: requests.Response, deadline: float
+    ) -> None:
+        """Write the streamed body of `response` to `temp`, within the read timeout and deadline.
+
+        Each read is one socket read (`read1`) whose timeout is the read timeout or what is left
+        of the deadline, whichever is shorter, so a source that trickles bytes cannot stretch a
+        call past its deadline.
+        """
+        expected = response.headers.get("Content-Length")
+        raw = response.raw
+        connection = getattr(raw, "connection", None)
+        sock = getattr(connection, "sock", None)
+        try:
+            with temp.open("wb") as handle:
+                while True:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise self._transfer_deadline_error(url, temp, expected)
+                    if sock is not None:
+                        sock.settimeout(min(self.read_timeout_seconds, remaining))
+                    chunk = raw.read1(_CHUNK_BYTES, decode_content=True)
+                    if not chunk:
+                        break
+                    handle.write(chunk)
+        except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as error:
+            if isinstance(error, PermissionError):
+                raise  # the cache folder, not the transfer
+            if time.monotonic() >= deadline:
+                # The last read's timeout was what was left of the deadline.
+                raise self._transfer_deadline_error(url, temp, expected) from error
+            # The body was cut short or stalled: worth another attempt.
+            raise TransientTLCError(
+                f"GET {url}: the transfer broke after {temp.stat().st_size} of "
+                f"{expected or 'unknown'} bytes ({error})"
+            ) from error
+        if expected is not None and temp.stat().st_size != int(expected):
+            raise TransientTLCError(
+                f"GET {url}: received {temp.stat().st_size} bytes, expected {expected}"
+            )
+
+    def _transfer_deadline_error(
+        self, url: str, temp: Path, expected: str | None
+    ) -> DeadlineExceededError:
+        return DeadlineExceededError(
+            f"GET {url}: the transfer did not finish within the {self.deadline_seconds:g} s "
+            f"deadline ({temp.stat().st_size} of {expected or 'unknown'} bytes received; see "
+            "TripSource.deadline_seconds)"
+        )
 
 
 def _validate_parquet(path: Path, url: str) -> None:
     try:
         # The row count comes from the footer: a truncated file has none to read.
         rows = pl.scan_parquet(path).select(pl.len()).collect().item()
+    except PermissionError:
+        raise
     except Exception as error:
         raise CorruptFileError(
             f"{url}: the downloaded file is not a readable parquet file ({error}); "

@@ -44,10 +44,10 @@ def tlc_publication_sensor(
     """Watches TLC for month files that are new or changed, and ingests each such month in one run.
 
     Every few hours it sends a HEAD request for each month from the first partition's month to the
-    current month and compares the file's ETag (or Last-Modified and size) with what it saw before
-    (kept in the sensor's cursor). A new or changed file launches `ingestion_job` over that
-    month's days as a single run; a changed file's outdated local copy is dropped first so the run
-    downloads the new one. The run key names the file version, so the same file never launches
+    current month and compares the file's version (its ETag, or its Last-Modified and size when
+    the host sends no ETag) with what it saw before (kept in the sensor's cursor). A new or changed
+    file launches `ingestion_job` over that month's days as a single run; a local copy of another
+    version is dropped first so the run downloads the published one. The run key names the file version, so the same file never launches
     twice. A source that is down gives a skipped tick with the reason, and the next tick retries.
     """
     if trip_source.synthetic:
@@ -66,10 +66,13 @@ def tlc_publication_sensor(
         partition_range = month_partition_range(found.month, now)
         if partition_range is None:
             continue
-        if found.changed and forget_outdated_cached_month(
-            client, trip_source.taxi_type, found.month, found.remote
-        ):
-            context.log.info(f"{found.remote.url} changed: dropped the outdated local copy")
+        # Also for a month this sensor has not seen before: a copy cached by an earlier run may
+        # be of another version than the one published now.
+        if forget_outdated_cached_month(client, trip_source.taxi_type, found.month, found.remote):
+            context.log.info(
+                f"{found.remote.url} changed: dropped the outdated local copy, the run downloads "
+                f"version {found.remote.version}"
+            )
         name = month_file_name(trip_source.taxi_type, found.month)
         context.log.info(
             f"{name} is {'changed' if found.changed else 'new'} (version {found.remote.version}): "
