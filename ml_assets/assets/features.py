@@ -5,6 +5,7 @@ import polars as pl
 
 from ml_assets.assets.metadata import column_schema, table_metadata
 from ml_assets.assets.partition_cache import PartitionCache, stored_cache_keys
+from ml_assets.failures import failing_without_retries
 from ml_assets.lib.features import (
     FEATURE_SCHEMA,
     CleaningRules,
@@ -44,7 +45,20 @@ def trip_features(
     A day whose `raw_trips` partition, zone lookup, cleaning rules and code version are unchanged
     since it was last built is not rebuilt (and its raw trips are not even read): the stored file
     is kept and its materialization says `cached: true`.
+
+    A day whose stored trips or zone lookup cannot be read or break the schema fails the step at
+    once (no retry), naming the day and the file.
     """
+    with failing_without_retries():
+        return _build_trip_features(context, raw_trips, taxi_zones, io_manager)
+
+
+def _build_trip_features(
+    context: dg.AssetExecutionContext,
+    raw_trips: dict[str, pl.LazyFrame],
+    taxi_zones: pl.DataFrame,
+    io_manager: PartitionedFileIOManager,
+) -> dg.MaterializeResult:
     rules = CleaningRules()
     cache = PartitionCache.load(context, io_manager)
     raw_cache_keys = stored_cache_keys(io_manager, dg.AssetKey("raw_trips"), context.partition_keys)
@@ -63,8 +77,9 @@ def trip_features(
         if reused is not None:
             outputs[key] = reused
             continue
-        trips = raw_trips[key].collect()
-        features = build_trip_features(trips.lazy(), taxi_zones.lazy(), rules).collect()
+        with failing_without_retries(where=f"partition {key}"):
+            trips = raw_trips[key].collect()
+            features = build_trip_features(trips.lazy(), taxi_zones.lazy(), rules).collect()
         raw_rows += trips.height
         kept_rows += features.height
         summary = cleaning_summary(trips.height, features.height)

@@ -7,8 +7,8 @@ import dagster as dg
 from ml_assets.assets.metadata import column_schema, table_metadata
 from ml_assets.assets.partition_cache import PartitionCache
 from ml_assets.config import IngestionConfig
+from ml_assets.failures import failing_without_retries
 from ml_assets.lib.fingerprint import fingerprint, frame_fingerprint
-from ml_assets.lib.tlc_client import MonthNotPublishedError
 from ml_assets.lib.trip_schema import TRIP_SCHEMA
 from ml_assets.partitions import daily_partitions
 from ml_assets.resources.parquet_io_manager import PartitionedFileIOManager
@@ -19,9 +19,11 @@ INGESTION_GROUP = "ingestion"
 network_retry = dg.RetryPolicy(
     max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
-"""Downloads fail transiently (timeouts, 5xx): retry with growing, jittered delays.
+"""Downloads fail transiently (timeouts, resets, 5xx): retry with growing, jittered delays.
 
-A month TLC has not published (HTTP 404) is not retried: waiting seconds will not publish it.
+What waiting cannot fix fails at once (`ml_assets.failures.PERMANENT_ERRORS`): a month TLC has not
+published (HTTP 404), a file that is not parquet or breaks the trip schema, a bad zone lookup, a
+refused request, a cache or data folder the step may not write. So does a run told to stop.
 """
 
 RAW_TRIPS_CODE_VERSION = "1"
@@ -37,8 +39,13 @@ RAW_TRIPS_CODE_VERSION = "1"
     tags={"domain": "nyc_taxi", "stage": "ingest"},
 )
 def taxi_zones(trip_source: TripSource) -> dg.MaterializeResult:
-    """NYC TLC taxi zones: LocationID, Borough, Zone and service zone of every pickup/drop-off ID."""
-    zones, origin = trip_source.zones()
+    """NYC TLC taxi zones: LocationID, Borough, Zone and service zone of every pickup/drop-off ID.
+
+    A lookup that is empty, has no rows, or repeats or garbles a LocationID fails the step at once
+    (no retry), naming the file and what is wrong.
+    """
+    with failing_without_retries():
+        zones, origin = trip_source.zones()
     return dg.MaterializeResult(
         value=zones,
         # The zones' content decides the version: downstream partitions are rebuilt only when
@@ -79,7 +86,23 @@ def raw_trips(
     one file per day. A day whose source (the month file's checksum, or the sample generator's
     version) and code version are unchanged since it was last materialized is not read again: its
     stored file is kept and its materialization says `cached: true`.
+
+    A month file is checked (readable parquet, the trip schema) before it enters the download
+    cache; a cached month that fails the checks when read is dropped from the cache, so the next
+    run downloads it again. `refetch_source: true` in the run config downloads the run's months
+    again even if they are cached. Bad content, unpublished months and permission errors fail the
+    step at once; timeouts and 5xx are retried with backoff.
     """
+    with failing_without_retries():
+        return _materialize_raw_trips(context, trip_source, config, io_manager)
+
+
+def _materialize_raw_trips(
+    context: dg.AssetExecutionContext,
+    trip_source: TripSource,
+    config: IngestionConfig,
+    io_manager: PartitionedFileIOManager,
+) -> dg.MaterializeResult:
     taxi_type = config.taxi_type_or(trip_source.taxi_type)
     cache = PartitionCache.load(context, io_manager)
     outputs: dict[str, object] = {}
@@ -92,14 +115,10 @@ def raw_trips(
         day = date.fromisoformat(key)
         month = day.replace(day=1)
         if month not in version_of_month:
-            try:
+            with failing_without_retries(where=f"partition {key}"):
                 version_of_month[month] = trip_source.source_version_for_day(
-                    day, taxi_type=taxi_type
+                    day, taxi_type=taxi_type, refetch=config.refetch_source
                 )
-            except MonthNotPublishedError as error:
-                raise dg.Failure(
-                    description=f"partition {key}: {error}", allow_retries=False
-                ) from error
         source_version = version_of_month[month]
         source_versions.add(source_version)
         cache_key = fingerprint(RAW_TRIPS_CODE_VERSION, taxi_type, source_version)
@@ -107,7 +126,8 @@ def raw_trips(
         if kept is not None:
             outputs[key] = kept
             continue
-        trips = trip_source.trips_for_day(day, taxi_type=taxi_type)
+        with failing_without_retries(where=f"partition {key}"):
+            trips = trip_source.trips_for_day(day, taxi_type=taxi_type)
         rows += trips.trips.height
         downloaded |= trips.downloaded
         outputs[key] = cache.record_computed(
