@@ -1,7 +1,10 @@
-"""MLflow runs of `duration_model`: a step that logs nothing leaves no run; one that logged keeps it.
+"""MLflow runs of `duration_model`: a step that logs nothing leaves no run; one that logged keeps it;
+a tracking server that is down fails the step naming it.
 
 Against the local sqlite MLflow store of the data directory, as a laptop runs it.
 """
+
+import time
 
 import dagster as dg
 import pytest
@@ -11,7 +14,9 @@ from mlflow.entities import ViewType
 from ml_assets.assets import features, ingestion, model
 from ml_assets.jobs import retrain_job
 from ml_assets.partitions import TRAINING_WINDOW_DAYS
+from ml_assets.resources.mlflow import mlflow_tracking
 from ml_assets.settings import Settings
+from ml_assets_tests.mlflow_fixtures import refusing_url
 
 ASSETS = dg.load_assets_from_modules([ingestion, features, model])
 DAY = "2021-01-01"
@@ -87,3 +92,42 @@ def test_a_run_that_logged_keeps_its_history_when_the_step_fails(
     assert run.data.params["window_start"] == DAY
     assert "val_rmse" in run.data.metrics
     assert run.data.tags["dagster_run_id"] == result.run_id
+
+
+@pytest.mark.slow
+def test_an_unreachable_tracking_server_fails_training_naming_it(
+    resources: dict[str, object], instance: dg.DagsterInstance
+) -> None:
+    _features_of(DAY, resources, instance)
+    url = refusing_url()
+    unreachable = {
+        **resources,
+        "mlflow_tracking": mlflow_tracking.configured(
+            {
+                "experiment_name": "ml_assets",
+                "mlflow_tracking_uri": url,
+                "server_deadline_seconds": 1,
+            }
+        ),
+    }
+
+    started = time.monotonic()
+    result = dg.materialize(
+        ASSETS,
+        selection=["duration_model"],
+        partition_key=DAY,
+        resources=unreachable,
+        instance=instance,
+        raise_on_error=False,
+    )
+
+    assert time.monotonic() - started < 120  # a hang guard: 3 attempts of 1 s, 5 and 10 s apart
+    assert not result.success
+    failures = [event for event in result.all_events if event.is_step_failure]
+    message = failures[-1].step_failure_data.error.to_string()
+    assert f"MLflow tracking server MLFLOW_TRACKING_URI={url} is unreachable" in message
+    assert "connection refused" in message
+    # A server that is down may come back: the step's retry policy retries it.
+    assert len([e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]) == 2
+    logged = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    assert any(f"MLflow tracking URI {url} (MLFLOW_TRACKING_URI)" in line for line in logged)
