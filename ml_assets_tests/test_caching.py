@@ -267,7 +267,7 @@ def test_checks_over_unchanged_days_carry_their_results_over_without_reading_the
     dg.materialize([taxi_zones], resources=resources, instance=instance)
     first = backfill(resources, instance, with_checks=True)
     computed = check_metadata(first)
-    assert len(computed) == 6
+    assert len(computed) == 7  # the checks of raw_trips (5) and trip_features (2)
     assert all(meta["cached"] is False for meta in computed.values())
 
     def no_reading(*args: object, **kwargs: object) -> None:

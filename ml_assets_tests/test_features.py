@@ -147,3 +147,19 @@ def test_cleaning_summary() -> None:
         "dropped_share": 0.25,
     }
     assert cleaning_summary(0, 0)["dropped_share"] == 0.0
+
+
+def test_a_trip_repeated_in_full_becomes_one_feature_row() -> None:
+    trips = pl.DataFrame(
+        {
+            "trip_key": ["a", "a", "b"],
+            "pickup_datetime": [datetime(2021, 1, 5, 8, 0)] * 3,
+            "dropoff_datetime": [datetime(2021, 1, 5, 8, 12)] * 3,
+            "PULocationID": [41, 41, 42],
+            "DOLocationID": [42, 42, 41],
+            "trip_distance": [1.5, 1.5, 2.0],
+        }
+    )
+    zones = pl.DataFrame({"LocationID": [41, 42], "Borough": ["Manhattan", "Manhattan"]})
+    features = build_trip_features(trips.lazy(), zones.lazy()).collect()
+    assert features["trip_key"].to_list() == ["a", "b"]

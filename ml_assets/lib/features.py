@@ -71,6 +71,9 @@ def build_trip_features(
     boroughs = zones.select(pl.col("LocationID"), pl.col("Borough"))
     return (
         trips.filter(rules.keep())
+        # A trip the source repeated in full (a tolerated handful: see `raw_trips_repeated_trips`)
+        # is one trip: it must not train or be scored twice.
+        .unique(subset="trip_key", keep="first", maintain_order=True)
         .with_columns(duration_minutes().alias(TARGET))
         .join(
             boroughs.rename({"LocationID": "PULocationID", "Borough": "pu_borough"}),
