@@ -179,8 +179,9 @@ class MonthCase:
 
 MONTH_CASES = [
     MonthCase("truncated", bad.truncated, READ, (FILE, ON_DAY, r"parquet|truncat")),
-    MonthCase("html_page_with_200", bad.html_page, READ, (FILE, ON_DAY, r"parquet|html")),
-    MonthCase("empty_file", bad.empty_file, READ, (FILE, ON_DAY, r"empty|0 bytes|parquet")),
+    # Not "it may be truncated": the user should learn that a web page came instead of the file.
+    MonthCase("html_page_with_200", bad.html_page, READ, (FILE, ON_DAY, r"html")),
+    MonthCase("empty_file", bad.empty_file, READ, (FILE, ON_DAY, r"empty|0 bytes")),
     MonthCase("zero_rows", bad.zero_rows, READ, (FILE, ON_DAY, r"no rows|0 rows|no trips")),
     MonthCase(
         "required_column_missing",
