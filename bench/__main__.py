@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bench.harness import BenchContext, CaseResult, CaseSkipped, render_markdown, write_json
 
-CASES = ("features", "model", "daily", "backfill", "scale")
+CASES = ("features", "model", "daily", "backfill", "scale", "peers")
 
 
 def run_case(name: str, context: BenchContext) -> CaseResult:

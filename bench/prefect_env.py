@@ -1,0 +1,242 @@
+"""Prefect in an environment of its own, for the `peers` case: created once, reused after.
+
+Prefect's dependencies (FastAPI, SQLAlchemy, pydantic settings, ...) must never touch the project's
+environment, so the bench keeps a virtual environment under `bench/.venvs/prefect-<version>`
+(ignored by git) with Prefect pinned, the libraries the flows compute with at the versions this
+project runs (so both sides compute with the same polars, scikit-learn and MLflow), and this
+repository installed without its dependencies (editable), so the flows import `ml_assets.lib`,
+which imports no Dagster.
+
+The environment records what it was built with (`bench-requirements.json`); a later run reuses it
+when that matches and builds it again when it does not (a new pin, a library upgraded here).
+
+`running_prefect_server` starts `prefect server start` from that environment on a free loopback
+port for the duration of a block and stops it by its own process group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from bench.harness import REPO_ROOT, CaseSkipped
+
+PREFECT_VERSION = "3.9.1"
+"""The latest Prefect release that installs here (`pip index versions prefect`, 2026-12-02)."""
+
+VENVS_DIR = REPO_ROOT / "bench" / ".venvs"
+SHARED_LIBRARIES = (
+    "polars",
+    "scikit-learn",
+    "mlflow",
+    "pandas",
+    "numpy",
+    "pyarrow",
+    "skops",  # MLflow stores the project's sklearn models with skops; loading them needs it
+    "threadpoolctl",
+)
+"""What the flows compute with, installed at the versions of the project's own environment."""
+
+_MARKER = "bench-requirements.json"
+_INSTALL_TIMEOUT_SECONDS = 1800
+
+
+def requirements() -> list[str]:
+    """Prefect pinned, and each shared library pinned to the version installed for the project."""
+    pins = [f"prefect=={PREFECT_VERSION}"]
+    for name in SHARED_LIBRARIES:
+        try:
+            pins.append(f"{name}=={version(name)}")
+        except PackageNotFoundError as error:
+            raise CaseSkipped(
+                f"{name} is not installed in the project's environment ({sys.executable}); "
+                "install the project with `pip install -e .[dev]` first"
+            ) from error
+    return pins
+
+
+@dataclass(frozen=True)
+class PrefectEnv:
+    """A virtual environment with Prefect and the flows' libraries; `python` runs in it."""
+
+    root: Path
+    created_seconds: float | None
+    """How long building it took in this run; None when an existing one was reused."""
+
+    @property
+    def python(self) -> Path:
+        return self.root / "bin" / "python"
+
+    @property
+    def prefect(self) -> Path:
+        return self.root / "bin" / "prefect"
+
+    @classmethod
+    def ensure(cls, root: Path | None = None) -> PrefectEnv:
+        """The environment at `root` (default `bench/.venvs/prefect-<version>`), built if needed.
+
+        Raises CaseSkipped, with pip's last lines, when it cannot be built here (for instance no
+        network to PyPI).
+        """
+        root = root or VENVS_DIR / f"prefect-{PREFECT_VERSION}"
+        wanted = {"python": sys.version.split()[0], "requirements": requirements()}
+        marker = root / _MARKER
+        if marker.exists() and (root / "bin" / "python").exists():
+            with contextlib.suppress(ValueError):
+                if json.loads(marker.read_text()) == wanted:
+                    return cls(root, created_seconds=None)
+        started = time.perf_counter()
+        # A half-built or outdated environment is rebuilt from nothing: pip would otherwise keep
+        # whatever an interrupted install left behind.
+        shutil.rmtree(root, ignore_errors=True)
+        root.parent.mkdir(parents=True, exist_ok=True)
+        _step([sys.executable, "-m", "venv", str(root)], "creating the virtual environment", root)
+        pip = [str(root / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+        _step([*pip, *wanted["requirements"]], "installing Prefect and the flows' libraries", root)
+        _step(
+            [*pip, "--no-deps", "-e", str(REPO_ROOT)],
+            "installing this repository (without its dependencies)",
+            root,
+        )
+        # Written last: only a complete environment is ever reused.
+        marker.write_text(json.dumps(wanted, indent=2) + "\n")
+        return cls(root, created_seconds=time.perf_counter() - started)
+
+    def variables(self, prefect_home: Path, api_url: str | None = None) -> dict[str, str]:
+        """The environment of a flow run: its own PREFECT_HOME, and the server's URL if any.
+
+        Without an API URL Prefect runs in its default ephemeral mode (it starts a temporary
+        server of its own for the flow run). Project settings (`ML_ASSETS_*`, `DAGSTER_*`) and any
+        Prefect settings of the caller are left out, so nothing but these decides how it runs.
+        """
+        # Prefect does not create its home: its SQLite database would fail to open.
+        prefect_home.mkdir(parents=True, exist_ok=True)
+        variables = {
+            name: value
+            for name, value in os.environ.items()
+            if not name.startswith(("PREFECT_", "ML_ASSETS_", "DAGSTER_", "VIRTUAL_ENV"))
+            and name != "PYTHONPATH"
+        }
+        variables |= {
+            "PREFECT_HOME": str(prefect_home),
+            "PREFECT_LOCAL_STORAGE_PATH": str(prefect_home / "results"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_UI_ENABLED": "false",
+            # Prefect gives its ephemeral server 20 s to start by default; the first start on a
+            # fresh PREFECT_HOME (database migrations) on a busy 2-core machine takes longer.
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+            "PATH": os.pathsep.join([str(self.root / "bin"), variables.get("PATH", "")]),
+        }
+        if api_url is not None:
+            variables["PREFECT_API_URL"] = api_url
+        return variables
+
+
+def _step(args: list[str], what: str, root: Path) -> None:
+    try:
+        subprocess.run(
+            args,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=_INSTALL_TIMEOUT_SECONDS,
+            start_new_session=True,
+        )
+    except subprocess.CalledProcessError as error:
+        tail = "\n".join((error.stderr or error.stdout or "").strip().splitlines()[-10:])
+        shutil.rmtree(root, ignore_errors=True)
+        raise CaseSkipped(
+            f"the Prefect {PREFECT_VERSION} environment could not be built in {root} "
+            f"({what} failed; is PyPI reachable?):\n{tail}"
+        ) from error
+    except subprocess.TimeoutExpired as error:
+        shutil.rmtree(root, ignore_errors=True)
+        raise CaseSkipped(
+            f"the Prefect {PREFECT_VERSION} environment could not be built in {root}: "
+            f"{what} took more than {_INSTALL_TIMEOUT_SECONDS} s"
+        ) from error
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def default_signals() -> None:
+    """In a server's child process: the bench may run with SIGINT/SIGTERM ignored (inherited)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    """Stop a server and everything it started (its own process group), by its pid."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def wait_until_answering(
+    url: str, process: subprocess.Popen, log: Path, what: str, timeout: float
+) -> float:
+    """Poll `url` until it answers 200; the seconds it took. Fails naming `what` and its log."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"{what} exited with code {process.returncode} while starting:\n"
+                + log.read_text()[-3000:]
+            )
+        try:
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                if answer.status == 200:
+                    return time.monotonic() - started
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(
+        f"{what} did not answer on {url} within {timeout:.0f} s:\n" + log.read_text()[-3000:]
+    )
+
+
+@contextlib.contextmanager
+def running_prefect_server(
+    env: PrefectEnv, variables: Mapping[str, str], log: Path, timeout: float = 300
+) -> Iterator[tuple[str, float]]:
+    """`prefect server start` on 127.0.0.1 and a free port; yields its API URL and start time."""
+    port = free_port()
+    with log.open("w") as output:
+        server = subprocess.Popen(
+            [str(env.prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            env=dict(variables),
+            cwd=log.parent,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=default_signals,
+        )
+    try:
+        api_url = f"http://127.0.0.1:{port}/api"
+        started = wait_until_answering(
+            f"{api_url}/health", server, log, "prefect server start", timeout
+        )
+        yield api_url, started
+    finally:
+        stop_process_group(server)
