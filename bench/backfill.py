@@ -99,7 +99,7 @@ SINGLE = "single run"
 SCRIPT = "plain polars script"
 RERUN = "single run again, inputs unchanged"
 BOOKKEEPING = "Dagster alone: two no-op assets, same days, same policy"
-BOOKKEEPING_CHECKED = "Dagster alone: the same with no-op check steps (4 + 2 checks) as ours"
+BOOKKEEPING_CHECKED = "Dagster alone: the same with no-op check steps (5 + 2 checks) as ours"
 BOOKKEEPING_ASSETS = "bookkeeping_raw,bookkeeping_features"
 DAGSTER_EVENT_LOG = "single run, Dagster's own SQLite event log (no pooled connections)"
 

@@ -136,8 +136,10 @@ def last_run_seconds(env: DagsterEnv) -> float:
 PREPARE_DAYS = """
 import sys
 import dagster as dg
-from ml_assets.definitions import defs
+from ml_assets.definitions import build_definitions
+from ml_assets.settings import Settings
 
+defs = build_definitions(Settings.from_env())
 days = [day for day in sys.argv[1].split(",") if day]
 selection = sys.argv[2].split(",")
 job = defs.resolve_implicit_global_asset_job_def()

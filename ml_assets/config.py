@@ -18,7 +18,6 @@ from pydantic import (
 )
 
 from ml_assets.lib.model_params import FEATURE_GROUPS, MODEL_FAMILIES, ModelParams
-from ml_assets.partitions import TRAINING_WINDOW_DAYS
 
 _DEFAULTS = ModelParams()
 
@@ -92,13 +91,14 @@ class TrainingConfig(_FailFastConfig):
             "drop-off borough). At least one."
         ),
     )
-    window_days: int = Field(
-        default=TRAINING_WINDOW_DAYS,
+    window_days: int | None = Field(
+        default=None,
         ge=1,
-        le=TRAINING_WINDOW_DAYS,
+        le=366,
         description=(
-            f"Train on the last N days ending on the partition's day, 1..{TRAINING_WINDOW_DAYS} "
-            "(the window the daily loop loads, ML_ASSETS_TRAINING_WINDOW_DAYS)."
+            "Train on the last N days ending on the partition's day, at most the window the "
+            "daily loop loads (ML_ASSETS_TRAINING_WINDOW_DAYS, 28 unless set). Empty: that "
+            "whole window."
         ),
     )
     learning_rate: float = Field(

@@ -46,6 +46,39 @@ def load_env_file(folder: Path) -> None:
     load_dotenv(folder / ".env", override=False)
 
 
+COLUMNS = (
+    ("day", "<12"),
+    ("trips", ">7"),
+    ("features", ">9"),
+    ("trained", ">8"),
+    ("scored", ">7"),
+    ("RMSE", ">7"),
+    ("baseline", ">9"),
+    ("champion", ">9"),
+    ("served", ">7"),
+)
+LEGEND = """\
+  trips, features: the day's trips, and those kept as features
+  trained:  the model trained on the window ending on the day (model D)
+  scored:   the model scored on the day's trips: the one trained through the day before (D-1)
+  RMSE:     that model's RMSE on the day, in minutes; baseline: the zone-pair mean's, same trips
+  champion: the champion after that evaluation; served: the model that predicted the day
+            (the champion going into it, chosen before the day)
+"""
+
+
+def _row(values: list[str]) -> str:
+    return "".join(f"{value:{align}}" for value, (_, align) in zip(values, COLUMNS, strict=True))
+
+
+def _version(value: object) -> str:
+    return "-" if value is None else f"v{value}"
+
+
+def _number(value: object) -> str:
+    return "-" if value is None else f"{float(value):.2f}"  # type: ignore[arg-type]
+
+
 def main(argv: list[str] | None = None) -> int:
     load_env_file(Path.cwd())
     parser = argparse.ArgumentParser(prog="ml-assets-demo", description=__doc__.split("\n")[0])
@@ -57,37 +90,53 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("ML_ASSETS_SOURCE", "sample"),
         help="sample: offline synthetic trips (default); tlc: NYC TLC files over HTTP",
     )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also print Dagster's run logs here (they are always in the UI)",
+    )
     args = parser.parse_args(argv)
     days = _days(args.start, args.end)
-    os.environ["ML_ASSETS_SOURCE"] = args.source
-    os.environ.setdefault("ML_ASSETS_START_DATE", min(args.start.isoformat(), "2021-01-01"))
     _ensure_dagster_home()
 
-    import dagster as dg  # after the environment is settled: definitions read it on import
+    import dagster as dg
 
-    from ml_assets.settings import SettingsError
+    from ml_assets.definitions import build_definitions
+    from ml_assets.jobs import ml_loop_job
+    from ml_assets.settings import Settings, SettingsError
 
+    environment = {
+        **os.environ,
+        "ML_ASSETS_SOURCE": args.source,
+        "ML_ASSETS_START_DATE": os.environ.get("ML_ASSETS_START_DATE")
+        or min(args.start.isoformat(), "2021-01-01"),
+    }
     try:
-        from ml_assets.definitions import defs
-        from ml_assets.jobs import ml_loop_job
+        defs = build_definitions(Settings.from_env(environment))
     except SettingsError as error:
         # The one line naming the variable says it all; a traceback would bury it.
         print(f"ml-assets-demo: {error}", file=sys.stderr)
         return 2
 
+    # Dagster's logs always go to the instance (the UI shows them); here only with --verbose.
+    quiet = {} if args.verbose else {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
     instance = dg.DagsterInstance.get()
     zones = defs.resolve_implicit_global_asset_job_def().execute_in_process(
-        instance=instance, asset_selection=[dg.AssetKey("taxi_zones")], raise_on_error=False
+        instance=instance,
+        asset_selection=[dg.AssetKey("taxi_zones")],
+        raise_on_error=False,
+        run_config=quiet,
     )
     if not zones.success:
         print("taxi_zones failed; see the run in the Dagster UI", file=sys.stderr)
         return 1
     job = defs.resolve_job_def(ml_loop_job.name)
-    print(
-        f"{'day':<12}{'trips':>7}{'features':>10}{'model':>7}{'RMSE':>8}{'baseline':>10}  served by"
-    )
+    print(LEGEND)
+    print(_row([name for name, _ in COLUMNS]), flush=True)
     for day in days:
-        result = job.execute_in_process(instance=instance, partition_key=day, raise_on_error=False)
+        result = job.execute_in_process(
+            instance=instance, partition_key=day, raise_on_error=False, run_config=quiet
+        )
         if not result.success:
             print(f"{day}: run {result.run_id} failed; see it in the Dagster UI", file=sys.stderr)
             return 1
@@ -98,16 +147,19 @@ def main(argv: list[str] | None = None) -> int:
             for event in result.get_asset_materialization_events()
         }
         evaluation = meta.get("model_evaluation", {})
-        rmse, baseline = evaluation.get("rmse"), evaluation.get("baseline_rmse")
-        predictions = meta.get("trip_duration_predictions")
-        print(
-            f"{day:<12}{meta['raw_trips']['dagster/row_count']:>7}"
-            f"{meta['trip_features']['dagster/row_count']:>10}"
-            f"{'v' + meta['duration_model']['model_version']:>7}"
-            f"{'-' if rmse is None else f'{rmse:.2f}':>8}"
-            f"{'-' if baseline is None else f'{baseline:.2f}':>10}  "
-            + (f"v{predictions['model_version']}" if predictions else "(no model before this day)")
-        )
+        predictions = meta.get("trip_duration_predictions", {})
+        row = [
+            day,
+            str(meta["raw_trips"]["dagster/row_count"]),
+            str(meta["trip_features"]["dagster/row_count"]),
+            _version(meta["duration_model"]["model_version"]),
+            _version(evaluation.get("challenger_version")),
+            _number(evaluation.get("rmse")),
+            _number(evaluation.get("baseline_rmse")),
+            _version(evaluation.get("champion_version")),
+            _version(predictions.get("model_version")),
+        ]
+        print(_row(row), flush=True)
     print(f"\nDone. Open the UI with `dagster dev` (DAGSTER_HOME={os.environ['DAGSTER_HOME']}).")
     return 0
 

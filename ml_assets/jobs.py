@@ -1,12 +1,6 @@
 """Jobs over the assets."""
 
-import warnings
-
 import dagster as dg
-
-# Jobs mixing single-run assets (raw_trips, trip_features) with per-day ones (the model) run a
-# backfill one day per run, which is what walk-forward training needs; Dagster warns about the mix.
-warnings.filterwarnings("ignore", message=".*materializes assets with varying BackfillPolicies.*")
 
 ml_loop_job = dg.define_asset_job(
     name="ml_loop_job",

@@ -1,35 +1,58 @@
 """The daily partitions every time-based asset shares, and how they map onto each other."""
 
+from __future__ import annotations
+
 import warnings
+from dataclasses import dataclass
 
 import dagster as dg
 
-from ml_assets.settings import Settings
 
-_settings = Settings.from_env()
+@dataclass(frozen=True)
+class DailyPartitioning:
+    """The days of the loop and the windows of days a model reads, built from the settings.
 
-daily_partitions = dg.DailyPartitionsDefinition(start_date=_settings.start_date)
-"""One partition per calendar day of pickups, from `ML_ASSETS_START_DATE` (default 2021-01-01)."""
+    `partitions`: one partition per calendar day of pickups, from `ML_ASSETS_START_DATE`.
+    `training_window_days`: how many days a model trains on (`ML_ASSETS_TRAINING_WINDOW_DAYS`).
+    """
 
-TRAINING_WINDOW_DAYS = _settings.training_window_days
+    partitions: dg.DailyPartitionsDefinition
+    training_window_days: int
 
-# allow_nonexistent_upstream_partitions is marked beta; the windows below need it so that the
-# first days, whose windows reach before the start date, read the days that do exist.
-warnings.filterwarnings("ignore", message=".*allow_nonexistent_upstream_partitions.*")
+    @classmethod
+    def starting(cls, start_date: str, training_window_days: int) -> DailyPartitioning:
+        return cls(dg.DailyPartitionsDefinition(start_date=start_date), training_window_days)
 
-training_window = dg.TimeWindowPartitionMapping(
-    start_offset=-(TRAINING_WINDOW_DAYS - 1),
-    end_offset=0,
-    allow_nonexistent_upstream_partitions=True,
-)
-"""The model of day D trains on days D-(window-1)..D (days before the start date are left out)."""
+    @property
+    def training_window(self) -> dg.TimeWindowPartitionMapping:
+        """The model of day D trains on days D-(window-1)..D (days before the start are left out)."""
+        return _days_back(-(self.training_window_days - 1), 0)
 
-previous_day = dg.TimeWindowPartitionMapping(
-    start_offset=-1, end_offset=-1, allow_nonexistent_upstream_partitions=True
-)
-"""Day D-1: day D is scored with what was learned through the day before."""
+    @property
+    def previous_day(self) -> dg.TimeWindowPartitionMapping:
+        """Day D-1: day D is scored with what was learned through the day before."""
+        return _days_back(-1, -1)
 
-window_and_day = dg.TimeWindowPartitionMapping(
-    start_offset=-TRAINING_WINDOW_DAYS, end_offset=0, allow_nonexistent_upstream_partitions=True
-)
-"""Day D and the training window of the model of day D-1, which the baseline learns from."""
+    @property
+    def window_and_day(self) -> dg.TimeWindowPartitionMapping:
+        """Day D and the training window of the model of day D-1, which the baseline learns from."""
+        return _days_back(-self.training_window_days, 0)
+
+
+def _days_back(start_offset: int, end_offset: int) -> dg.TimeWindowPartitionMapping:
+    # allow_nonexistent_upstream_partitions is marked beta; the windows need it so that the first
+    # days, whose windows reach before the start date, read the days that do exist.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return dg.TimeWindowPartitionMapping(
+            start_offset=start_offset,
+            end_offset=end_offset,
+            allow_nonexistent_upstream_partitions=True,
+        )
+
+
+def window_days(mapping: dg.PartitionMapping | None) -> int:
+    """How many days a `TimeWindowPartitionMapping` reaches back from the day itself, inclusive."""
+    if not isinstance(mapping, dg.TimeWindowPartitionMapping):
+        raise TypeError(f"expected a window of days, got {mapping!r}")
+    return mapping.end_offset - mapping.start_offset + 1

@@ -1,34 +1,31 @@
 """Schedules built from the partitioned jobs: the daily loop each morning, then retraining."""
 
-from datetime import date, datetime, timedelta
+import inspect
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
 from ml_assets.jobs import daily_job, training_job
 from ml_assets.lib.tlc_client import MonthNotPublishedError, TLCError, month_file_name
-from ml_assets.partitions import daily_partitions
+from ml_assets.partitions import DailyPartitioning
 from ml_assets.resources.trip_source import TripSource
-from ml_assets.settings import Settings
 
 DAILY_CRON = "0 5 * * *"
 """05:00 UTC: the day before is complete in New York (UTC-5/-4) by then."""
 
-_settings = Settings.from_env()
-
 
 def day_before(scheduled_time: datetime) -> date:
     """The partition a morning tick works on: the last complete day (UTC)."""
-    return scheduled_time.astimezone(daily_partitions.start.tzinfo).date() - timedelta(days=1)
+    return scheduled_time.astimezone(UTC).date() - timedelta(days=1)
 
 
-@dg.schedule(
-    job=daily_job,
-    cron_schedule=DAILY_CRON,
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.STOPPED,
-)
-def daily_schedule(
-    context: dg.ScheduleEvaluationContext, trip_source: TripSource
+def _before_first_partition(day: date, days: DailyPartitioning) -> dg.SkipReason | None:
+    first = days.partitions.start.date()
+    return dg.SkipReason(f"{day} is before the first partition ({first})") if day < first else None
+
+
+def daily_tick(
+    context: dg.ScheduleEvaluationContext, trip_source: TripSource, days: DailyPartitioning
 ) -> dg.RunRequest | dg.SkipReason:
     """Each morning at 05:00 UTC, run `daily_job` for the day before.
 
@@ -37,8 +34,8 @@ def daily_schedule(
     publication sensor ingests the month when it appears.
     """
     day = day_before(context.scheduled_execution_time)
-    if day < daily_partitions.start.date():
-        return dg.SkipReason(f"{day} is before the first partition ({daily_partitions.start:%F})")
+    if skip := _before_first_partition(day, days):
+        return skip
     if not trip_source.synthetic:
         month = day.replace(day=1)
         name = month_file_name(trip_source.taxi_type, month)
@@ -55,21 +52,17 @@ def daily_schedule(
     return dg.RunRequest(partition_key=day.isoformat(), run_key=f"daily_job:{day.isoformat()}")
 
 
-@dg.schedule(
-    job=training_job,
-    cron_schedule=_settings.retrain_cron,
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.STOPPED,
-)
-def training_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+def training_tick(
+    context: dg.ScheduleEvaluationContext, days: DailyPartitioning
+) -> dg.RunRequest | dg.SkipReason:
     """Train the model of the day before, on `ML_ASSETS_RETRAIN_CRON` (default 06:00 UTC daily).
 
     Runs an hour after `daily_schedule`, once the day's features exist; if they do not (the daily
     run failed or is late) the tick is skipped with that reason instead of failing a training run.
     """
     day = day_before(context.scheduled_execution_time)
-    if day < daily_partitions.start.date():
-        return dg.SkipReason(f"{day} is before the first partition ({daily_partitions.start:%F})")
+    if skip := _before_first_partition(day, days):
+        return skip
     features = context.instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey("trip_features"), asset_partitions=[str(day)]),
         limit=1,
@@ -82,4 +75,29 @@ def training_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | 
     return dg.RunRequest(partition_key=day.isoformat(), run_key=f"training_job:{day.isoformat()}")
 
 
-schedules: list[dg.ScheduleDefinition] = [daily_schedule, training_schedule]
+def build_schedules(days: DailyPartitioning, retrain_cron: str) -> list[dg.ScheduleDefinition]:
+    """`daily_schedule` at 05:00 UTC and `training_schedule` on `retrain_cron`, over `days`."""
+
+    @dg.schedule(
+        job=daily_job,
+        cron_schedule=DAILY_CRON,
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        description=inspect.cleandoc(daily_tick.__doc__ or ""),
+    )
+    def daily_schedule(
+        context: dg.ScheduleEvaluationContext, trip_source: TripSource
+    ) -> dg.RunRequest | dg.SkipReason:
+        return daily_tick(context, trip_source, days)
+
+    @dg.schedule(
+        job=training_job,
+        cron_schedule=retrain_cron,
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        description=inspect.cleandoc(training_tick.__doc__ or ""),
+    )
+    def training_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+        return training_tick(context, days)
+
+    return [daily_schedule, training_schedule]

@@ -73,6 +73,18 @@ class Settings:
     """Where Celery workers send results back (`rpc://`: over the broker)."""
     celery_queue: str = DEFAULT_CELERY_QUEUE
     """The Celery queue the workers listen on."""
+    queued_alert_minutes: float = 60.0
+    """Announce a run waiting in the queue longer than this."""
+    pool_wait_alert_minutes: float = 60.0
+    """Announce a step waiting on a concurrency pool (such as `training`) longer than this."""
+    tlc_connect_timeout_seconds: float = 10.0
+    """How long a request to the TLC host waits for a connection, per attempt."""
+    tlc_read_timeout_seconds: float = 30.0
+    """How long a request to the TLC host waits for the next bytes of an answer, per attempt."""
+    tlc_deadline_seconds: float = 300.0
+    """The total time of one request to the TLC host, every attempt and wait included."""
+    mlflow_deadline_seconds: float = 30.0
+    """How long a step waits for the MLflow tracking server to answer before it fails."""
 
     @property
     def cache_dir(self) -> Path:
@@ -133,6 +145,16 @@ class Settings:
             celery_broker=env.read("ML_ASSETS_CELERY_BROKER", DEFAULT_CELERY_BROKER, _any_url),
             celery_backend=env.read("ML_ASSETS_CELERY_BACKEND", DEFAULT_CELERY_BACKEND, _any_url),
             celery_queue=env.read("ML_ASSETS_CELERY_QUEUE", DEFAULT_CELERY_QUEUE, _queue_name),
+            queued_alert_minutes=env.read("ML_ASSETS_QUEUED_ALERT_MINUTES", "60", _positive),
+            pool_wait_alert_minutes=env.read("ML_ASSETS_POOL_WAIT_ALERT_MINUTES", "60", _positive),
+            tlc_connect_timeout_seconds=env.read(
+                "ML_ASSETS_TLC_CONNECT_TIMEOUT_SECONDS", "10", _positive
+            ),
+            tlc_read_timeout_seconds=env.read(
+                "ML_ASSETS_TLC_READ_TIMEOUT_SECONDS", "30", _positive
+            ),
+            tlc_deadline_seconds=env.read("ML_ASSETS_TLC_DEADLINE_SECONDS", "300", _positive),
+            mlflow_deadline_seconds=env.read("ML_ASSETS_MLFLOW_DEADLINE_SECONDS", "30", _positive),
         )
 
 
@@ -219,6 +241,17 @@ def _days(value: str) -> int:
     if not value.isdigit() or not 1 <= int(value) <= 366:
         raise ValueError("expected a whole number of days, 1..366")
     return int(value)
+
+
+def _positive(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    # NaN and infinity fail too.
+    if not 0 < number < float("inf"):
+        raise ValueError("expected a positive number, such as 60")
+    return number
 
 
 def _share(value: str) -> float:

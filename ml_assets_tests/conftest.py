@@ -10,9 +10,9 @@ from unittest import mock
 import dagster as dg
 import pytest
 
-from ml_assets.assets.ingestion import taxi_zones
 from ml_assets.resources import build_resources
 from ml_assets.settings import Settings
+from ml_assets_tests.graph import taxi_zones
 from ml_assets_tests.http_fixtures import FileServer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -10,24 +10,22 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from ml_assets.assets import features, ingestion, model, predictions
-from ml_assets.assets.features import trip_features
-from ml_assets.assets.ingestion import raw_trips, taxi_zones
-from ml_assets.checks import asset_checks
+from ml_assets.definitions import build_definitions
 from ml_assets.jobs import jobs
 from ml_assets.lib.rmse_trend import trailing_mean
 from ml_assets.resources.notifier import Notifier
 from ml_assets.resources.trip_source import DayOfTrips, TripSource
 from ml_assets.sensors.alerts import (
-    alert_sensors,
+    build_alert_sensors,
     failed_check_alert,
-    model_quality_regression_alert,
     run_failure_alert,
     run_success_alert,
 )
 from ml_assets.sensors.run_events import job_label, run_partition
 from ml_assets.sensors.success_alerts import SUCCESS_ALERT_JOBS
+from ml_assets.settings import Settings
 from ml_assets_tests.alert_receivers import WebhookServer, webhook_server
+from ml_assets_tests.graph import ASSET_CHECKS, ASSETS, raw_trips, taxi_zones, trip_features
 from ml_assets_tests.test_checks import StrayPickupsSource
 
 UI = "http://dagster.example:3000"
@@ -59,12 +57,20 @@ def alert_resources(resources: dict[str, object], webhook: WebhookServer) -> dic
     return {**resources, "notifier": notifier}
 
 
+ALERT_SENSORS = build_alert_sensors(
+    Settings.from_env({"ML_ASSETS_SOURCE": "sample", "ML_ASSETS_DATA_DIR": "unused"})
+)
+model_quality_regression_alert = next(
+    sensor for sensor in ALERT_SENSORS if sensor.name == "model_quality_regression_alert"
+)
+
+
 def definitions(resources: dict[str, object]) -> dg.Definitions:
     return dg.Definitions(
-        assets=dg.load_assets_from_modules([ingestion, features, model, predictions]),
-        asset_checks=asset_checks,
+        assets=ASSETS,
+        asset_checks=ASSET_CHECKS,
         jobs=jobs,
-        sensors=alert_sensors,
+        sensors=ALERT_SENSORS,
         resources=resources,
     )
 
@@ -90,7 +96,7 @@ class SensorRunner:
         self.cursors[sensor.name] = sensor.evaluate_tick(context).cursor
 
     def tick_all(self) -> None:
-        for sensor in alert_sensors:
+        for sensor in ALERT_SENSORS:
             self.tick(sensor)
 
 
@@ -146,7 +152,7 @@ def test_each_event_is_announced_once(
     # An ingestion that succeeds although a (non-blocking, WARN) check fails.
     gaps = {**alert_resources, "trip_source": GapsInDistanceSource(**source.model_dump())}
     warned = dg.materialize(
-        [taxi_zones, raw_trips, trip_features, *asset_checks],
+        [taxi_zones, raw_trips, trip_features, *ASSET_CHECKS],
         selection=[raw_trips, trip_features],
         partition_key="2021-01-04",
         resources=gaps,
@@ -155,7 +161,7 @@ def test_each_event_is_announced_once(
     assert warned.success
     # An ad hoc materialization in this process that fails: covered like any other run.
     adhoc = dg.materialize(
-        [taxi_zones, raw_trips, *asset_checks],
+        [taxi_zones, raw_trips, *ASSET_CHECKS],
         selection=[raw_trips],
         partition_key=DAY,
         resources=stray,
@@ -272,10 +278,8 @@ def test_sensor_outage_never_fails_a_tick(
     assert len(webhook.payloads("/down")) == 2
 
 
-def test_alert_sensors_are_registered_and_on_by_default() -> None:
-    from ml_assets.sensors import sensors
-
-    names = {sensor.name for sensor in sensors}
+def test_alert_sensors_are_registered_and_on_by_default(settings: Settings) -> None:
+    names = {sensor.name for sensor in build_definitions(settings).sensors or []}
     for sensor in (run_failure_alert, run_success_alert, failed_check_alert):
         assert sensor.name in names
         assert sensor.default_status == dg.DefaultSensorStatus.RUNNING

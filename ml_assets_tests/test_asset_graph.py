@@ -19,7 +19,7 @@ import polars as pl
 import pytest
 from mlflow import MlflowClient
 
-from ml_assets.assets import features, ingestion, model, predictions
+from ml_assets.assets import model
 from ml_assets.jobs import ml_loop_job
 from ml_assets.lib.features import FEATURE_SCHEMA, build_trip_features
 from ml_assets.lib.model import ALL_FEATURES, ZonePairBaseline, model_input, regression_metrics
@@ -27,6 +27,7 @@ from ml_assets.lib.registry import CHAMPION_ALIAS, PROMOTED_ON_TAG, TRAINED_THRO
 from ml_assets.lib.sample_source import sample_trips, sample_zones
 from ml_assets.resources import build_resources
 from ml_assets.settings import Settings
+from ml_assets_tests.graph import ASSETS
 
 DAYS = ["2021-01-01", "2021-01-02", "2021-01-03", "2021-01-04"]
 TABLE_ASSETS = ("raw_trips", "trip_features", "trip_duration_predictions")
@@ -72,7 +73,7 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
         {"ML_ASSETS_SOURCE": "sample", "ML_ASSETS_DATA_DIR": str(data_dir)}
     )
     defs = dg.Definitions(
-        assets=dg.load_assets_from_modules([ingestion, features, model, predictions]),
+        assets=ASSETS,
         jobs=[ml_loop_job],
         resources=build_resources(settings),
     )

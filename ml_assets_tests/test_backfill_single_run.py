@@ -8,10 +8,9 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from ml_assets.assets.features import trip_features
-from ml_assets.assets.ingestion import raw_trips, taxi_zones
 from ml_assets.settings import Settings
 from ml_assets_tests.conftest import local_instance, range_tags
+from ml_assets_tests.graph import raw_trips, taxi_zones, trip_features
 
 DAYS = [f"2021-01-0{day}" for day in range(1, 8)]
 

@@ -13,11 +13,8 @@ import pytest
 from dagster._core.definitions.data_version import CachingStaleStatusResolver
 from dagster._core.loader import LoadingContextForTest
 
-from ml_assets import check_cache
 from ml_assets.assets import ingestion
-from ml_assets.assets.features import trip_features
-from ml_assets.assets.ingestion import raw_trips, taxi_zones
-from ml_assets.checks import asset_checks
+from ml_assets.checks import carry_over
 from ml_assets.lib.publication import forget_outdated_cached_month
 from ml_assets.lib.sample_source import sample_raw_trips, sample_zones
 from ml_assets.resources import build_resources
@@ -25,7 +22,11 @@ from ml_assets.resources.parquet_io_manager import PartitionedFileIOManager
 from ml_assets.resources.trip_source import TripSource
 from ml_assets.settings import Settings
 from ml_assets_tests.conftest import range_tags
+from ml_assets_tests.graph import ASSET_CHECKS, raw_trips, taxi_zones, trip_features
 from ml_assets_tests.http_fixtures import FileServer
+
+NEXT_CODE_VERSION = f"{ingestion.RAW_TRIPS_CODE_VERSION}-next"
+"""A code version `raw_trips` has never had."""
 
 FIRST, LAST = "2021-01-04", "2021-01-06"
 DAYS = ["2021-01-04", "2021-01-05", "2021-01-06"]
@@ -37,7 +38,7 @@ def backfill(
     """raw_trips and trip_features over FIRST..LAST in one run, as a single-run backfill does;
     `with_checks` runs their asset checks too, as the daily and backfill jobs do."""
     return dg.materialize(
-        [taxi_zones, raw_trips, trip_features, *(asset_checks if with_checks else [])],
+        [taxi_zones, raw_trips, trip_features, *(ASSET_CHECKS if with_checks else [])],
         selection=dg.AssetSelection.assets(raw_trips, trip_features),
         resources=resources,
         instance=instance,
@@ -151,7 +152,7 @@ def test_a_new_code_version_recomputes_the_asset_and_everything_built_from_it(
 ):
     dg.materialize([taxi_zones], resources=resources, instance=instance)
     backfill(resources, instance)
-    monkeypatch.setattr(ingestion, "RAW_TRIPS_CODE_VERSION", "2")
+    monkeypatch.setattr(ingestion, "RAW_TRIPS_CODE_VERSION", NEXT_CODE_VERSION)
 
     again = backfill(resources, instance)
 
@@ -234,9 +235,11 @@ def test_a_new_code_version_is_stale_in_the_ui_and_then_makes_its_downstream_sta
         instance=instance,
     )
     assets_v1 = [taxi_zones, raw_trips, trip_features]
-    raw_trips_v2 = raw_trips.map_asset_specs(lambda spec: spec.replace_attributes(code_version="2"))
+    raw_trips_v2 = raw_trips.map_asset_specs(
+        lambda spec: spec.replace_attributes(code_version=NEXT_CODE_VERSION)
+    )
     assets_v2 = [taxi_zones, raw_trips_v2, trip_features]
-    monkeypatch.setattr(ingestion, "RAW_TRIPS_CODE_VERSION", "2")
+    monkeypatch.setattr(ingestion, "RAW_TRIPS_CODE_VERSION", NEXT_CODE_VERSION)
 
     up_to_date = stale_causes(assets_v1, resources, instance, day)
     new_code = stale_causes(assets_v2, resources, instance, day)
@@ -297,7 +300,7 @@ def test_checks_run_again_when_a_day_or_the_code_changed(
     first = backfill(resources, instance, with_checks=True)
 
     # New raw trips code: every day is recomputed, so every check reads and runs again.
-    monkeypatch.setattr(ingestion, "RAW_TRIPS_CODE_VERSION", "2")
+    monkeypatch.setattr(ingestion, "RAW_TRIPS_CODE_VERSION", NEXT_CODE_VERSION)
     after_new_data = check_metadata(backfill(resources, instance, with_checks=True))
     assert all(meta["cached"] is False for meta in after_new_data.values())
     assert all(
@@ -306,6 +309,6 @@ def test_checks_run_again_when_a_day_or_the_code_changed(
     )
 
     # The same days again, but different check code.
-    monkeypatch.setattr(check_cache, "check_code_version", lambda: "edited")
+    monkeypatch.setattr(carry_over, "check_code_version", lambda: "edited")
     after_new_code = check_metadata(backfill(resources, instance, with_checks=True))
     assert all(meta["cached"] is False for meta in after_new_code.values())

@@ -8,26 +8,28 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from ml_assets.assets.features import trip_features
-from ml_assets.assets.ingestion import raw_trips, taxi_zones
-from ml_assets.checks import (
-    asset_checks,
-    duration_model_beats_baseline,
-    feature_drift_vs_training_window,
+from ml_assets.checks.model import duration_model_beats_baseline, feature_drift_vs_training_window
+from ml_assets.checks.predictions import trip_duration_predictions_complete_and_plausible
+from ml_assets.checks.raw_trips import (
     raw_trips_not_empty,
     raw_trips_null_rates,
     raw_trips_pickups_on_day,
     raw_trips_repeated_trips,
     raw_trips_schema,
-    trip_duration_predictions_complete_and_plausible,
-    trip_features_dropped_share,
-    trip_features_schema,
 )
+from ml_assets.checks.trip_features import trip_features_dropped_share, trip_features_schema
 from ml_assets.lib.features import build_trip_features
 from ml_assets.lib.sample_source import sample_trips, sample_zones
 from ml_assets.resources.trip_source import DayOfTrips, TripSource
 from ml_assets.settings import Settings
 from ml_assets_tests.conftest import range_tags
+from ml_assets_tests.graph import (
+    ASSET_CHECKS,
+    TRAINING_WINDOW_DAYS,
+    raw_trips,
+    taxi_zones,
+    trip_features,
+)
 
 DAY = "2021-01-05"
 RAW_TRIPS_CHECK_NAMES = [
@@ -236,6 +238,7 @@ def test_drift_warns_when_the_day_differs_from_the_training_window() -> None:
     stable = feature_drift_vs_training_window(
         model_evaluation={evaluated: {"date": evaluated}},
         trip_features={**window, evaluated: day_features},
+        window_days=TRAINING_WINDOW_DAYS,
     )
     assert stable.passed
     assert set(stable.metadata["psi"].value[evaluated]) == {"trip_distance", "pickup_hour"}
@@ -246,6 +249,7 @@ def test_drift_warns_when_the_day_differs_from_the_training_window() -> None:
     drifted = feature_drift_vs_training_window(
         model_evaluation={evaluated: {"date": evaluated}},
         trip_features={**window, evaluated: night_of_long_trips},
+        window_days=TRAINING_WINDOW_DAYS,
     )
     assert (drifted.passed, drifted.severity) == (False, WARN)
     assert "on trip_distance" in drifted.description and "on pickup_hour" in drifted.description
@@ -290,7 +294,7 @@ def materialize_day(
 ) -> dg.ExecuteInProcessResult:
     dg.materialize([taxi_zones], resources=resources, instance=instance)
     return dg.materialize(
-        [taxi_zones, raw_trips, trip_features, *asset_checks],
+        [taxi_zones, raw_trips, trip_features, *ASSET_CHECKS],
         selection=dg.AssetSelection.assets(raw_trips, trip_features),
         partition_key=DAY,
         resources=resources,
@@ -373,7 +377,7 @@ def test_a_range_run_checks_every_day_of_its_range_in_one_evaluation_per_check(
 ) -> None:
     dg.materialize([taxi_zones], resources=resources, instance=instance)
     result = dg.materialize(
-        [taxi_zones, raw_trips, trip_features, *asset_checks],
+        [taxi_zones, raw_trips, trip_features, *ASSET_CHECKS],
         selection=dg.AssetSelection.assets(raw_trips, trip_features),
         resources=resources,
         instance=instance,
@@ -403,7 +407,7 @@ def test_a_check_run_on_its_own_checks_the_latest_materialized_day(
     assert materialize_day(resources, instance).success
 
     result = dg.materialize(
-        [taxi_zones, raw_trips, trip_features, *asset_checks],
+        [taxi_zones, raw_trips, trip_features, *ASSET_CHECKS],
         selection=dg.AssetSelection.checks_for_assets(raw_trips),
         resources=resources,
         instance=instance,
@@ -418,7 +422,7 @@ def test_a_check_run_on_its_own_checks_the_latest_materialized_day(
 def test_checks_of_daily_runs_are_daily_and_checks_of_range_runs_are_of_the_asset() -> None:
     partitioned = {
         spec.key.name: spec.partitions_def is not None
-        for checks in asset_checks
+        for checks in ASSET_CHECKS
         for spec in checks.check_specs
     }
     assert partitioned == {

@@ -10,16 +10,15 @@ import dagster as dg
 import mlflow
 import pytest
 
-from ml_assets.assets import features, ingestion, model
 from ml_assets.config import IngestionConfig, TrainingConfig
 from ml_assets.jobs import model_evaluation_job, retrain_job
 from ml_assets.lib.model import ModelParams
-from ml_assets.partitions import TRAINING_WINDOW_DAYS
 from ml_assets.sensors.retrain import evaluate_retrained_model, evaluation_day_after
 from ml_assets.settings import Settings
 from ml_assets_tests.conftest import REPO_ROOT, local_instance, new_local_home
+from ml_assets_tests.graph import TRAINING_WINDOW_DAYS, WITHOUT_PREDICTIONS
 
-ASSETS = dg.load_assets_from_modules([ingestion, features, model])
+ASSETS = WITHOUT_PREDICTIONS
 DAYS = ["2021-01-01", "2021-01-02", "2021-01-03"]
 
 
@@ -45,7 +44,7 @@ def test_defaults_are_the_daily_model() -> None:
     config = TrainingConfig()
 
     assert config.model_params() == ModelParams()
-    assert config.window_days == TRAINING_WINDOW_DAYS
+    assert config.window_days is None  # the whole window the daily loop loads
     assert IngestionConfig().taxi_type_or("green") == "green"
 
 
@@ -59,10 +58,7 @@ def test_every_field_is_described_for_the_launchpad() -> None:
     ("bad", "message"),
     [
         ({"window_days": 0}, "greater than or equal to 1"),
-        (
-            {"window_days": TRAINING_WINDOW_DAYS + 1},
-            f"less than or equal to {TRAINING_WINDOW_DAYS}",
-        ),
+        ({"window_days": 367}, "less than or equal to 366"),
         ({"learning_rate": 0.0}, "greater than 0"),
         ({"max_iter": 0}, "greater than or equal to 1"),
         ({"ridge_alpha": -1.0}, "greater than 0"),
@@ -148,9 +144,10 @@ def test_bad_config_fails_before_training(
     # next run in this process starts a run of its own.
     assert mlflow.active_run() is None
     (failure,) = [event for event in result.all_events if event.is_step_failure]
-    assert "invalid TrainingConfig: window_days: Input should be less than or equal to" in (
-        failure.step_failure_data.error.to_string()
-    )
+    assert (
+        f"invalid TrainingConfig: window_days: {TRAINING_WINDOW_DAYS + 5} is longer than the "
+        f"{TRAINING_WINDOW_DAYS} days the daily loop loads (ML_ASSETS_TRAINING_WINDOW_DAYS)"
+    ) in failure.step_failure_data.error.to_string()
     # A bad launch is not transient: the step's retry policy must not retry it.
     assert not [
         event for event in result.all_events if event.event_type_value == "STEP_UP_FOR_RETRY"

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import dagster as dg
 
+from ml_assets.definitions import build_definitions
+from ml_assets.settings import Settings
+
 SNAPSHOT = Path(__file__).parent / "snapshots" / "definitions.txt"
 
 
@@ -83,12 +86,36 @@ def describe(defs: dg.Definitions) -> str:
 
 
 def test_the_wiring_matches_the_reviewed_snapshot() -> None:
-    from ml_assets.definitions import defs
-
-    current = describe(defs)
+    current = describe(build_definitions(Settings.from_env({"ML_ASSETS_SOURCE": "sample"})))
     if os.environ.get("ML_ASSETS_UPDATE_SNAPSHOT") == "1":
         SNAPSHOT.write_text(current)
     assert current == SNAPSHOT.read_text(), (
         "the definitions changed; if on purpose, regenerate with ML_ASSETS_UPDATE_SNAPSHOT=1 "
         "and review the diff"
     )
+
+
+def test_definitions_are_built_for_two_settings_in_one_process(tmp_path: Path) -> None:
+    first = build_definitions(
+        Settings.from_env({"ML_ASSETS_SOURCE": "sample", "ML_ASSETS_DATA_DIR": str(tmp_path / "a")})
+    )
+    second = build_definitions(
+        Settings.from_env(
+            {
+                "ML_ASSETS_SOURCE": "tlc",
+                "ML_ASSETS_DATA_DIR": str(tmp_path / "b"),
+                "ML_ASSETS_START_DATE": "2023-06-01",
+                "ML_ASSETS_TRAINING_WINDOW_DAYS": "14",
+                "ML_ASSETS_RETRAIN_CRON": "0 7 * * 1",
+            }
+        )
+    )
+    model = dg.AssetKey("duration_model")
+    assert describe(first) == SNAPSHOT.read_text()
+    assert "DailyPartitionsDefinition(start=2023-06-01)" in describe(second)
+    assert "dep trip_features: days -13..+0" in describe(second)
+    assert "schedule training_schedule: 0 7 * * 1 UTC" in describe(second)
+    assert first.get_assets_def(model).partitions_def.start.year == 2021
+    assert first.resources["trip_source"].source == "sample"
+    assert second.resources["trip_source"].source == "tlc"
+    assert first.resources["io_manager"].base_dir == str(tmp_path / "a" / "assets")

@@ -6,14 +6,18 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from ml_assets.assets.features import trip_features
-from ml_assets.assets.ingestion import network_retry, raw_trips, taxi_zones
+from ml_assets.assets.ingestion import network_retry
 from ml_assets.assets.model import mlflow_retry
-from ml_assets.definitions import defs
+from ml_assets.definitions import build_definitions
 from ml_assets.resources.trip_source import TripSource
-from ml_assets.schedules import daily_schedule, training_schedule
 from ml_assets.settings import Settings
+from ml_assets_tests.graph import raw_trips, taxi_zones, trip_features
 from ml_assets_tests.http_fixtures import FileServer
+
+SETTINGS = {"ML_ASSETS_SOURCE": "sample"}
+defs = build_definitions(Settings.from_env(SETTINGS))
+daily_schedule = defs.get_schedule_def("daily_schedule")
+training_schedule = defs.get_schedule_def("training_schedule")
 
 
 def asset_keys(job_name: str) -> set[str]:
@@ -123,8 +127,11 @@ def test_the_training_schedule_trains_the_day_before_once_its_features_exist(
 
 
 def test_the_retraining_cadence_is_a_setting():
-    assert training_schedule.cron_schedule == Settings.from_env({}).retrain_cron == "0 6 * * *"
-    assert Settings.from_env({"ML_ASSETS_RETRAIN_CRON": "0 6 * * 1"}).retrain_cron == "0 6 * * 1"
+    assert training_schedule.cron_schedule == "0 6 * * *"
+    mondays = build_definitions(
+        Settings.from_env({**SETTINGS, "ML_ASSETS_RETRAIN_CRON": "0 6 * * 1"})
+    )
+    assert mondays.get_schedule_def("training_schedule").cron_schedule == "0 6 * * 1"
     with pytest.raises(ValueError, match="ML_ASSETS_RETRAIN_CRON='every day'"):
         Settings.from_env({"ML_ASSETS_RETRAIN_CRON": "every day"})
 

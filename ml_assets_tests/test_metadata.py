@@ -3,18 +3,19 @@
 import dagster as dg
 import polars as pl
 
-from ml_assets.assets import features, ingestion
 from ml_assets.assets.metadata import (
     importance_markdown,
     preview_markdown,
     rmse_comparison_markdown,
     table_metadata,
 )
-from ml_assets.definitions import defs
+from ml_assets.definitions import build_definitions
+from ml_assets.settings import Settings
+from ml_assets_tests.graph import INGESTION_AND_FEATURES
 
 
-def test_every_asset_has_description_owner_kinds_and_tags() -> None:
-    graph = defs.resolve_asset_graph()
+def test_every_asset_has_description_owner_kinds_and_tags(settings: Settings) -> None:
+    graph = build_definitions(settings).resolve_asset_graph()
     keys = graph.get_all_asset_keys()
 
     assert {key.to_user_string() for key in keys} == {
@@ -40,7 +41,7 @@ def test_every_asset_has_description_owner_kinds_and_tags() -> None:
 def test_table_assets_report_rows_schema_and_a_preview_and_declare_their_columns(
     resources: dict[str, object], instance: dg.DagsterInstance
 ) -> None:
-    assets = dg.load_assets_from_modules([ingestion, features])
+    assets = INGESTION_AND_FEATURES
     dg.materialize(assets, selection=["taxi_zones"], resources=resources, instance=instance)
 
     result = dg.materialize(

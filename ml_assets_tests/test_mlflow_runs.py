@@ -11,14 +11,13 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
-from ml_assets.assets import features, ingestion, model
 from ml_assets.jobs import retrain_job
-from ml_assets.partitions import TRAINING_WINDOW_DAYS
 from ml_assets.resources.mlflow import mlflow_tracking
 from ml_assets.settings import Settings
+from ml_assets_tests.graph import TRAINING_WINDOW_DAYS, WITHOUT_PREDICTIONS
 from ml_assets_tests.mlflow_fixtures import refusing_url
 
-ASSETS = dg.load_assets_from_modules([ingestion, features, model])
+ASSETS = WITHOUT_PREDICTIONS
 DAY = "2021-01-01"
 
 

@@ -19,7 +19,6 @@ from dagster_celery.cli import get_validated_config
 from dagster_graphql import DagsterGraphQLClient
 from mlflow import MlflowClient
 
-from ml_assets.assets import ingestion
 from ml_assets.executors import (
     CELERY_APP_SETTINGS,
     DEFAULT_CELERY_BACKEND,
@@ -29,6 +28,7 @@ from ml_assets.executors import (
 )
 from ml_assets.resources import build_resources
 from ml_assets.settings import Settings
+from ml_assets_tests.graph import taxi_zones
 from ml_assets_tests.production_services import (
     CELERY_WORKER_CONFIG,
     PG_HOST,
@@ -217,7 +217,7 @@ def _submit_after_zones(instance: dg.DagsterInstance, stack: dict[str, str], job
     """Materialize the zones every day needs into the stack's storage, then submit `job` for DAY
     to the deployment as a user would (the daemon launches the run); returns its run id."""
     resources = build_resources(_stack_settings(stack))
-    assert dg.materialize([ingestion.taxi_zones], resources=resources, instance=instance).success
+    assert dg.materialize([taxi_zones], resources=resources, instance=instance).success
     client = DagsterGraphQLClient("127.0.0.1", port_number=int(stack["DAGSTER_WEBSERVER_PORT"]))
     return client.submit_job_execution(job, tags={"dagster/partition": DAY})
 

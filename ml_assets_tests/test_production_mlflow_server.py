@@ -9,11 +9,11 @@ import dagster as dg
 import pytest
 from mlflow import MlflowClient
 
-from ml_assets.assets import features, ingestion, model, predictions
 from ml_assets.jobs import ml_loop_job
 from ml_assets.lib.registry import CHAMPION_ALIAS, PROMOTED_ON_TAG, TRAINED_THROUGH_TAG
 from ml_assets.resources import build_resources
 from ml_assets.settings import Settings
+from ml_assets_tests.graph import ASSETS
 from ml_assets_tests.production_services import (
     child_environment,
     free_port,
@@ -26,7 +26,7 @@ from ml_assets_tests.production_services import (
 )
 
 DAYS = ["2021-01-01", "2021-01-02", "2021-01-03"]
-ASSETS = dg.load_assets_from_modules([ingestion, features, model, predictions])
+ASSETS = ASSETS
 
 
 def _run_loop(settings: Settings) -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from ml_assets.assets import ingestion
 from ml_assets.resources import build_resources
 from ml_assets.settings import Settings
+from ml_assets_tests.graph import taxi_zones
 from ml_assets_tests.production_services import (
     child_environment,
     instance_environment,
@@ -77,7 +77,7 @@ def test_daily_loop_and_parallel_backfill_on_postgres(
                     {"ML_ASSETS_SOURCE": "sample", "ML_ASSETS_DATA_DIR": str(data_dir)}
                 )
                 zones = dg.materialize(
-                    [ingestion.taxi_zones],
+                    [taxi_zones],
                     resources=build_resources(settings),
                     instance=instance,
                 )

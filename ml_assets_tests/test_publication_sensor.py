@@ -23,7 +23,8 @@ from ml_assets.lib.publication import (
 )
 from ml_assets.lib.sample_source import sample_raw_trips
 from ml_assets.resources.trip_source import TripSource
-from ml_assets.sensors.publication import FILE_VERSION_TAG, tlc_publication_sensor
+from ml_assets.sensors.publication import FILE_VERSION_TAG, build_publication_sensor
+from ml_assets_tests.graph import DAYS
 from ml_assets_tests.http_fixtures import FileServer, LoopbackHTTPServer
 
 JANUARY = "green_tripdata_2021-01.parquet"
@@ -44,7 +45,7 @@ def tlc_source(base_url: str, cache_dir: Path) -> TripSource:
 
 def evaluate(source: TripSource, cursor: str | None = None):
     with dg.build_sensor_context(cursor=cursor, resources={"trip_source": source}) as context:
-        return tlc_publication_sensor.evaluate_tick(context)
+        return build_publication_sensor(DAYS).evaluate_tick(context)
 
 
 @pytest.fixture

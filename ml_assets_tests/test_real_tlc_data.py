@@ -16,13 +16,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from ml_assets.assets import features, ingestion
 from ml_assets.lib.features import build_trip_features
 from ml_assets.lib.model import ModelParams, regression_metrics, train_model
 from ml_assets.lib.trip_schema import normalize_trips
 from ml_assets.resources import build_resources
 from ml_assets.settings import Settings
 from ml_assets_tests.conftest import SHARED_TLC_DIR
+from ml_assets_tests.graph import INGESTION_AND_FEATURES
 from ml_assets_tests.http_fixtures import FileServer
 
 JANUARY_FILE = "green_tripdata_2021-01.parquet"
@@ -109,7 +109,7 @@ def independent_counts(path: Path, day: date) -> tuple[int, int]:
 def test_raw_trips_and_features_of_a_january_day_match_the_file(
     served: Served, instance: dg.DagsterInstance
 ) -> None:
-    assets = dg.load_assets_from_modules([ingestion, features])
+    assets = INGESTION_AND_FEATURES
     resources = build_resources(served.settings)
     dg.materialize(assets, selection=["taxi_zones"], resources=resources, instance=instance)
 

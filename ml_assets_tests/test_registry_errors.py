@@ -13,14 +13,14 @@ import dagster as dg
 import pytest
 from mlflow import MlflowClient
 
-from ml_assets.assets import features, ingestion, model
 from ml_assets.lib.registry import CHAMPION_ALIAS, PROMOTED_ON_TAG
 from ml_assets.resources import build_resources
 from ml_assets.resources.mlflow import ModelRegistryResource
 from ml_assets.settings import Settings
+from ml_assets_tests.graph import WITHOUT_PREDICTIONS
 from ml_assets_tests.mlflow_fixtures import FailingProxy, mlflow_server
 
-ASSETS = dg.load_assets_from_modules([ingestion, features, model])
+ASSETS = WITHOUT_PREDICTIONS
 HANG_GUARD_SECONDS = 120
 
 

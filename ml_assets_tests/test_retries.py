@@ -14,12 +14,11 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from ml_assets.assets.features import trip_features
-from ml_assets.assets.ingestion import raw_trips, taxi_zones
 from ml_assets.lib.sample_source import sample_raw_trips, sample_zones
 from ml_assets.resources import build_resources
 from ml_assets.resources.trip_source import TripSource
 from ml_assets.settings import Settings
+from ml_assets_tests.graph import raw_trips, taxi_zones, trip_features
 from ml_assets_tests.http_fixtures import FileServer
 
 JANUARY_FILE = "green_tripdata_2021-01.parquet"

@@ -31,7 +31,7 @@ from ml_assets.lib.run_health import (
 from ml_assets.resources.notifier import Notifier
 from ml_assets.run_process import recording_run_process
 from ml_assets.sensors.stuck_runs import stuck_run_monitor_sensor, waiting_run_alert_sensor
-from ml_assets.settings import SettingsError
+from ml_assets.settings import Settings, SettingsError
 from ml_assets_tests.alert_receivers import WebhookServer, webhook_server
 from ml_assets_tests.conftest import REPO_ROOT, local_instance, new_local_home
 
@@ -97,17 +97,18 @@ def test_a_process_is_alive_gone_or_elsewhere(tmp_path: Path) -> None:
     assert verdict.liveness == Liveness.gone and "restarted" in verdict.reason
 
 
-def test_wait_limits_come_from_the_environment() -> None:
-    assert WaitLimits.from_env({}) == WaitLimits(60.0, 60.0)
-    assert WaitLimits.from_env(
+def test_wait_limits_are_settings() -> None:
+    defaults = Settings.from_env({})
+    assert (defaults.queued_alert_minutes, defaults.pool_wait_alert_minutes) == (60.0, 60.0)
+    chosen = Settings.from_env(
         {"ML_ASSETS_QUEUED_ALERT_MINUTES": "15", "ML_ASSETS_POOL_WAIT_ALERT_MINUTES": "2.5"}
-    ) == WaitLimits(15.0, 2.5)
+    )
+    assert (chosen.queued_alert_minutes, chosen.pool_wait_alert_minutes) == (15.0, 2.5)
     for bad in ("0", "-3", "soon", "inf"):
         with pytest.raises(SettingsError) as raised:
-            WaitLimits.from_env({"ML_ASSETS_QUEUED_ALERT_MINUTES": bad})
+            Settings.from_env({"ML_ASSETS_QUEUED_ALERT_MINUTES": bad})
         assert str(raised.value) == (
-            f"ML_ASSETS_QUEUED_ALERT_MINUTES={bad!r}: expected a positive number of minutes, "
-            "such as 60"
+            f"ML_ASSETS_QUEUED_ALERT_MINUTES={bad!r}: expected a positive number, such as 60"
         )
 
 

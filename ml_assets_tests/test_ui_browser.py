@@ -16,6 +16,7 @@ import pytest
 
 from ml_assets_tests.conftest import REPO_ROOT, local_instance, new_local_home
 from ml_assets_tests.dagster_dev import running_dagster_dev
+from ml_assets_tests.graph import WITHOUT_PREDICTIONS
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 README_IMAGES = REPO_ROOT / "docs" / "images"
@@ -52,11 +53,10 @@ def _require_chromium() -> None:
 
 def _seed(home: Path, env: dict[str, str]) -> None:
     """Materialize a model and its evaluation, in-process, into the instance dagster dev shows."""
-    from ml_assets.assets import features, ingestion, model
     from ml_assets.resources import build_resources
     from ml_assets.settings import Settings
 
-    assets = dg.load_assets_from_modules([ingestion, features, model])
+    assets = WITHOUT_PREDICTIONS
     resources = build_resources(Settings.from_env(env))
     with local_instance(home) as instance:
         dg.materialize(assets, selection=["taxi_zones"], resources=resources, instance=instance)
@@ -145,9 +145,12 @@ def _screenshot(page, name: str, readme: bool = False) -> None:
 
 
 def _expected_edges() -> set[tuple[str, str]]:
-    from ml_assets.definitions import defs
+    from ml_assets.definitions import build_definitions
+    from ml_assets.settings import Settings
 
-    graph = defs.resolve_asset_graph()
+    graph = build_definitions(
+        Settings.from_env({"ML_ASSETS_SOURCE": "sample"})
+    ).resolve_asset_graph()
     return {
         (parent.to_user_string(), key.to_user_string())
         for key in graph.get_all_asset_keys()

@@ -13,23 +13,13 @@ from ml_assets.lib.features import (
     cleaning_summary,
 )
 from ml_assets.lib.fingerprint import fingerprint, frame_fingerprint
-from ml_assets.partitions import daily_partitions
+from ml_assets.partitions import DailyPartitioning
 from ml_assets.resources.parquet_io_manager import PartitionedFileIOManager
 
 TRIP_FEATURES_CODE_VERSION = "1"
 """Bump when the features change: every partition is rebuilt, and models downstream go stale."""
 
 
-@dg.asset(
-    group_name="features",
-    partitions_def=daily_partitions,
-    kinds={"polars", "parquet"},
-    code_version=TRIP_FEATURES_CODE_VERSION,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    owners=["team:ml-platform"],
-    tags={"domain": "nyc_taxi", "stage": "features"},
-    metadata={"dagster/column_schema": column_schema(FEATURE_SCHEMA)},
-)
 def trip_features(
     context: dg.AssetExecutionContext,
     raw_trips: dict[str, pl.LazyFrame],
@@ -107,3 +97,18 @@ def _build_trip_features(
             **{f"run/cleaning/{name}": number for name, number in run_summary.items()},
         },
     )
+
+
+def features_assets(days: DailyPartitioning) -> list[dg.AssetsDefinition]:
+    """The daily features, partitioned by the days of `days`."""
+    return [
+        dg.asset(
+            group_name="features",
+            partitions_def=days.partitions,
+            kinds={"polars", "parquet"},
+            code_version=TRIP_FEATURES_CODE_VERSION,
+            backfill_policy=dg.BackfillPolicy.single_run(),
+            tags={"stage": "features"},
+            metadata={"dagster/column_schema": column_schema(FEATURE_SCHEMA)},
+        )(trip_features),
+    ]

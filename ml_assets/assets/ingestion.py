@@ -10,7 +10,7 @@ from ml_assets.config import IngestionConfig
 from ml_assets.failures import failing_without_retries
 from ml_assets.lib.fingerprint import fingerprint, frame_fingerprint
 from ml_assets.lib.trip_schema import TRIP_SCHEMA
-from ml_assets.partitions import daily_partitions
+from ml_assets.partitions import DailyPartitioning
 from ml_assets.resources.parquet_io_manager import PartitionedFileIOManager
 from ml_assets.resources.trip_source import TripSource
 
@@ -26,18 +26,10 @@ published (HTTP 404), a file that is not parquet or breaks the trip schema, a ba
 refused request, a cache or data folder the step may not write. So does a run told to stop.
 """
 
-RAW_TRIPS_CODE_VERSION = "1"
+RAW_TRIPS_CODE_VERSION = "2"
 """Bump when `raw_trips` computes different rows from the same source: every partition reruns."""
 
 
-@dg.asset(
-    group_name=INGESTION_GROUP,
-    kinds={"polars", "parquet"},
-    code_version="1",
-    retry_policy=network_retry,
-    owners=["team:ml-platform"],
-    tags={"domain": "nyc_taxi", "stage": "ingest"},
-)
 def taxi_zones(trip_source: TripSource) -> dg.MaterializeResult:
     """NYC TLC taxi zones: LocationID, Borough, Zone and service zone of every pickup/drop-off ID.
 
@@ -59,17 +51,6 @@ def taxi_zones(trip_source: TripSource) -> dg.MaterializeResult:
     )
 
 
-@dg.asset(
-    group_name=INGESTION_GROUP,
-    partitions_def=daily_partitions,
-    kinds={"polars", "parquet"},
-    code_version=RAW_TRIPS_CODE_VERSION,
-    retry_policy=network_retry,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    owners=["team:ml-platform"],
-    tags={"domain": "nyc_taxi", "stage": "ingest"},
-    metadata={"dagster/column_schema": column_schema(TRIP_SCHEMA)},
-)
 def raw_trips(
     context: dg.AssetExecutionContext,
     trip_source: TripSource,
@@ -164,3 +145,26 @@ def _materialize_raw_trips(
             "taxi_type": taxi_type,
         },
     )
+
+
+def ingestion_assets(days: DailyPartitioning) -> list[dg.AssetsDefinition]:
+    """The zone lookup and the daily raw trips, partitioned by the days of `days`."""
+    return [
+        dg.asset(
+            group_name=INGESTION_GROUP,
+            kinds={"polars", "parquet"},
+            code_version="1",
+            retry_policy=network_retry,
+            tags={"stage": "ingest"},
+        )(taxi_zones),
+        dg.asset(
+            group_name=INGESTION_GROUP,
+            partitions_def=days.partitions,
+            kinds={"polars", "parquet"},
+            code_version=RAW_TRIPS_CODE_VERSION,
+            retry_policy=network_retry,
+            backfill_policy=dg.BackfillPolicy.single_run(),
+            tags={"stage": "ingest"},
+            metadata={"dagster/column_schema": column_schema(TRIP_SCHEMA)},
+        )(raw_trips),
+    ]

@@ -17,13 +17,14 @@ from ml_assets.failures import failing_without_retries
 from ml_assets.lib.features import TARGET
 from ml_assets.lib.model_params import ALL_FEATURES
 from ml_assets.lib.registry import TRAINED_THROUGH_TAG, RegisteredModel
-from ml_assets.partitions import daily_partitions, previous_day, training_window, window_and_day
+from ml_assets.partitions import DailyPartitioning, window_days
 from ml_assets.resources.mlflow import MlflowTracking, ModelRegistryResource
 
 if TYPE_CHECKING:
     from ml_assets.lib.model import TrainedModel
 
 MODEL_GROUP = "model"
+TRIP_FEATURES = dg.AssetKey("trip_features")
 MLFLOW_MODEL_NAME = "model"
 
 mlflow_retry = dg.RetryPolicy(
@@ -59,19 +60,6 @@ def _validation_split(features: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFram
     return features[:cut], features[cut:]
 
 
-@dg.asset(
-    group_name=MODEL_GROUP,
-    partitions_def=daily_partitions,
-    ins={"trip_features": dg.AssetIn(partition_mapping=training_window)},
-    kinds={"scikit-learn", "mlflow"},
-    code_version="1",
-    retry_policy=mlflow_retry,
-    # One training at a time on a small machine, however many days a backfill asks for
-    # (deploy/dagster.yaml: pools without their own limit run one step at a time).
-    pool="training",
-    owners=["team:ml-platform"],
-    tags={"domain": "nyc_taxi", "stage": "train"},
-)
 def duration_model(
     context: dg.AssetExecutionContext,
     trip_features: pl.LazyFrame,
@@ -101,12 +89,21 @@ def duration_model(
     day = context.partition_key
     params = config.model_params()
     # The partition mapping loads the longest window; the run config may ask for fewer days.
-    first_day = date.fromisoformat(day) - timedelta(days=config.window_days - 1)
+    loaded_days = window_days(context.assets_def.get_partition_mapping(TRIP_FEATURES))
+    if config.window_days is not None and config.window_days > loaded_days:
+        raise dg.Failure(
+            description=(
+                f"invalid TrainingConfig: window_days: {config.window_days} is longer than the "
+                f"{loaded_days} days the daily loop loads (ML_ASSETS_TRAINING_WINDOW_DAYS)"
+            ),
+            allow_retries=False,
+        )
+    training_days = config.window_days or loaded_days
+    first_day = date.fromisoformat(day) - timedelta(days=training_days - 1)
     features = trip_features.filter(pl.col("pickup_datetime").dt.date() >= first_day).collect()
     if features.height == 0:
         raise ValueError(
-            f"partition {day}: the {config.window_days}-day training window holds no "
-            "trip_features rows"
+            f"partition {day}: the {training_days}-day training window holds no trip_features rows"
         )
     window = features["pickup_datetime"].dt.date()
     window_start, window_end = str(window.min()), str(window.max())
@@ -131,7 +128,7 @@ def duration_model(
             mlflow_tracking.log_params(
                 {
                     **params.as_mlflow_params(),
-                    "window_days": str(config.window_days),
+                    "window_days": str(training_days),
                     "window_start": window_start,
                     "window_end": window_end,
                 }
@@ -167,7 +164,7 @@ def duration_model(
             "window_end": window_end,
             "metrics": metrics,
             "params": params.as_mlflow_params(),
-            "window_days": config.window_days,
+            "window_days": training_days,
         },
         metadata={
             "dagster/row_count": features.height,
@@ -187,7 +184,7 @@ def duration_model(
             "fit_seconds": model.fit_seconds,
             "model_family": params.family,
             "feature_groups": ", ".join(params.feature_groups),
-            "window_days": config.window_days,
+            "window_days": training_days,
             "params": dg.MetadataValue.json(params.as_mlflow_params()),
             "feature_importance": dg.MetadataValue.json(importances),
             "feature_importance_chart": dg.MetadataValue.md(importance_markdown(importances)),
@@ -233,20 +230,6 @@ def _log_and_register(
     return registry.version(version)
 
 
-@dg.asset(
-    group_name=MODEL_GROUP,
-    partitions_def=daily_partitions,
-    ins={
-        "duration_model": dg.AssetIn(partition_mapping=previous_day),
-        "trip_features": dg.AssetIn(partition_mapping=window_and_day),
-    },
-    kinds={"scikit-learn", "mlflow"},
-    code_version="1",
-    retry_policy=mlflow_retry,
-    output_required=False,
-    owners=["team:ml-platform"],
-    tags={"domain": "nyc_taxi", "stage": "evaluate"},
-)
 def model_evaluation(
     context: dg.AssetExecutionContext,
     duration_model: dict[str, dict[str, Any]],
@@ -337,3 +320,34 @@ def model_evaluation(
             ),
         },
     )
+
+
+def model_assets(days: DailyPartitioning) -> list[dg.AssetsDefinition]:
+    """The daily model and its evaluation, over the days and windows of `days`."""
+    return [
+        dg.asset(
+            group_name=MODEL_GROUP,
+            partitions_def=days.partitions,
+            ins={"trip_features": dg.AssetIn(partition_mapping=days.training_window)},
+            kinds={"scikit-learn", "mlflow"},
+            code_version="1",
+            retry_policy=mlflow_retry,
+            # One training at a time on a small machine, however many days a backfill asks for
+            # (deploy/dagster.yaml: pools without their own limit run one step at a time).
+            pool="training",
+            tags={"stage": "train"},
+        )(duration_model),
+        dg.asset(
+            group_name=MODEL_GROUP,
+            partitions_def=days.partitions,
+            ins={
+                "duration_model": dg.AssetIn(partition_mapping=days.previous_day),
+                "trip_features": dg.AssetIn(partition_mapping=days.window_and_day),
+            },
+            kinds={"scikit-learn", "mlflow"},
+            code_version="1",
+            retry_policy=mlflow_retry,
+            output_required=False,
+            tags={"stage": "evaluate"},
+        )(model_evaluation),
+    ]

@@ -17,7 +17,6 @@ records one data version and one input provenance for all its partitions, and Da
 a requested partition by itself.
 """
 
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,9 +25,6 @@ import dagster as dg
 import polars as pl
 
 from ml_assets.resources.parquet_io_manager import KEEP_STORED, PartitionedFileIOManager, Stamped
-
-# BackfillPolicy is marked beta; raw_trips and trip_features rely on its single-run policy.
-warnings.filterwarnings("ignore", message=".*backfill_policy.*")
 
 CACHE_KEY = "cache_key"
 CACHED = "cached"

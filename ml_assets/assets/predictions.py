@@ -9,19 +9,10 @@ from ml_assets.assets.metadata import table_metadata
 from ml_assets.assets.model import mlflow_retry
 from ml_assets.lib.model_params import ALL_FEATURES
 from ml_assets.lib.registry import RegisteredModel
-from ml_assets.partitions import daily_partitions
+from ml_assets.partitions import DailyPartitioning
 from ml_assets.resources.mlflow import ModelRegistryResource
 
 
-@dg.asset(
-    group_name="predictions",
-    partitions_def=daily_partitions,
-    kinds={"scikit-learn", "polars", "parquet"},
-    code_version="1",
-    retry_policy=mlflow_retry,  # the champion is loaded from the MLflow registry
-    owners=["team:ml-platform"],
-    tags={"domain": "nyc_taxi", "stage": "serve"},
-)
 def trip_duration_predictions(
     context: dg.AssetExecutionContext,
     trip_features: pl.DataFrame,
@@ -60,3 +51,17 @@ def trip_duration_predictions(
             "mean_predicted_min": float(predictions["predicted_duration_min"].mean() or 0.0),
         },
     )
+
+
+def predictions_assets(days: DailyPartitioning) -> list[dg.AssetsDefinition]:
+    """The daily predictions, partitioned by the days of `days`."""
+    return [
+        dg.asset(
+            group_name="predictions",
+            partitions_def=days.partitions,
+            kinds={"scikit-learn", "polars", "parquet"},
+            code_version="1",
+            retry_policy=mlflow_retry,  # the champion is loaded from the MLflow registry
+            tags={"stage": "serve"},
+        )(trip_duration_predictions),
+    ]

@@ -159,47 +159,17 @@ def dead_run_message(identity: ProcessIdentity, reason: str, started_at: datetim
 
 # --- waiting too long -------------------------------------------------------------------------
 
-QUEUED_ALERT_MINUTES_ENV_VAR = "ML_ASSETS_QUEUED_ALERT_MINUTES"
-POOL_WAIT_ALERT_MINUTES_ENV_VAR = "ML_ASSETS_POOL_WAIT_ALERT_MINUTES"
-DEFAULT_QUEUED_ALERT_MINUTES = 60.0
-DEFAULT_POOL_WAIT_ALERT_MINUTES = 60.0
-
 
 @dataclass(frozen=True)
 class WaitLimits:
-    """How long a run may wait in the queue, and a step on a pool, before it is announced."""
+    """How long a run may wait in the queue, and a step on a pool, before it is announced.
 
-    queued_minutes: float = DEFAULT_QUEUED_ALERT_MINUTES
-    pool_minutes: float = DEFAULT_POOL_WAIT_ALERT_MINUTES
+    From `ML_ASSETS_QUEUED_ALERT_MINUTES` and `ML_ASSETS_POOL_WAIT_ALERT_MINUTES` (see
+    `ml_assets.settings`).
+    """
 
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> WaitLimits:
-        """`ML_ASSETS_QUEUED_ALERT_MINUTES` and `ML_ASSETS_POOL_WAIT_ALERT_MINUTES` (default 60)."""
-        env = os.environ if environ is None else environ
-        return cls(
-            queued_minutes=_minutes(
-                env, QUEUED_ALERT_MINUTES_ENV_VAR, DEFAULT_QUEUED_ALERT_MINUTES
-            ),
-            pool_minutes=_minutes(
-                env, POOL_WAIT_ALERT_MINUTES_ENV_VAR, DEFAULT_POOL_WAIT_ALERT_MINUTES
-            ),
-        )
-
-
-def _minutes(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name) or ""
-    if not raw.strip():
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value > 0 or value == float("inf"):
-        # Imported here: the settings module pulls in the TLC client, which this module needs not.
-        from ml_assets.settings import SettingsError
-
-        raise SettingsError(f"{name}={raw!r}: expected a positive number of minutes, such as 60")
-    return value
+    queued_minutes: float = 60.0
+    pool_minutes: float = 60.0
 
 
 @dataclass(frozen=True)

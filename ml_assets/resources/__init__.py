@@ -21,18 +21,23 @@ def build_resources(settings: Settings) -> dict[str, object]:
             base_url=settings.tlc_base_url,
             zone_lookup_url=settings.tlc_zone_lookup_url,
             cache_dir=str(settings.cache_dir),
+            connect_timeout_seconds=settings.tlc_connect_timeout_seconds,
+            read_timeout_seconds=settings.tlc_read_timeout_seconds,
+            deadline_seconds=settings.tlc_deadline_seconds,
         ),
         "mlflow_tracking": mlflow_tracking.configured(
             {
                 "experiment_name": settings.mlflow_experiment,
                 "mlflow_tracking_uri": settings.mlflow_tracking_uri,
                 "artifact_location": settings.mlflow_artifact_location,
+                "server_deadline_seconds": settings.mlflow_deadline_seconds,
             }
         ),
         "model_registry": ModelRegistryResource(
             tracking_uri=settings.mlflow_tracking_uri,
             model_name=settings.model_name,
             ui_url=settings.mlflow_ui_url,
+            server_deadline_seconds=settings.mlflow_deadline_seconds,
         ),
         "notifier": Notifier(
             # An EnvVar keeps the URLs (they hold tokens and passwords) out of the UI and the

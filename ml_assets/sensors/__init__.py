@@ -1,13 +1,26 @@
-"""Sensors: new TLC publications, and messages on success and failure."""
+"""Sensors: new TLC publications, retrained models, messages on success and failure, stuck runs."""
 
 import dagster as dg
 
-from ml_assets.sensors.alerts import alert_sensors
-from ml_assets.sensors.publication import tlc_publication_sensor
+from ml_assets.lib.run_health import WaitLimits
+from ml_assets.partitions import DailyPartitioning
+from ml_assets.sensors.alerts import build_alert_sensors
+from ml_assets.sensors.publication import build_publication_sensor
 from ml_assets.sensors.retrain import evaluate_retrained_model
+from ml_assets.sensors.stuck_runs import run_health_sensors
+from ml_assets.settings import Settings
 
-sensors: list[dg.SensorDefinition] = [
-    tlc_publication_sensor,
-    evaluate_retrained_model,
-    *alert_sensors,
-]
+
+def build_sensors(settings: Settings, days: DailyPartitioning) -> list[dg.SensorDefinition]:
+    """Every sensor of the code location, configured from `settings`."""
+    return [
+        build_publication_sensor(days),
+        evaluate_retrained_model,
+        *build_alert_sensors(settings),
+        *run_health_sensors(
+            WaitLimits(
+                queued_minutes=settings.queued_alert_minutes,
+                pool_minutes=settings.pool_wait_alert_minutes,
+            )
+        ),
+    ]

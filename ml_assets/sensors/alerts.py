@@ -19,14 +19,7 @@ from ml_assets.sensors.quality_alerts import build_model_quality_regression_aler
 from ml_assets.sensors.success_alerts import run_success_alert
 from ml_assets.settings import Settings
 
-__all__ = [
-    "alert_sensors",
-    "build_alert_sensors",
-    "failed_check_alert",
-    "model_quality_regression_alert",
-    "run_failure_alert",
-    "run_success_alert",
-]
+__all__ = ["build_alert_sensors", "failed_check_alert", "run_failure_alert", "run_success_alert"]
 
 
 def build_alert_sensors(settings: Settings) -> list[dg.SensorDefinition]:
@@ -41,8 +34,3 @@ def build_alert_sensors(settings: Settings) -> list[dg.SensorDefinition]:
             trailing_days=settings.rmse_trailing_days,
         ),
     ]
-
-
-# Read when the code location loads, as the other modules' settings are (see `settings.py`).
-alert_sensors: list[dg.SensorDefinition] = build_alert_sensors(Settings.from_env())
-model_quality_regression_alert: dg.SensorDefinition = alert_sensors[-1]

@@ -1,6 +1,7 @@
 """The TLC publication sensor: ingest a month as soon as TLC publishes (or replaces) its file."""
 
 import calendar
+import inspect
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
@@ -15,16 +16,17 @@ from ml_assets.lib.publication import (
     scan_publications,
 )
 from ml_assets.lib.tlc_client import month_file_name
-from ml_assets.partitions import daily_partitions
+from ml_assets.partitions import DailyPartitioning
 from ml_assets.resources.trip_source import TripSource
 
 PUBLICATION_CHECK_INTERVAL_SECONDS = 6 * 60 * 60
 FILE_VERSION_TAG = "ml_assets/tlc_file_version"
 
 
-def month_partition_range(month: date, now: datetime) -> tuple[str, str] | None:
-    """The first and last daily partition of `month` that exist at `now` (None if none do)."""
-    first = max(month, daily_partitions.start.date())
+def month_partition_range(month: date, now: datetime, first_day: date) -> tuple[str, str] | None:
+    """The first and last daily partition of `month` that exist at `now`, the partitions starting
+    on `first_day` (None if none do)."""
+    first = max(month, first_day)
     last_day = month.replace(day=calendar.monthrange(month.year, month.month)[1])
     # Daily partitions end with the last complete day.
     last = min(last_day, now.date() - timedelta(days=1))
@@ -33,13 +35,8 @@ def month_partition_range(month: date, now: datetime) -> tuple[str, str] | None:
     return first.isoformat(), last.isoformat()
 
 
-@dg.sensor(
-    job=ingestion_job,
-    minimum_interval_seconds=PUBLICATION_CHECK_INTERVAL_SECONDS,
-    default_status=dg.DefaultSensorStatus.STOPPED,
-)
-def tlc_publication_sensor(
-    context: dg.SensorEvaluationContext, trip_source: TripSource
+def publication_tick(
+    context: dg.SensorEvaluationContext, trip_source: TripSource, first_day: date
 ) -> dg.SensorResult | dg.SkipReason:
     """Watches TLC for month files that are new or changed, and ingests each such month in one run.
 
@@ -56,14 +53,14 @@ def tlc_publication_sensor(
             "watched. Set ML_ASSETS_SOURCE=tlc to ingest months as TLC publishes them."
         )
     now = datetime.now(UTC)
-    months = months_between(daily_partitions.start.date(), now.date())
+    months = months_between(first_day, now.date())
     seen = parse_seen(context.cursor)
     client = trip_source.client()
     scan = scan_publications(client, trip_source.taxi_type, months, seen)
 
     run_requests = []
     for found in scan.new_or_changed:
-        partition_range = month_partition_range(found.month, now)
+        partition_range = month_partition_range(found.month, now, first_day)
         if partition_range is None:
             continue
         # Also for a month this sensor has not seen before: a copy cached by an earlier run may
@@ -102,3 +99,20 @@ def tlc_publication_sensor(
             f"(watching {month_id(trip_source.taxi_type, months[0])}..{months[-1]:%Y-%m})"
         )
     return dg.SensorResult(skip_reason=reason, cursor=cursor)
+
+
+def build_publication_sensor(days: DailyPartitioning) -> dg.SensorDefinition:
+    """`tlc_publication_sensor`, watching the months from the first of `days`' partitions."""
+
+    @dg.sensor(
+        job=ingestion_job,
+        minimum_interval_seconds=PUBLICATION_CHECK_INTERVAL_SECONDS,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        description=inspect.cleandoc(publication_tick.__doc__ or ""),
+    )
+    def tlc_publication_sensor(
+        context: dg.SensorEvaluationContext, trip_source: TripSource
+    ) -> dg.SensorResult | dg.SkipReason:
+        return publication_tick(context, trip_source, days.partitions.start.date())
+
+    return tlc_publication_sensor

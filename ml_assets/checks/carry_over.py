@@ -13,9 +13,9 @@ import functools
 import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from ml_assets.assets.partition_cache import CACHED, COMPUTED_IN_RUN
 from ml_assets.lib.fingerprint import fingerprint
@@ -24,8 +24,10 @@ from ml_assets.resources.parquet_io_manager import PartitionedFileIOManager
 INPUTS_FINGERPRINT = "inputs_fingerprint"
 
 CHECK_CODE_MODULES = (
-    "ml_assets.checks",
-    "ml_assets.check_cache",
+    "ml_assets.checks.raw_trips",
+    "ml_assets.checks.trip_features",
+    "ml_assets.checks.results",
+    "ml_assets.checks.carry_over",
     "ml_assets.lib.quality",
     "ml_assets.lib.schemas",
     "ml_assets.lib.trip_schema",
@@ -63,6 +65,16 @@ def inputs_fingerprint(
     return fingerprint(*parts)
 
 
+COMPLETED = frozenset({"SUCCEEDED", "FAILED"})
+"""Statuses of a check execution that produced a result (not planned, running or skipped)."""
+
+
+def _latest_completed(instance: dg.DagsterInstance, check_key: dg.AssetCheckKey) -> Any:
+    """The latest execution of `check_key` that produced a result, if any of the last few did."""
+    history = instance.event_log_storage.get_asset_check_execution_history(check_key, limit=5)
+    return next((record for record in history if record.status.value in COMPLETED), None)
+
+
 def carried_results(
     instance: dg.DagsterInstance, check_keys: Sequence[dg.AssetCheckKey], inputs: str | None
 ) -> list[dg.AssetCheckResult] | None:
@@ -71,15 +83,8 @@ def carried_results(
         return None
     carried = []
     for check_key in check_keys:
-        latest = instance.event_log_storage.get_asset_check_execution_history(
-            check_key,
-            limit=1,
-            status={
-                AssetCheckExecutionRecordStatus.SUCCEEDED,
-                AssetCheckExecutionRecordStatus.FAILED,
-            },
-        )
-        event = latest[0].event if latest else None
+        latest = _latest_completed(instance, check_key)
+        event = latest.event if latest else None
         evaluation = (
             event.dagster_event.event_specific_data if event and event.dagster_event else None
         )
@@ -99,7 +104,7 @@ def carried_results(
                 metadata={
                     **evaluation.metadata,
                     CACHED: True,
-                    COMPUTED_IN_RUN: computed_in.value if computed_in else latest[0].run_id,
+                    COMPUTED_IN_RUN: computed_in.value if computed_in else latest.run_id,
                 },
             )
         )
