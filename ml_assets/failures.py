@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from ml_assets.lib.tlc_client import CorruptFileError, MonthNotPublishedError, RequestRejectedError
+from ml_assets.lib.tlc_errors import CorruptFileError, MonthNotPublishedError, RequestRejectedError
 from ml_assets.lib.trip_schema import TripSchemaError
 
 PERMANENT_ERRORS: tuple[type[BaseException], ...] = (

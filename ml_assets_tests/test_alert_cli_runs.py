@@ -109,7 +109,7 @@ def test_a_run_failing_under_the_dagster_cli_is_announced_once(
             f"**Job:** {job}",
             f"**Partition:** {DAY}",
             "**Failed step:** raw_trips",
-            "**Error:** ml_assets.lib.tlc_client.MonthNotPublishedError: "
+            "**Error:** ml_assets.lib.tlc_errors.MonthNotPublishedError: "
             f"{tlc_server.url(MONTH_FILE)} does not exist (HTTP 404): TLC has not "
             "published this file yet, or the taxi type or month is wrong",
             f"**Run:** {run.run_id}",

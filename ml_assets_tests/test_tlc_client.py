@@ -13,16 +13,16 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from ml_assets.lib.tlc_client import (
+from ml_assets.lib.tlc_client import TLCClient, sha256_of
+from ml_assets.lib.tlc_errors import (
     CorruptFileError,
     DeadlineExceededError,
     MonthNotPublishedError,
     RequestRejectedError,
-    TLCClient,
     TLCError,
     TransientTLCError,
-    sha256_of,
 )
+from ml_assets.lib.tlc_http import HttpLimits
 from ml_assets.lib.trip_schema import TRIP_SCHEMA, TripSchemaError
 from ml_assets.resources.trip_source import TripSource
 from ml_assets_tests.http_fixtures import FileServer, ScriptedResponse
@@ -166,7 +166,7 @@ def test_retries_back_off_exponentially_with_jitter(
     tlc_server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     waits: list[float] = []
-    monkeypatch.setattr("ml_assets.lib.tlc_client.time.sleep", waits.append)
+    monkeypatch.setattr("ml_assets.lib.tlc_http.time.sleep", waits.append)
     tlc_server.add_file(JANUARY_FILE, parquet_bytes(tlc_month()))
     tlc_server.script(JANUARY_FILE, [503, 502, 504])
     client = make_client(tlc_server, tmp_path / "cache", max_attempts=4, backoff_seconds=2.0)
@@ -715,14 +715,10 @@ def test_trip_source_passes_its_network_settings_to_the_client(tmp_path: Path) -
         deadline_seconds=42,
     ).client()
 
-    assert (
-        client.connect_timeout_seconds,
-        client.read_timeout_seconds,
-        client.deadline_seconds,
-    ) == (3, 7, 42)
+    assert client.http.limits == HttpLimits(
+        connect_timeout_seconds=3, read_timeout_seconds=7, deadline_seconds=42
+    )
     defaults = TripSource(source="tlc", cache_dir=str(tmp_path)).client()
-    assert (
-        defaults.connect_timeout_seconds,
-        defaults.read_timeout_seconds,
-        defaults.deadline_seconds,
-    ) == (10, 30, 300)
+    assert defaults.http.limits == HttpLimits(
+        connect_timeout_seconds=10, read_timeout_seconds=30, deadline_seconds=300
+    )

@@ -12,7 +12,8 @@ import json
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from ml_assets.lib.tlc_client import MonthNotPublishedError, RemoteFileInfo, TLCClient, TLCError
+from ml_assets.lib.tlc_client import RemoteFileInfo, TLCClient
+from ml_assets.lib.tlc_errors import MonthNotPublishedError, TLCError
 
 
 def months_between(first: date, last: date) -> list[date]:

@@ -11,19 +11,15 @@ checks is dropped (`reject_cached_month`), so the next read downloads it again. 
 fetched again on request (`fetch_month(..., refetch=True)`); the old copy is replaced only by a new
 one that passed the checks.
 
-Every request has a connect timeout, a read timeout (per socket read) and a total deadline across
-its attempts; transient failures (timeouts, connection resets, 5xx, 429) are retried with
-exponential backoff and jitter (tenacity) until the attempts or the deadline run out. Nothing here
-catches `KeyboardInterrupt` or other `BaseException`s: a run told to stop stops.
+Requests go through `ml_assets.lib.tlc_http` (timeouts, a total deadline, retries of what may
+pass); what can go wrong is in `ml_assets.lib.tlc_errors`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import random
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -31,59 +27,29 @@ from typing import TypeVar
 
 import polars as pl
 import requests
-import tenacity
-import urllib3
 
 from ml_assets.lib.storage import atomic_write
+from ml_assets.lib.tlc_errors import (
+    CorruptFileError,
+    MonthNotPublishedError,
+    RequestRejectedError,
+)
+from ml_assets.lib.tlc_http import (
+    DEFAULT_CONNECT_TIMEOUT_SECONDS,
+    DEFAULT_DEADLINE_SECONDS,
+    DEFAULT_READ_TIMEOUT_SECONDS,
+    HttpLimits,
+    TLCHttp,
+    with_note,
+)
 from ml_assets.lib.trip_schema import TAXI_TYPES, TripSchemaError, normalize_trips
 from ml_assets.lib.zones import parse_zone_lookup
 
 TLC_TRIP_DATA_URL = "https://d37ci6vzurychx.cloudfront.net/trip-data"
 TLC_ZONE_LOOKUP_URL = "https://d37ci6vzurychx.cloudfront.net/misc/taxi_zone_lookup.csv"
 
-TRANSIENT_STATUS_CODES = frozenset({408, 425, 429, 500, 502, 503, 504})
-
-DEFAULT_CONNECT_TIMEOUT_SECONDS = 10.0
-"""How long to wait for a connection to the source."""
-DEFAULT_READ_TIMEOUT_SECONDS = 30.0
-"""How long to wait for the next bytes of an answer (its headers, or the next part of the body)."""
-DEFAULT_DEADLINE_SECONDS = 300.0
-"""How long one call (a download, a HEAD) may take in total, all its attempts and waits included.
-
-Large enough for a 50 MB yellow month at about 200 kB/s; a source that answers nothing fails
-after `max_attempts` read timeouts (about 1.5 minutes with the defaults) long before it.
-"""
-
-_CHUNK_BYTES = 1 << 16
 
 T = TypeVar("T")
-
-
-class TLCError(RuntimeError):
-    """Base class for errors talking to the TLC source."""
-
-
-class MonthNotPublishedError(TLCError):
-    """TLC answered 404: the month's file does not exist (yet)."""
-
-
-class RequestRejectedError(TLCError):
-    """The source refused the request (a 4xx other than 404, 408, 425 and 429), or a URL is wrong.
-
-    Asking again does not change the answer.
-    """
-
-
-class TransientTLCError(TLCError):
-    """The source failed in a way that may pass (timeouts, connection resets, 5xx, 429)."""
-
-
-class DeadlineExceededError(TransientTLCError):
-    """A call did not complete within its total deadline (all attempts and waits together)."""
-
-
-class CorruptFileError(TLCError):
-    """The file is not a readable parquet file (truncated or not parquet at all), or has no rows."""
 
 
 @dataclass(frozen=True)
@@ -172,18 +138,6 @@ def read_month_trips(path: Path, *, taxi_type: str, source_name: str) -> pl.Data
     return normalize_trips(raw, taxi_type=taxi_type, source_name=source_name)
 
 
-def _with_note(error: T, note: str) -> T:
-    """`error` with `note` appended to its message (same class, so it is handled the same way)."""
-    assert isinstance(error, BaseException)
-    error.args = (f"{error}{note}",)
-    return error
-
-
-def _sleep(seconds: float) -> None:
-    # Looked up at call time so tests can record the waits; a signal interrupts it at once.
-    time.sleep(seconds)
-
-
 class TLCClient:
     """Downloads TLC trip files and the zone lookup, caching months on local disk."""
 
@@ -200,24 +154,19 @@ class TLCClient:
         backoff_seconds: float = 1.0,
         session: requests.Session | None = None,
     ) -> None:
-        for name, value in (
-            ("connect_timeout_seconds", connect_timeout_seconds),
-            ("read_timeout_seconds", read_timeout_seconds),
-            ("deadline_seconds", deadline_seconds),
-        ):
-            if not value > 0:
-                raise ValueError(f"{name} must be more than 0 seconds, got {value!r}")
-        if max_attempts < 1:
-            raise ValueError(f"max_attempts must be at least 1, got {max_attempts!r}")
         self.cache_dir = Path(cache_dir)
         self.base_url = base_url.rstrip("/")
         self.zone_lookup_url = zone_lookup_url
-        self.connect_timeout_seconds = connect_timeout_seconds
-        self.read_timeout_seconds = read_timeout_seconds
-        self.deadline_seconds = deadline_seconds
-        self.max_attempts = max_attempts
-        self.backoff_seconds = backoff_seconds
-        self.session = session or requests.Session()
+        self.http = TLCHttp(
+            HttpLimits(
+                connect_timeout_seconds=connect_timeout_seconds,
+                read_timeout_seconds=read_timeout_seconds,
+                deadline_seconds=deadline_seconds,
+                max_attempts=max_attempts,
+                backoff_seconds=backoff_seconds,
+            ),
+            session,
+        )
 
     def month_url(self, taxi_type: str, month: date) -> str:
         return f"{self.base_url}/{month_file_name(taxi_type, month)}"
@@ -274,11 +223,11 @@ class TLCClient:
         def receive(temp: Path, response: requests.Response, deadline: float) -> None:
             nonlocal remote
             remote = RemoteFileInfo.from_headers(url, response.headers)
-            self._receive_body(url, temp, response, deadline)
+            self.http.receive_body(url, temp, response, deadline)
 
         def download(temp: Path) -> None:
             nonlocal trips
-            self._request(
+            self.http.request(
                 "GET",
                 url,
                 stream=True,
@@ -290,7 +239,7 @@ class TLCClient:
                 trips = read_month_trips(temp, taxi_type=taxi_type, source_name=path.name)
             except (TripSchemaError, CorruptFileError) as error:
                 kept = "; the cached copy is kept" if refetch and path.exists() else ""
-                _with_note(error, f" (downloaded from {url}, not cached{kept})")
+                with_note(error, f" (downloaded from {url}, not cached{kept})")
                 raise
             # The old sidecar goes before the new file replaces the old one: a crash in between
             # leaves a file without a sidecar, which is downloaded again, never a new file
@@ -350,187 +299,24 @@ class TLCClient:
             )
         else:
             note = f"; no cached copy is left at {path}"
-        return _with_note(error, note)
+        return with_note(error, note)
 
     def head_month(self, taxi_type: str, month: date) -> RemoteFileInfo:
         """Ask the source whether the month is published and which version it holds."""
         url = self.month_url(taxi_type, month)
-        response = self._request("HEAD", url)
+        response = self.http.request("HEAD", url)
         return RemoteFileInfo.from_headers(url, response.headers)
 
     def read_zones(self) -> pl.DataFrame:
         """The taxi zone lookup (LocationID, Borough, Zone, service_zone), validated."""
         try:
-            response = self._request("GET", self.zone_lookup_url)
+            response = self.http.request("GET", self.zone_lookup_url)
         except MonthNotPublishedError as error:
             raise RequestRejectedError(
                 f"{self.zone_lookup_url} does not exist (HTTP 404): check "
                 "ML_ASSETS_TLC_ZONE_LOOKUP_URL"
             ) from error
         return parse_zone_lookup(response.content, source_name=self.zone_lookup_url)
-
-    def _request(
-        self,
-        method: str,
-        url: str,
-        *,
-        stream: bool = False,
-        consume: Callable[[requests.Response, float], object] | None = None,
-    ) -> requests.Response:
-        """One HTTP call, retried with exponential backoff and jitter while errors are transient.
-
-        `consume(response, deadline)` reads a streamed body inside the same attempt, so a transfer
-        cut short (raising `TransientTLCError`) is retried like a failed request. The call stops at
-        `max_attempts` attempts or at the deadline (`time.monotonic()` based), whichever is first.
-        """
-        deadline = time.monotonic() + self.deadline_seconds
-        attempts = 0
-        last_error: list[BaseException] = []
-
-        def attempt() -> requests.Response:
-            nonlocal attempts
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise self._deadline_error(method, url, attempts, last_error)
-            attempts += 1
-            try:
-                response = self._send(method, url, stream=stream, remaining=remaining)
-                if consume is not None:
-                    with response:
-                        consume(response, deadline)
-            except TransientTLCError as error:
-                last_error[:] = [error]
-                raise
-            return response
-
-        def wait(state: tenacity.RetryCallState) -> float:
-            base = self.backoff_seconds * 2 ** (state.attempt_number - 1)
-            # Never sleep past the deadline: the next attempt then reports it.
-            return max(0.0, min(base + random.uniform(0, base / 2), deadline - time.monotonic()))
-
-        retrying = tenacity.Retrying(
-            retry=(
-                tenacity.retry_if_exception_type(TransientTLCError)
-                & tenacity.retry_if_not_exception_type(DeadlineExceededError)
-            ),
-            stop=tenacity.stop_after_attempt(self.max_attempts),
-            wait=wait,
-            sleep=_sleep,
-            reraise=True,
-        )
-        started = time.monotonic()
-        try:
-            return retrying(attempt)
-        except DeadlineExceededError:
-            raise
-        except TransientTLCError as error:
-            # Say how long was spent and what bounds it, so a slow failure explains itself.
-            _with_note(
-                error,
-                f" (gave up after {attempts} attempt(s) in {time.monotonic() - started:.1f} s; "
-                f"connect timeout {self.connect_timeout_seconds:g} s, read timeout "
-                f"{self.read_timeout_seconds:g} s, deadline {self.deadline_seconds:g} s)",
-            )
-            raise
-
-    def _deadline_error(
-        self, method: str, url: str, attempts: int, last_error: list[BaseException]
-    ) -> DeadlineExceededError:
-        last = f"; last error: {last_error[0]}" if last_error else ""
-        return DeadlineExceededError(
-            f"{method} {url}: no complete answer within the {self.deadline_seconds:g} s deadline "
-            f"({attempts} attempt(s), connect timeout {self.connect_timeout_seconds:g} s, read "
-            f"timeout {self.read_timeout_seconds:g} s; see TripSource.deadline_seconds){last}"
-        )
-
-    def _send(self, method: str, url: str, *, stream: bool, remaining: float) -> requests.Response:
-        connect = min(self.connect_timeout_seconds, remaining)
-        read = min(self.read_timeout_seconds, remaining)
-        try:
-            response = self.session.request(method, url, timeout=(connect, read), stream=stream)
-        except requests.Timeout as error:
-            limit = (
-                self.connect_timeout_seconds
-                if isinstance(error, requests.ConnectTimeout)
-                else self.read_timeout_seconds
-            )
-            if remaining < limit:
-                # The timeout was cut to what was left of the deadline: the deadline is the cause.
-                raise DeadlineExceededError(
-                    f"{method} {url}: no complete answer within the {self.deadline_seconds:g} s "
-                    f"deadline (the last attempt timed out: {error}; see "
-                    "TripSource.deadline_seconds)"
-                ) from error
-            raise TransientTLCError(f"{method} {url} failed: {error}") from error
-        except requests.ConnectionError as error:
-            raise TransientTLCError(f"{method} {url} failed: {error}") from error
-        if response.status_code == 404:
-            response.close()
-            raise MonthNotPublishedError(
-                f"{url} does not exist (HTTP 404): TLC has not published this file yet, "
-                "or the taxi type or month is wrong"
-            )
-        if response.status_code in TRANSIENT_STATUS_CODES:
-            response.close()
-            raise TransientTLCError(
-                f"{method} {url} answered HTTP {response.status_code} {response.reason}"
-            )
-        if response.status_code >= 400:
-            response.close()
-            raise RequestRejectedError(
-                f"{method} {url} answered HTTP {response.status_code} {response.reason}"
-            )
-        return response
-
-    def _receive_body(
-        self, url: str, temp: Path, response: requests.Response, deadline: float
-    ) -> None:
-        """Write the streamed body of `response` to `temp`, within the read timeout and deadline.
-
-        Each read is one socket read (`read1`) whose timeout is the read timeout or what is left
-        of the deadline, whichever is shorter, so a source that trickles bytes cannot stretch a
-        call past its deadline.
-        """
-        expected = response.headers.get("Content-Length")
-        raw = response.raw
-        connection = getattr(raw, "connection", None)
-        sock = getattr(connection, "sock", None)
-        try:
-            with temp.open("wb") as handle:
-                while True:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise self._transfer_deadline_error(url, temp, expected)
-                    if sock is not None:
-                        sock.settimeout(min(self.read_timeout_seconds, remaining))
-                    chunk = raw.read1(_CHUNK_BYTES, decode_content=True)
-                    if not chunk:
-                        break
-                    handle.write(chunk)
-        except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as error:
-            if isinstance(error, PermissionError):
-                raise  # the cache folder, not the transfer
-            if time.monotonic() >= deadline:
-                # The last read's timeout was what was left of the deadline.
-                raise self._transfer_deadline_error(url, temp, expected) from error
-            # The body was cut short or stalled: worth another attempt.
-            raise TransientTLCError(
-                f"GET {url}: the transfer broke after {temp.stat().st_size} of "
-                f"{expected or 'unknown'} bytes ({error})"
-            ) from error
-        if expected is not None and temp.stat().st_size != int(expected):
-            raise TransientTLCError(
-                f"GET {url}: received {temp.stat().st_size} bytes, expected {expected}"
-            )
-
-    def _transfer_deadline_error(
-        self, url: str, temp: Path, expected: str | None
-    ) -> DeadlineExceededError:
-        return DeadlineExceededError(
-            f"GET {url}: the transfer did not finish within the {self.deadline_seconds:g} s "
-            f"deadline ({temp.stat().st_size} of {expected or 'unknown'} bytes received; see "
-            "TripSource.deadline_seconds)"
-        )
 
 
 def _validate_parquet(path: Path, url: str) -> None:

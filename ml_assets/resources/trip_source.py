@@ -13,15 +13,17 @@ from pydantic import Field
 
 from ml_assets.lib.features import trips_on_day
 from ml_assets.lib.tlc_client import (
-    DEFAULT_CONNECT_TIMEOUT_SECONDS,
-    DEFAULT_DEADLINE_SECONDS,
-    DEFAULT_READ_TIMEOUT_SECONDS,
     TLC_TRIP_DATA_URL,
     TLC_ZONE_LOOKUP_URL,
     CachedMonth,
-    CorruptFileError,
     TLCClient,
     read_month_trips,
+)
+from ml_assets.lib.tlc_errors import CorruptFileError
+from ml_assets.lib.tlc_http import (
+    DEFAULT_CONNECT_TIMEOUT_SECONDS,
+    DEFAULT_DEADLINE_SECONDS,
+    DEFAULT_READ_TIMEOUT_SECONDS,
 )
 from ml_assets.lib.trip_schema import TripSchemaError
 
