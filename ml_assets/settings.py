@@ -9,14 +9,12 @@ secrets are passed to resources as `dg.EnvVar` so they are read only at run time
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import urlsplit
 
+from ml_assets.lib import setting_values as values
 from ml_assets.lib.tlc_client import TLC_TRIP_DATA_URL, TLC_ZONE_LOOKUP_URL
 from ml_assets.lib.trip_schema import TAXI_TYPES
 
@@ -104,7 +102,7 @@ class Settings:
             "ML_ASSETS_SOURCE": self.source,
             "ML_ASSETS_TAXI_TYPE": self.taxi_type,
             "ML_ASSETS_DATA_DIR": str(self.data_dir),
-            "MLFLOW_TRACKING_URI": redact_url(self.mlflow_tracking_uri),
+            "MLFLOW_TRACKING_URI": values.redact_url(self.mlflow_tracking_uri),
             "ML_ASSETS_EXECUTOR": self.executor,
         }
 
@@ -116,45 +114,61 @@ class Settings:
         what is accepted.
         """
         env = _Environment(os.environ if environ is None else environ)
-        data_dir = env.read("ML_ASSETS_DATA_DIR", "data", _directory)
+        data_dir = env.read("ML_ASSETS_DATA_DIR", "data", values.directory)
         tracking_uri = env.get("MLFLOW_TRACKING_URI")
         return cls(
             data_dir=data_dir,
-            source=env.read("ML_ASSETS_SOURCE", "tlc", _one_of(SOURCES)),
-            taxi_type=env.read("ML_ASSETS_TAXI_TYPE", "green", _one_of(TAXI_TYPES)),
-            tlc_base_url=env.read("ML_ASSETS_TLC_BASE_URL", TLC_TRIP_DATA_URL, _http_url),
+            source=env.read("ML_ASSETS_SOURCE", "tlc", values.one_of(SOURCES)),
+            taxi_type=env.read("ML_ASSETS_TAXI_TYPE", "green", values.one_of(TAXI_TYPES)),
+            tlc_base_url=env.read("ML_ASSETS_TLC_BASE_URL", TLC_TRIP_DATA_URL, values.http_url),
             tlc_zone_lookup_url=env.read(
-                "ML_ASSETS_TLC_ZONE_LOOKUP_URL", TLC_ZONE_LOOKUP_URL, _http_url
+                "ML_ASSETS_TLC_ZONE_LOOKUP_URL", TLC_ZONE_LOOKUP_URL, values.http_url
             ),
-            start_date=env.read("ML_ASSETS_START_DATE", "2021-01-01", _iso_date),
-            training_window_days=env.read("ML_ASSETS_TRAINING_WINDOW_DAYS", "28", _days),
+            start_date=env.read("ML_ASSETS_START_DATE", "2021-01-01", values.iso_date),
+            training_window_days=env.read("ML_ASSETS_TRAINING_WINDOW_DAYS", "28", values.days),
             # Four slashes: sqlite wants an absolute path after `sqlite:///`.
             mlflow_tracking_uri=tracking_uri or f"sqlite:///{data_dir / 'mlflow.db'}",
             mlflow_artifact_location=None if tracking_uri else str(data_dir / "mlartifacts"),
             mlflow_experiment=env.read(
-                "ML_ASSETS_MLFLOW_EXPERIMENT", "ml_assets", _experiment_name
+                "ML_ASSETS_MLFLOW_EXPERIMENT", "ml_assets", values.experiment_name
             ),
-            mlflow_ui_url=env.read("ML_ASSETS_MLFLOW_UI_URL", "http://127.0.0.1:5000", _http_url),
-            model_name=env.read("ML_ASSETS_MODEL_NAME", "nyc-taxi-trip-duration", _model_name),
-            retrain_cron=env.read("ML_ASSETS_RETRAIN_CRON", "0 6 * * *", _cron),
-            ui_url=env.read("ML_ASSETS_UI_URL", "http://127.0.0.1:3000", _http_url),
+            mlflow_ui_url=env.read(
+                "ML_ASSETS_MLFLOW_UI_URL", "http://127.0.0.1:5000", values.http_url
+            ),
+            model_name=env.read(
+                "ML_ASSETS_MODEL_NAME", "nyc-taxi-trip-duration", values.model_name
+            ),
+            retrain_cron=env.read("ML_ASSETS_RETRAIN_CRON", "0 6 * * *", values.cron),
+            ui_url=env.read("ML_ASSETS_UI_URL", "http://127.0.0.1:3000", values.http_url),
             notify_configured=env.get("ML_ASSETS_NOTIFY_URLS") is not None,
-            rmse_regression_margin=env.read("ML_ASSETS_RMSE_REGRESSION_MARGIN", "0.1", _share),
-            rmse_trailing_days=env.read("ML_ASSETS_RMSE_TRAILING_DAYS", "7", _days),
-            executor=env.read("ML_ASSETS_EXECUTOR", "multiprocess", _one_of(EXECUTORS)),
-            celery_broker=env.read("ML_ASSETS_CELERY_BROKER", DEFAULT_CELERY_BROKER, _any_url),
-            celery_backend=env.read("ML_ASSETS_CELERY_BACKEND", DEFAULT_CELERY_BACKEND, _any_url),
-            celery_queue=env.read("ML_ASSETS_CELERY_QUEUE", DEFAULT_CELERY_QUEUE, _queue_name),
-            queued_alert_minutes=env.read("ML_ASSETS_QUEUED_ALERT_MINUTES", "60", _positive),
-            pool_wait_alert_minutes=env.read("ML_ASSETS_POOL_WAIT_ALERT_MINUTES", "60", _positive),
+            rmse_regression_margin=env.read(
+                "ML_ASSETS_RMSE_REGRESSION_MARGIN", "0.1", values.share
+            ),
+            rmse_trailing_days=env.read("ML_ASSETS_RMSE_TRAILING_DAYS", "7", values.days),
+            executor=env.read("ML_ASSETS_EXECUTOR", "multiprocess", values.one_of(EXECUTORS)),
+            celery_broker=env.read(
+                "ML_ASSETS_CELERY_BROKER", DEFAULT_CELERY_BROKER, values.any_url
+            ),
+            celery_backend=env.read(
+                "ML_ASSETS_CELERY_BACKEND", DEFAULT_CELERY_BACKEND, values.any_url
+            ),
+            celery_queue=env.read(
+                "ML_ASSETS_CELERY_QUEUE", DEFAULT_CELERY_QUEUE, values.queue_name
+            ),
+            queued_alert_minutes=env.read("ML_ASSETS_QUEUED_ALERT_MINUTES", "60", values.positive),
+            pool_wait_alert_minutes=env.read(
+                "ML_ASSETS_POOL_WAIT_ALERT_MINUTES", "60", values.positive
+            ),
             tlc_connect_timeout_seconds=env.read(
-                "ML_ASSETS_TLC_CONNECT_TIMEOUT_SECONDS", "10", _positive
+                "ML_ASSETS_TLC_CONNECT_TIMEOUT_SECONDS", "10", values.positive
             ),
             tlc_read_timeout_seconds=env.read(
-                "ML_ASSETS_TLC_READ_TIMEOUT_SECONDS", "30", _positive
+                "ML_ASSETS_TLC_READ_TIMEOUT_SECONDS", "30", values.positive
             ),
-            tlc_deadline_seconds=env.read("ML_ASSETS_TLC_DEADLINE_SECONDS", "300", _positive),
-            mlflow_deadline_seconds=env.read("ML_ASSETS_MLFLOW_DEADLINE_SECONDS", "30", _positive),
+            tlc_deadline_seconds=env.read("ML_ASSETS_TLC_DEADLINE_SECONDS", "300", values.positive),
+            mlflow_deadline_seconds=env.read(
+                "ML_ASSETS_MLFLOW_DEADLINE_SECONDS", "30", values.positive
+            ),
         )
 
 
@@ -174,163 +188,5 @@ class _Environment:
         try:
             return check(default if value is None else value)
         except ValueError as complaint:
-            shown = redact_url(value if value is not None else default)
+            shown = values.redact_url(value if value is not None else default)
             raise SettingsError(f"{name}={shown!r}: {complaint}") from None
-
-
-def redact_url(url: str) -> str:
-    """`url` with the password of its user part (`scheme://user:password@host`) masked as `***`."""
-    # A pattern, not urlsplit: it also masks the password of a URL too malformed to parse.
-    return _PASSWORD.sub(r"\1:***@", url)
-
-
-_PASSWORD = re.compile(r"^(\w[\w+.-]*:/*[^:/@\s]*):[^/\s]*@")
-
-
-def _one_of(accepted: tuple[str, ...]) -> Callable[[str], str]:
-    def check(value: str) -> str:
-        if value not in accepted:
-            raise ValueError(f"expected one of {', '.join(accepted)}")
-        return value
-
-    return check
-
-
-def _directory(value: str) -> Path:
-    path = Path(value).expanduser().resolve()
-    if path.exists() and not path.is_dir():
-        raise ValueError("expected a directory (or where one may be created), but it is a file")
-    return path
-
-
-def _http_url(value: str) -> str:
-    expected = "expected an http:// or https:// URL such as http://127.0.0.1:8000"
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - parsing the port is what rejects `host:abc`
-    except ValueError:
-        raise ValueError(expected) from None
-    if parts.scheme not in ("http", "https") or not parts.hostname or " " in value:
-        raise ValueError(expected)
-    return value
-
-
-def _any_url(value: str) -> str:
-    if not re.fullmatch(r"[a-z][a-z0-9+.-]*://\S*", value):
-        raise ValueError("expected a URL such as redis://127.0.0.1:6379/0 or amqp://host:5672//")
-    return value
-
-
-def _queue_name(value: str) -> str:
-    if not re.fullmatch(r"[\w.:-]+", value):
-        raise ValueError("expected a queue name of letters, digits, '.', ':', '_' and '-'")
-    return value
-
-
-def _iso_date(value: str) -> str:
-    try:
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
-            datetime.strptime(value, "%Y-%m-%d")
-            return value
-    except ValueError:
-        pass
-    raise ValueError("expected a calendar date as YYYY-MM-DD, such as 2021-01-01")
-
-
-def _days(value: str) -> int:
-    if not value.isdigit() or not 1 <= int(value) <= 366:
-        raise ValueError("expected a whole number of days, 1..366")
-    return int(value)
-
-
-def _positive(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        number = -1.0
-    # NaN and infinity fail too.
-    if not 0 < number < float("inf"):
-        raise ValueError("expected a positive number, such as 60")
-    return number
-
-
-def _share(value: str) -> float:
-    try:
-        share = float(value)
-    except ValueError:
-        share = -1.0
-    # NaN fails both comparisons, so it is refused too.
-    if not 0 <= share <= 10:
-        raise ValueError("expected a share such as 0.1 (10%), from 0 to 10")
-    return share
-
-
-def _experiment_name(value: str) -> str:
-    # MLflow's own limit; checked here so a long name fails at load, not in the first MLflow step.
-    if len(value) > 500:
-        raise ValueError("expected an MLflow experiment name of at most 500 characters")
-    return value
-
-
-def _model_name(value: str) -> str:
-    # MLflow refuses these when the first model version is registered, after a day of work.
-    if (
-        any(char in value for char in "/:")
-        or value.strip() in (".", "..")
-        or value != value.strip()
-    ):
-        raise ValueError(
-            "expected an MLflow model name without '/' or ':' and without surrounding spaces"
-        )
-    return value
-
-
-_CRON_FIELDS = (
-    ("minute", 0, 59, ()),
-    ("hour", 0, 23, ()),
-    ("day of month", 1, 31, ()),
-    (
-        "month",
-        1,
-        12,
-        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"),
-    ),
-    ("day of week", 0, 7, ("sun", "mon", "tue", "wed", "thu", "fri", "sat")),
-)
-
-_CRON_EXPECTED = (
-    "expected a five-field cron expression such as '0 6 * * *' (every day at 06:00 UTC) "
-    "or '0 6 * * 1' (Mondays)"
-)
-
-
-def _cron(value: str) -> str:
-    fields = value.split()
-    if len(fields) != len(_CRON_FIELDS):
-        raise ValueError(_CRON_EXPECTED)
-    for text, (what, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
-        for item in text.split(","):
-            if not _cron_item(item, low, high, names):
-                raise ValueError(f"{_CRON_EXPECTED}; {what} {item!r} is not valid ({low}..{high})")
-    return value
-
-
-def _cron_item(item: str, low: int, high: int, names: tuple[str, ...]) -> bool:
-    """One comma-separated part of a cron field: `*`, `n`, `n-m`, each optionally `/step`."""
-    span, _, step = item.partition("/")
-    if step and not (step.isdigit() and int(step) >= 1):
-        return False
-    if span == "*":
-        return True
-    bounds = span.split("-")
-    if len(bounds) > 2:
-        return False
-    numbers = []
-    for bound in bounds:
-        if bound.lower() in names:
-            numbers.append(names.index(bound.lower()) + (1 if low == 1 else 0))
-        elif bound.isdigit():
-            numbers.append(int(bound))
-        else:
-            return False
-    return all(low <= number <= high for number in numbers) and numbers == sorted(numbers)

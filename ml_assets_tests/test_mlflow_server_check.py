@@ -15,9 +15,9 @@ from ml_assets.lib.mlflow_server import (
     TrackingServerUnavailable,
     bound_client_retries,
     check_tracking_server,
-    redacted,
 )
 from ml_assets.lib.registry import ModelRegistry, RegistryError
+from ml_assets.lib.setting_values import redact_url
 from ml_assets.resources.mlflow import ModelRegistryResource
 from ml_assets_tests.mlflow_fixtures import refusing_url, silent_server, status_server
 
@@ -78,7 +78,7 @@ def test_a_password_in_the_tracking_uri_is_never_shown() -> None:
 
     assert "s3cret" not in message
     assert "alice:***@127.0.0.1" in message
-    assert redacted("http://host:5000/x") == "http://host:5000/x"
+    assert redact_url("http://host:5000/x") == "http://host:5000/x"
 
 
 def test_client_retries_are_bounded_unless_the_user_set_them() -> None:

@@ -15,10 +15,12 @@ import os
 import time
 from collections.abc import MutableMapping
 from http import HTTPStatus
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import requests
 import tenacity
+
+from ml_assets.lib.setting_values import redact_url
 
 TRACKING_URI_VARIABLE = "MLFLOW_TRACKING_URI"
 
@@ -50,17 +52,6 @@ class TrackingServerUnavailable(ConnectionError):
 def is_server_uri(uri: str) -> bool:
     """Whether `uri` names a tracking server over HTTP(S), rather than a local store."""
     return urlsplit(uri).scheme in ("http", "https")
-
-
-def redacted(uri: str) -> str:
-    """`uri` without a password it may carry (`http://user:secret@host` -> `http://user:***@host`)."""
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 def bound_client_retries(environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
@@ -137,8 +128,8 @@ def check_tracking_server(uri: str, deadline_seconds: float = DEFAULT_DEADLINE_S
         attempts = retrying.statistics.get("attempt_number", 1)
         elapsed = time.monotonic() - started
         raise TrackingServerUnavailable(
-            f"MLflow tracking server {TRACKING_URI_VARIABLE}={redacted(uri)} is unreachable: "
-            f"{_what_happened(error, last_timeout)} (GET {redacted(url)}, {attempts} attempt(s) "
+            f"MLflow tracking server {TRACKING_URI_VARIABLE}={redact_url(uri)} is unreachable: "
+            f"{_what_happened(error, last_timeout)} (GET {redact_url(url)}, {attempts} attempt(s) "
             f"in {elapsed:.1f} s, deadline {deadline_seconds:g} s). Start the server, or point "
             f"{TRACKING_URI_VARIABLE} at one that runs (unset, ml_assets uses a local store "
             "in the data directory)."

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ml_assets.lib.mlflow_server import redacted
+from ml_assets.lib.setting_values import redact_url
 
 # MLflow is imported where it is used: importing it takes about a second, and every Dagster process
 # imports this module when it loads the code location, most of them never touching the registry.
@@ -91,7 +91,7 @@ class ModelRegistry:
             return function(*args)
         except MlflowException as error:
             raise RegistryError(
-                f"MLflow model registry at {redacted(self.tracking_uri)} (MLFLOW_TRACKING_URI), "
+                f"MLflow model registry at {redact_url(self.tracking_uri)} (MLFLOW_TRACKING_URI), "
                 f"model {self.model_name!r}: {call} failed: {error.error_code}: {error.message}"
             ) from error
 

@@ -25,9 +25,9 @@ from ml_assets.lib.mlflow_server import (
     bound_client_retries,
     check_tracking_server,
     is_server_uri,
-    redacted,
 )
 from ml_assets.lib.registry import ModelRegistry
+from ml_assets.lib.setting_values import redact_url
 
 if TYPE_CHECKING:
     from dagster_mlflow.resources import MlFlow
@@ -80,7 +80,7 @@ def _log_tracking_uri(log: "dg.DagsterLogManager | None", uri: str, what: str) -
     if log is None:
         return
     where = "a tracking server" if is_server_uri(uri) else "a local store (no server to reach)"
-    log.info(f"{what}: MLflow tracking URI {redacted(uri)} (MLFLOW_TRACKING_URI), {where}")
+    log.info(f"{what}: MLflow tracking URI {redact_url(uri)} (MLFLOW_TRACKING_URI), {where}")
 
 
 class LazyMlflowRun:
