@@ -19,7 +19,7 @@ import polars as pl
 import pytest
 from mlflow import MlflowClient
 
-from ml_assets.assets import model
+from ml_assets.assets import evaluation
 from ml_assets.jobs import ml_loop_job
 from ml_assets.lib.features import FEATURE_SCHEMA, build_trip_features
 from ml_assets.lib.model import ALL_FEATURES, ZonePairBaseline, model_input, regression_metrics
@@ -345,7 +345,7 @@ def test_evaluating_a_day_without_trips_fails_naming_the_partition(tmp_path: Pat
 
     with pytest.raises(ValueError, match=r"^partition 2021-01-05: trip_features holds no trips"):
         list(
-            model.model_evaluation(
+            evaluation.model_evaluation(
                 dg.build_asset_context(partition_key="2021-01-05"),
                 duration_model={"2021-01-04": {"version": "4"}},
                 trip_features=no_trips,

@@ -6,10 +6,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from ml_assets.assets.ingestion import network_retry
-from ml_assets.assets.model import mlflow_retry
 from ml_assets.definitions import build_definitions
 from ml_assets.resources.trip_source import TripSource
+from ml_assets.retry_policies import mlflow_retry, network_retry
 from ml_assets.settings import Settings
 from ml_assets_tests.graph import raw_trips, taxi_zones, trip_features
 from ml_assets_tests.http_fixtures import FileServer

@@ -1,9 +1,7 @@
 """The MLflow tracking resource's config matches dagster-mlflow's, which it declares itself, and
 the MLflow modules use only Dagster's public API."""
 
-import ast
 import warnings
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -35,35 +33,6 @@ def test_mlflow_tracking_config_is_dagster_mlflows_plus_ours() -> None:
     assert {name: _described(field) for name, field in fields.items()} == {
         name: _described(field) for name, field in CONFIG_SCHEMA.items()
     }
-
-
-MLFLOW_MODULES = [
-    "ml_assets/resources/mlflow.py",
-    "ml_assets/lib/registry.py",
-    "ml_assets/lib/mlflow_server.py",
-    "ml_assets/assets/model.py",
-    "ml_assets/assets/predictions.py",
-]
-
-
-def test_mlflow_modules_import_no_private_dagster_module() -> None:
-    root = Path(__file__).resolve().parents[1]
-    private = []
-    for module in MLFLOW_MODULES:
-        for node in ast.walk(ast.parse((root / module).read_text())):
-            names = (
-                [alias.name for alias in node.names]
-                if isinstance(node, ast.Import)
-                else [node.module or ""]
-                if isinstance(node, ast.ImportFrom)
-                else []
-            )
-            private += [
-                f"{module}: {name}"
-                for name in names
-                if name.startswith(("dagster._", "dagster_shared"))
-            ]
-    assert private == []
 
 
 def _waits(retrying: tenacity.Retrying, attempts: int) -> list[float]:

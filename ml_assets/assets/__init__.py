@@ -4,10 +4,11 @@ import warnings
 
 import dagster as dg
 
+from ml_assets.assets.evaluation import evaluation_assets
 from ml_assets.assets.features import features_assets
 from ml_assets.assets.ingestion import ingestion_assets
-from ml_assets.assets.model import model_assets
 from ml_assets.assets.predictions import predictions_assets
+from ml_assets.assets.training import training_assets
 from ml_assets.partitions import DailyPartitioning
 
 OWNERS = ["team:ml-platform"]
@@ -23,7 +24,8 @@ def build_assets(days: DailyPartitioning) -> list[dg.AssetsDefinition]:
         assets = [
             *ingestion_assets(days),
             *features_assets(days),
-            *model_assets(days),
+            *training_assets(days),
+            *evaluation_assets(days),
             *predictions_assets(days),
         ]
     return [

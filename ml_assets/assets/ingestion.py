@@ -13,18 +13,9 @@ from ml_assets.lib.trip_schema import TRIP_SCHEMA
 from ml_assets.partitions import DailyPartitioning
 from ml_assets.resources.parquet_io_manager import PartitionedFileIOManager
 from ml_assets.resources.trip_source import TripSource
+from ml_assets.retry_policies import network_retry
 
 INGESTION_GROUP = "ingestion"
-
-network_retry = dg.RetryPolicy(
-    max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
-)
-"""Downloads fail transiently (timeouts, resets, 5xx): retry with growing, jittered delays.
-
-What waiting cannot fix fails at once (`ml_assets.failures.PERMANENT_ERRORS`): a month TLC has not
-published (HTTP 404), a file that is not parquet or breaks the trip schema, a bad zone lookup, a
-refused request, a cache or data folder the step may not write. So does a run told to stop.
-"""
 
 RAW_TRIPS_CODE_VERSION = "2"
 """Bump when `raw_trips` computes different rows from the same source: every partition reruns."""

@@ -6,11 +6,12 @@ import dagster as dg
 import polars as pl
 
 from ml_assets.assets.metadata import table_metadata
-from ml_assets.assets.model import mlflow_retry
+from ml_assets.failures import failing_without_retries
 from ml_assets.lib.model_params import ALL_FEATURES
 from ml_assets.lib.registry import RegisteredModel
 from ml_assets.partitions import DailyPartitioning
 from ml_assets.resources.mlflow import ModelRegistryResource
+from ml_assets.retry_policies import mlflow_retry
 
 
 def trip_duration_predictions(
@@ -31,8 +32,10 @@ def trip_duration_predictions(
     serving = RegisteredModel(
         **{key: value for key, value in model_evaluation["serving_model"].items() if key != "uri"}
     )
-    pipeline = model_registry.registry().load(serving)
-    predicted = pipeline.predict(model_input(trip_features, ALL_FEATURES))
+    # A run told to stop stops here instead of being retried (see `failing_without_retries`).
+    with failing_without_retries(f"partition {context.partition_key}"):
+        pipeline = model_registry.registry().load(serving)
+        predicted = pipeline.predict(model_input(trip_features, ALL_FEATURES))
     predictions = trip_features.select(
         "trip_key", "pickup_datetime", "PULocationID", "DOLocationID", "trip_distance"
     ).with_columns(
