@@ -36,6 +36,7 @@ PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
     PermissionError,
     IsADirectoryError,
     NotADirectoryError,
+    FileExistsError,  # a file where a folder must be
 )
 """Errors that fail the same way however often they are retried."""
 

@@ -357,3 +357,32 @@ def test_a_run_logs_the_settings_in_force_once_at_its_start(
         "MLFLOW_TRACKING_URI=postgresql://mlflow:***@db.internal/mlflow, "
         f"ML_ASSETS_EXECUTOR=in_process, DAGSTER_HOME={instance.root_directory}"
     ]
+
+
+def test_an_output_that_cannot_be_written_fails_at_once_naming_the_asset_and_path(
+    tmp_path: Path,
+) -> None:
+    @dg.asset(
+        partitions_def=dg.DailyPartitionsDefinition(start_date="2021-01-01"),
+        retry_policy=dg.RetryPolicy(max_retries=3),
+    )
+    def daily_table() -> pl.DataFrame:
+        return pl.DataFrame({"x": [1]})
+
+    base = tmp_path / "assets"
+    base.mkdir()
+    (base / "daily_table").write_text("a file where the asset's folder must be")
+    result = dg.materialize(
+        [daily_table],
+        partition_key="2021-01-05",
+        resources={"io_manager": PartitionedFileIOManager(base_dir=str(base))},
+        raise_on_error=False,
+    )
+
+    assert not result.success
+    events = [event.event_type_value for event in result.all_events]
+    assert "STEP_UP_FOR_RETRY" not in events  # waiting would not move the file
+    (failure,) = [event for event in result.all_events if event.is_step_failure]
+    message = failure.step_failure_data.error.to_string()
+    assert "daily_table" in message
+    assert str(base / "daily_table") in message

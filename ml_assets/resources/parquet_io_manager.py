@@ -16,6 +16,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
+from ml_assets.failures import failing_without_retries
 from ml_assets.lib.storage import atomic_write_json, atomic_write_parquet, read_stamp
 
 
@@ -109,6 +110,12 @@ class PartitionedFileIOManager(dg.ConfigurableIOManager):
         return stamps
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        # A folder the step may not write, or a file in the way, fails the same way on every
+        # retry: fail at once, naming the asset and the path.
+        with failing_without_retries(context.asset_key.to_user_string()):
+            self._handle_output(context, obj)
+
+    def _handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         if obj is None:
             return
         asset_key = context.asset_key
