@@ -28,7 +28,7 @@ from bench.harness import REPO_ROOT, CaseResult, Goal, render_markdown
 RECORDED_DIR = REPO_ROOT / "bench" / "recorded"
 DEFAULT_OUTPUT = REPO_ROOT / "docs" / "performance.md"
 # The order of `python -m bench`'s cases (bench/__main__.py); cases it does not know follow, by name.
-CASE_ORDER = ("features", "model", "daily", "backfill", "scale")
+CASE_ORDER = ("features", "model", "daily", "backfill", "scale", "peers")
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
 
 HEADER = (
@@ -48,7 +48,7 @@ plainly when it is not met. None of it runs in the test suite
 
 ```bash
 python -m bench --json bench/results/latest.json   # every case; the figures also as JSON
-python -m bench daily                              # one case: features, model, daily, backfill, scale
+python -m bench daily                              # one case: features, model, daily, backfill, scale, peers
 python -m bench --tiny --repeat 1                  # tiny synthetic inputs: do the cases run?
 ```
 
@@ -85,7 +85,7 @@ case measured 6.5x (see Earlier runs).
   its SQLite connections open and writes Dagster's event batches in one transaction per database,
   each event serialized once (`ml_assets/local_event_log.py`); the checks validate a whole range in
   one pandera call and carry their results over when their files and code are unchanged
-  (`ml_assets/check_cache.py`); a re-run finds each day's cache key in the stamp of its parquet
+  (`ml_assets/checks/carry_over.py`); a re-run finds each day's cache key in the stamp of its parquet
   file's footer instead of reading the day's last materialization back from the instance
   (`ml_assets/assets/partition_cache.py`).
 

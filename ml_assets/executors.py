@@ -8,7 +8,7 @@
 
 Every asset output is a file under the data directory (see `PartitionedFileIOManager`), so the steps
 of one run can run in different processes or on different machines sharing that directory.
-Kubernetes uses the `dagster-k8s` executor, configured by the Helm chart (see the README).
+Kubernetes uses the `dagster-k8s` executor, configured by the Helm chart (see docs/production.md).
 """
 
 from collections.abc import Mapping
