@@ -1,9 +1,10 @@
-"""The real NYC TLC files (green, January and February 2021), served from a loopback HTTP server.
+"""The real NYC TLC files (green, January to March 2021), served from a loopback HTTP server.
 
 Skipped, saying why, when the shared data folder (conftest `SHARED_TLC_DIR`, overridable with
 `ML_ASSETS_SHARED_TLC_DIR`) or one of its files is missing.
 """
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -18,7 +19,7 @@ import pytest
 
 from ml_assets.lib.features import build_trip_features
 from ml_assets.lib.model import ModelParams, regression_metrics, train_model
-from ml_assets.lib.trip_schema import normalize_trips
+from ml_assets.lib.trip_schema import normalize_trips, normalize_zones
 from ml_assets.resources import build_resources
 from ml_assets.settings import Settings
 from ml_assets_tests.conftest import SHARED_TLC_DIR
@@ -27,10 +28,17 @@ from ml_assets_tests.http_fixtures import FileServer
 
 JANUARY_FILE = "green_tripdata_2021-01.parquet"
 FEBRUARY_FILE = "green_tripdata_2021-02.parquet"
+MARCH_FILE = "green_tripdata_2021-03.parquet"
 ZONES_FILE = "taxi_zone_lookup.csv"
 DAY = "2021-01-15"
 COURSE_LINEAR_REGRESSION_RMSE = 7.7587
 """The MLOps Zoomcamp baseline on this protocol: linear regression, train January, score February."""
+COURSE_PROTOCOL_RMSE_BOUND = 5.21
+"""The default model on the course protocol measured 5.205 (issue 16's goal, 5.2, is not reached
+yet; the previous defaults scored 5.333). Deterministic: one thread, fixed seeds."""
+NEXT_MONTH_RMSE_BOUND = 5.0
+"""Train February, score March (months the defaults were not tuned on): 4.925 measured, against
+5.068 for the previous defaults."""
 
 _missing = [
     name
@@ -164,3 +172,46 @@ def test_a_model_trained_on_january_beats_the_course_baseline_on_february(
     assert 73_000 < january.height <= 73_908
     assert 61_000 < february.height <= 61_921
     assert metrics["rmse"] < COURSE_LINEAR_REGRESSION_RMSE
+
+
+def month_features_from_file(name: str) -> pl.DataFrame:
+    """`trip_features` of a shared month file, with the project's cleaning."""
+    zones = normalize_zones(
+        pl.read_csv(SHARED_TLC_DIR / ZONES_FILE, infer_schema_length=0), source_name=ZONES_FILE
+    )
+    trips = normalize_trips(
+        pl.read_parquet(SHARED_TLC_DIR / name), taxi_type="green", source_name=name
+    )
+    return build_trip_features(trips.lazy(), zones.lazy()).collect()
+
+
+@pytest.mark.slow
+def test_the_default_model_meets_its_rmse_on_the_course_protocol() -> None:
+    january, february = (
+        month_features_from_file(JANUARY_FILE),
+        month_features_from_file(FEBRUARY_FILE),
+    )
+
+    cpu_started = time.process_time()
+    model = train_model(january, ModelParams())
+    fit_cpu = time.process_time() - cpu_started
+    metrics = regression_metrics(february["duration_min"].to_numpy(), model.predict(february))
+
+    assert metrics["rmse"] <= COURSE_PROTOCOL_RMSE_BOUND, metrics
+    # One thread; about 3 s of CPU on a busy shared machine, 5 s is the issue's budget.
+    assert model.params.n_threads == 1
+    assert fit_cpu < 5.0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (SHARED_TLC_DIR / MARCH_FILE).is_file(),
+    reason=f"real TLC data not available: {MARCH_FILE} missing from {SHARED_TLC_DIR}",
+)
+def test_the_default_model_generalizes_to_the_next_month() -> None:
+    february, march = month_features_from_file(FEBRUARY_FILE), month_features_from_file(MARCH_FILE)
+
+    model = train_model(february, ModelParams())
+    metrics = regression_metrics(march["duration_min"].to_numpy(), model.predict(march))
+
+    assert metrics["rmse"] <= NEXT_MONTH_RMSE_BOUND, metrics

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import polars as pl
+from pandas.tseries.holiday import USFederalHolidayCalendar
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import Ridge
@@ -24,18 +25,24 @@ from ml_assets.lib.features import TARGET
 # re-exported here, where the model's users look for them.
 from ml_assets.lib.model_params import ALL_FEATURES as ALL_FEATURES
 from ml_assets.lib.model_params import CATEGORICAL as CATEGORICAL
+from ml_assets.lib.model_params import DERIVED_INPUTS as DERIVED_INPUTS
 from ml_assets.lib.model_params import FEATURE_GROUPS as FEATURE_GROUPS
 from ml_assets.lib.model_params import MODEL_FAMILIES as MODEL_FAMILIES
 from ml_assets.lib.model_params import ModelFamily as ModelFamily
 from ml_assets.lib.model_params import ModelParams as ModelParams
+from ml_assets.lib.model_params import model_inputs as model_inputs
+
+NATIVE_CATEGORICAL = ("PULocationID", "DOLocationID", "pu_borough", "do_borough")
+"""Categories the trees split on directly (at most 255 levels each)."""
 
 
 def build_pipeline(params: ModelParams) -> Pipeline:
-    """An unfitted pipeline taking a pandas frame with (at least) `params.features` columns."""
-    features = params.features
+    """An unfitted pipeline taking `model_input(features, params.features)` (or any frame that has
+    at least those columns: `model_input(features, ALL_FEATURES)` serves every model)."""
+    inputs = params.inputs
     if params.family == "ridge":
-        categorical = [column for column in features if column in CATEGORICAL]
-        numeric = [column for column in features if column not in CATEGORICAL]
+        categorical = [column for column in inputs if column in CATEGORICAL]
+        numeric = [column for column in inputs if column not in CATEGORICAL]
         encode = ColumnTransformer(
             [
                 ("onehot", OneHotEncoder(handle_unknown="ignore"), categorical),
@@ -49,10 +56,12 @@ def build_pipeline(params: ModelParams) -> Pipeline:
             handle_unknown="use_encoded_value", unknown_value=np.nan, dtype=np.float64
         )
 
-    zones = [c for c in ("PULocationID", "DOLocationID") if c in features]
-    boroughs = [c for c in ("pu_borough", "do_borough") if c in features]
-    pair = [c for c in ("PU_DO",) if c in features]
-    numeric = [c for c in features if c not in CATEGORICAL]
+    zones = [c for c in ("PULocationID", "DOLocationID") if c in inputs]
+    boroughs = [c for c in ("pu_borough", "do_borough") if c in inputs]
+    # Too many levels to split on directly (~13k zone pairs): a cross-fitted target encoding gives
+    # each level its typical duration without leaking the target of the row being encoded.
+    encoded = [c for c in inputs if c in CATEGORICAL and c not in NATIVE_CATEGORICAL]
+    numeric = [c for c in inputs if c not in CATEGORICAL]
     steps: list[tuple[str, object, list[str]]] = []
     if zones:
         # Native categorical splits allow at most 255 levels: pool the rarest zones.
@@ -60,23 +69,24 @@ def build_pipeline(params: ModelParams) -> Pipeline:
         steps.append(("zone", zone_encoder, zones))
     if boroughs:
         steps.append(("borough", unknown_is_missing(), boroughs))
-    if pair:
-        # ~13k zone pairs: a cross-fitted target encoding gives each its typical duration
-        # without leaking the target of the row being encoded.
-        pair_encoder = TargetEncoder(
+    if encoded:
+        target_encoder = TargetEncoder(
             target_type="continuous",
             cv=KFold(5, shuffle=True, random_state=params.random_state),
         )
-        steps.append(("pair", pair_encoder, pair))
+        steps.append(("pair", target_encoder, encoded))
     steps.append(("numeric", "passthrough", numeric))
     encode = ColumnTransformer(steps, remainder="drop", verbose_feature_names_out=False)
-    categorical_mask = [True] * (len(zones) + len(boroughs)) + [False] * (len(pair) + len(numeric))
+    categorical_mask = [True] * (len(zones) + len(boroughs)) + [False] * (
+        len(encoded) + len(numeric)
+    )
     model = HistGradientBoostingRegressor(
         learning_rate=params.learning_rate,
         max_iter=params.max_iter,
         max_leaf_nodes=params.max_leaf_nodes,
         min_samples_leaf=params.min_samples_leaf,
         l2_regularization=params.l2_regularization,
+        max_features=params.max_features,
         categorical_features=categorical_mask if any(categorical_mask) else None,
         early_stopping=False,
         random_state=params.random_state,
@@ -84,16 +94,60 @@ def build_pipeline(params: ModelParams) -> Pipeline:
     return Pipeline([("encode", encode), ("model", model)])
 
 
+def _derived(name: str, features: pl.DataFrame) -> pl.Expr:
+    """The expression computing the derived input `name` (see `DERIVED_INPUTS`)."""
+    pickup = pl.col("pickup_datetime")
+    whole_minute = pickup.dt.second().eq(0) & pickup.dt.nanosecond().eq(0)
+    if name == "pickup_minute":
+        return (pickup.dt.hour().cast(pl.Float64) * 60 + pickup.dt.minute()).alias(name)
+    if name == "pickup_holiday":
+        return pickup.dt.date().is_in(_holidays(features).implode()).cast(pl.Float64).alias(name)
+    if name == "pickup_whole_minute":
+        return whole_minute.cast(pl.Float64).alias(name)
+    if name == "borough_pair":
+        return pl.format("{}_{}", "pu_borough", "do_borough").alias(name)
+    if name == "PU_whole_minute":
+        return pl.format("{}_{}", "PULocationID", whole_minute.cast(pl.Int8)).alias(name)
+    raise ValueError(f"derived model input {name!r} is not one of {sorted(DERIVED_INPUTS)}")
+
+
+def _holidays(features: pl.DataFrame) -> pl.Series:
+    """US federal holidays (observed) over the days of `features`' pickups."""
+    days = features["pickup_datetime"].dt.date()
+    first, last = days.min(), days.max()
+    if first is None or last is None:
+        return pl.Series("holiday", [], dtype=pl.Date)
+    calendar = USFederalHolidayCalendar().holidays(start=first, end=last)
+    return pl.Series("holiday", list(calendar.date), dtype=pl.Date)
+
+
 def model_input(features: pl.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
-    """The pandas frame a pipeline takes (MLflow signatures are inferred from it)."""
+    """The pandas frame a pipeline takes (MLflow signatures are inferred from it).
+
+    `columns` are `trip_features` columns (`params.features`, or `ALL_FEATURES` for a frame any
+    model can score); the frame holds them and the inputs derived from them (`model_inputs`), so
+    the logged pipeline needs nothing but scikit-learn to score it.
+    """
     # Cast in polars, before the conversion: twice as fast as pandas' `astype(str)`. A null
     # category becomes "None", as `astype(str)` made it.
-    return features.select(
-        pl.col(column).cast(pl.String).fill_null("None")
-        if column in CATEGORICAL
-        else pl.col(column).cast(pl.Float64)
-        for column in columns
-    ).to_pandas()
+    plain = [column for column in model_inputs(columns) if column not in DERIVED_INPUTS]
+    return (
+        features.select(
+            *(
+                pl.col(column).cast(pl.String).fill_null("None")
+                if column in CATEGORICAL
+                else pl.col(column).cast(pl.Float64)
+                for column in plain
+            ),
+            *(_derived(name, features) for name in model_inputs(columns) if name in DERIVED_INPUTS),
+        )
+        .with_columns(
+            pl.col(name).cast(pl.String).fill_null("None")
+            for name in model_inputs(columns)
+            if name in DERIVED_INPUTS and name in CATEGORICAL
+        )
+        .to_pandas()
+    )
 
 
 @dataclass

@@ -1,0 +1,121 @@
+"""The inputs a model derives from `trip_features` columns, and what the logged pipeline needs."""
+
+from datetime import datetime
+
+import numpy as np
+import polars as pl
+import pytest
+import skops.io
+
+from ml_assets.lib.features import FEATURE_SCHEMA
+from ml_assets.lib.model import (
+    ALL_FEATURES,
+    ModelParams,
+    build_pipeline,
+    model_input,
+    model_inputs,
+    train_model,
+)
+from ml_assets_tests.test_model import features_frame
+
+OLD_INPUTS = [
+    "PULocationID",
+    "DOLocationID",
+    "PU_DO",
+    "trip_distance",
+    "pickup_hour",
+    "pickup_dow",
+    "pu_borough",
+    "do_borough",
+]
+"""The inputs of the models registered before the derived inputs existed."""
+
+
+def test_derived_inputs_of_hand_made_trips() -> None:
+    pickups = [
+        datetime(2021, 1, 18, 7, 45, 0),  # Martin Luther King Jr. Day, whole minute
+        datetime(2021, 1, 19, 23, 59, 12),
+        datetime(2021, 2, 15, 0, 0, 0, 500),  # Presidents' Day, not a whole minute
+    ]
+    frame = (
+        features_frame(3)
+        .with_columns(
+            pl.Series("pickup_datetime", pickups, dtype=pl.Datetime("us")),
+            pl.Series("PULocationID", [7, 8, 9], dtype=pl.Int32),
+            pl.Series("pu_borough", ["Queens", None, "Bronx"], dtype=pl.String),
+            pl.Series("do_borough", ["Manhattan", "Queens", "Bronx"], dtype=pl.String),
+        )
+        .select([pl.col(name).cast(dtype) for name, dtype in FEATURE_SCHEMA.items()])
+    )
+
+    inputs = model_input(frame, ALL_FEATURES)
+
+    assert list(inputs.columns) == model_inputs(ALL_FEATURES)
+    assert "pickup_datetime" not in inputs.columns  # only what is derived from it
+    assert inputs["pickup_minute"].tolist() == [465.0, 1439.0, 0.0]
+    assert inputs["pickup_holiday"].tolist() == [1.0, 0.0, 1.0]
+    assert inputs["pickup_whole_minute"].tolist() == [1.0, 0.0, 0.0]
+    assert inputs["borough_pair"].tolist() == ["Queens_Manhattan", "None", "Bronx_Bronx"]
+    assert inputs["PU_whole_minute"].tolist() == ["7_1", "8_0", "9_0"]
+
+
+def test_each_model_gets_the_derived_inputs_of_its_groups() -> None:
+    assert ModelParams(feature_groups=("zones", "distance")).inputs == [
+        "PULocationID",
+        "DOLocationID",
+        "PU_DO",
+        "trip_distance",
+    ]
+    assert ModelParams(feature_groups=("time",)).inputs == [
+        "pickup_hour",
+        "pickup_dow",
+        "pickup_minute",
+        "pickup_holiday",
+        "pickup_whole_minute",
+    ]
+    assert set(ModelParams().inputs) == set(OLD_INPUTS) | {
+        "pickup_minute",
+        "pickup_holiday",
+        "pickup_whole_minute",
+        "borough_pair",
+        "PU_whole_minute",
+    }
+
+
+def test_max_features_must_be_a_share() -> None:
+    with pytest.raises(ValueError, match=r"max_features 0.0 invalid: a share in \(0, 1\]"):
+        ModelParams(max_features=0.0)
+    assert "max_features" not in ModelParams(family="ridge").as_mlflow_params()
+    assert ModelParams().as_mlflow_params()["max_features"] == "0.35"
+
+
+@pytest.mark.parametrize("family", ["hist_gradient_boosting", "ridge"])
+def test_the_logged_pipeline_is_made_of_scikit_learn_alone(family: str) -> None:
+    """Served models need no ml_assets code: only scikit-learn and numpy types to trust."""
+    model = train_model(features_frame(300), ModelParams(family=family, max_iter=10))  # type: ignore[arg-type]
+
+    untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(model.pipeline))
+
+    assert not [name for name in untrusted if name.startswith("ml_assets")]
+
+
+def test_a_model_registered_before_the_derived_inputs_scores_todays_frame() -> None:
+    """The champion may predate this code: it picks its own columns out of the serving frame."""
+    train, scored = features_frame(400, seed=1), features_frame(50, seed=2)
+    old_params = ModelParams(max_iter=20)
+    old = build_pipeline(old_params)
+    # The old pipeline: fitted on the old inputs only, as models logged before were.
+    old.set_params(
+        encode__transformers=[
+            (name, step, [c for c in columns if c in OLD_INPUTS])
+            for name, step, columns in old.named_steps["encode"].transformers
+        ],
+        # Zones and boroughs split on natively; PU_DO encoded; distance, hour and weekday.
+        model__categorical_features=[True] * 4 + [False] * 4,
+        model__max_features=1.0,
+    )
+    old.fit(model_input(train, OLD_INPUTS)[OLD_INPUTS], train["duration_min"].to_numpy())
+
+    predicted = old.predict(model_input(scored, ALL_FEATURES))
+
+    assert predicted.shape == (50,) and np.isfinite(predicted).all()
