@@ -87,8 +87,9 @@ class TrainingConfig(_FailFastConfig):
         min_length=1,
         description=(
             "Which inputs the model may use: `zones` (pickup, drop-off and their pair), "
-            "`distance` (trip distance), `time` (hour and day of week), `boroughs` (pickup and "
-            "drop-off borough). At least one."
+            "`distance` (trip distance), `time` (hour and day of week, and from the pickup time: "
+            "minute of day, US federal holidays, whether it was recorded to the whole minute), "
+            "`boroughs` (pickup and drop-off borough). At least one."
         ),
     )
     window_days: int | None = Field(
@@ -131,6 +132,15 @@ class TrainingConfig(_FailFastConfig):
         le=1000.0,
         description="L2 penalty on leaf values, 0..1000. hist_gradient_boosting only.",
     )
+    max_features: float = Field(
+        default=_DEFAULTS.max_features,
+        gt=0.0,
+        le=1.0,
+        description=(
+            "Share of the inputs each split may choose from, in (0, 1]; 1 uses them all. "
+            "hist_gradient_boosting only."
+        ),
+    )
     ridge_alpha: float = Field(
         default=_DEFAULTS.ridge_alpha,
         gt=0.0,
@@ -164,6 +174,7 @@ class TrainingConfig(_FailFastConfig):
             max_leaf_nodes=self.max_leaf_nodes,
             min_samples_leaf=self.min_samples_leaf,
             l2_regularization=self.l2_regularization,
+            max_features=self.max_features,
             ridge_alpha=self.ridge_alpha,
             random_state=self.random_state,
         )

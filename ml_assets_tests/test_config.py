@@ -118,10 +118,14 @@ def test_config_chooses_family_features_and_window(
     metadata = result.asset_materializations_for_node("duration_model")[0].metadata
     assert metadata["model_family"].value == "ridge"
     assert metadata["window_days"].value == 2
+    # The time group's inputs: hour and weekday, and what the model derives from the pickup time.
     assert set(metadata["feature_importance"].value) == {
         "trip_distance",
         "pickup_hour",
         "pickup_dow",
+        "pickup_minute",
+        "pickup_holiday",
+        "pickup_whole_minute",
     }
 
 

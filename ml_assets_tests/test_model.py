@@ -14,6 +14,7 @@ from ml_assets.lib.model import (
     ZonePairBaseline,
     feature_importances,
     model_input,
+    model_inputs,
     regression_metrics,
     train_model,
 )
@@ -92,11 +93,11 @@ def test_model_params_features_and_mlflow_params() -> None:
     params = ModelParams(feature_groups=("time", "distance"))
     ridge = ModelParams(family="ridge", ridge_alpha=2.5)
 
-    assert params.features == ["trip_distance", "pickup_hour", "pickup_dow"]
+    assert params.features == ["trip_distance", "pickup_hour", "pickup_dow", "pickup_datetime"]
     assert ModelParams().features == list(ALL_FEATURES)
     assert params.as_mlflow_params()["feature_groups"] == "time,distance"
     assert "ridge_alpha" not in params.as_mlflow_params()
-    assert params.as_mlflow_params()["max_iter"] == "150"
+    assert params.as_mlflow_params()["max_iter"] == str(ModelParams().max_iter)
     assert ridge.as_mlflow_params()["ridge_alpha"] == "2.5"
     assert not {"learning_rate", "max_iter", "l2_regularization"} & set(ridge.as_mlflow_params())
 
@@ -108,7 +109,7 @@ def test_model_input_is_strings_for_categories_and_floats_for_numbers() -> None:
 
     inputs = model_input(frame, ALL_FEATURES)
 
-    assert list(inputs.columns) == list(ALL_FEATURES)
+    assert list(inputs.columns) == model_inputs(ALL_FEATURES)
     assert inputs["PULocationID"].tolist() == [str(v) for v in frame["PULocationID"]]
     assert inputs["pu_borough"].tolist() == ["None", "Queens", "Bronx"]
     assert str(inputs["pickup_hour"].dtype) == "float64"
