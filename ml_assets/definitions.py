@@ -18,6 +18,7 @@ from ml_assets.resources import build_resources
 from ml_assets.run_process import recording_run_process
 from ml_assets.schedules import build_schedules
 from ml_assets.sensors import build_sensors
+from ml_assets.sensors.freshness import build_freshness_checks, freshness_rule
 from ml_assets.settings import Settings
 
 
@@ -26,7 +27,10 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     days = DailyPartitioning.starting(settings.start_date, settings.training_window_days)
     defs = dg.Definitions(
         assets=build_assets(days),
-        asset_checks=build_asset_checks(days),
+        asset_checks=[
+            *build_asset_checks(days),
+            *build_freshness_checks(freshness_rule(settings, days)),
+        ],
         jobs=jobs,
         schedules=build_schedules(days, settings.retrain_cron),
         sensors=build_sensors(settings, days),

@@ -83,6 +83,12 @@ class Settings:
     """The total time of one request to the TLC host, every attempt and wait included."""
     mlflow_deadline_seconds: float = 30.0
     """How long a step waits for the MLflow tracking server to answer before it fails."""
+    catch_up_days: int = 35
+    """How many of the newest days `catch_up_sensor` fills when they are missing."""
+    freshness_deadline: str = "08:00"
+    """The time (HH:MM, UTC) of day D+1 by which day D's raw trips and predictions must exist."""
+    summary_configured: bool = False
+    """Whether ML_ASSETS_SUMMARY_URLS is set; its value (it holds secrets) is read only when sent."""
 
     @property
     def cache_dir(self) -> Path:
@@ -169,6 +175,11 @@ class Settings:
             mlflow_deadline_seconds=env.read(
                 "ML_ASSETS_MLFLOW_DEADLINE_SECONDS", "30", values.positive
             ),
+            catch_up_days=env.read("ML_ASSETS_CATCH_UP_DAYS", "35", values.days),
+            freshness_deadline=env.read(
+                "ML_ASSETS_FRESHNESS_DEADLINE", "08:00", values.time_of_day
+            ),
+            summary_configured=env.get("ML_ASSETS_SUMMARY_URLS") is not None,
         )
 
 

@@ -70,6 +70,12 @@ def iso_date(value: str) -> str:
     raise ValueError("expected a calendar date as YYYY-MM-DD, such as 2021-01-01")
 
 
+def time_of_day(value: str) -> str:
+    if re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+        return value
+    raise ValueError("expected a time of day as HH:MM (24-hour, UTC), such as 08:00")
+
+
 def days(value: str) -> int:
     if not value.isdigit() or not 1 <= int(value) <= 366:
         raise ValueError("expected a whole number of days, 1..366")
