@@ -210,8 +210,8 @@ MONTH_CASES = [
     MonthCase(
         "pickups_of_another_month_only",
         bad.pickups_of_another_month,
-        RAW_CHECK,
-        (FILE, ON_DAY, r"no trips|0 trips"),
+        READ,
+        (FILE, r"only 0 of [\d,]+ trips are picked up in 2021-01", r"not the file of 2021-01"),
     ),
     MonthCase(
         "month_served_twice",

@@ -280,7 +280,7 @@ def test_a_dropped_connection_every_time_fails_as_transient(
 def test_a_page_that_is_not_parquet_is_corrupt(tlc_server: FileServer, tmp_path: Path) -> None:
     tlc_server.add_file(JANUARY_FILE, b"<html><body>Access denied</body></html>")
 
-    with pytest.raises(CorruptFileError, match=r"not a readable parquet file"):
+    with pytest.raises(CorruptFileError, match=r"the file is a web page \(HTML\), not parquet"):
         make_client(tlc_server, tmp_path / "cache").fetch_month("green", JANUARY)
 
 
@@ -722,3 +722,59 @@ def test_trip_source_passes_its_network_settings_to_the_client(tmp_path: Path) -
     assert defaults.http.limits == HttpLimits(
         connect_timeout_seconds=10, read_timeout_seconds=30, deadline_seconds=300
     )
+
+
+def test_an_empty_download_is_named_empty(tlc_server: FileServer, tmp_path: Path) -> None:
+    tlc_server.add_file(JANUARY_FILE, b"")
+
+    with pytest.raises(CorruptFileError, match=r"the file is empty \(0 bytes\)"):
+        make_client(tlc_server, tmp_path / "cache").fetch_month("green", JANUARY)
+    assert cache_listing(tmp_path / "cache") == []
+
+
+def test_a_file_replaced_at_the_source_is_downloaded_again_when_revalidated(
+    tlc_server: FileServer, tmp_path: Path
+) -> None:
+    tlc_server.add_file(JANUARY_FILE, parquet_bytes(tlc_month()))
+    client = make_client(tlc_server, tmp_path / "cache")
+    first = client.fetch_month("green", JANUARY)
+    assert client.fetch_month("green", JANUARY, revalidate=True).sha256 == first.sha256
+    assert tlc_server.requests_for(f"/{JANUARY_FILE}") == ["GET", "HEAD"]
+
+    tlc_server.add_file(JANUARY_FILE, parquet_bytes(tlc_month().head(3)))
+    replaced = client.fetch_month("green", JANUARY, revalidate=True)
+
+    assert replaced.downloaded and replaced.sha256 != first.sha256
+    assert tlc_server.requests_for(f"/{JANUARY_FILE}") == ["GET", "HEAD", "HEAD", "GET"]
+
+
+def test_an_unreachable_source_leaves_the_checked_copy_in_use(
+    tlc_server: FileServer, tmp_path: Path
+) -> None:
+    tlc_server.add_file(JANUARY_FILE, parquet_bytes(tlc_month()))
+    client = make_client(tlc_server, tmp_path / "cache", max_attempts=3)
+    first = client.fetch_month("green", JANUARY)
+    tlc_server.script(f"/{JANUARY_FILE}", [503, 503, 503])
+
+    kept = client.fetch_month("green", JANUARY, revalidate=True)
+
+    assert kept.sha256 == first.sha256 and not kept.downloaded
+    # Asked once, not retried: a source that is down must not hold up the run.
+    assert tlc_server.requests_for(f"/{JANUARY_FILE}") == ["GET", "HEAD"]
+
+
+def test_a_file_of_another_month_is_refused_naming_both_months(
+    tlc_server: FileServer, tmp_path: Path
+) -> None:
+    december = tlc_month().with_columns(
+        pl.col("lpep_pickup_datetime", "lpep_dropoff_datetime").dt.offset_by("-1mo")
+    )
+    tlc_server.add_file(JANUARY_FILE, parquet_bytes(december))
+
+    with pytest.raises(TripSchemaError) as raised:
+        make_client(tlc_server, tmp_path / "cache").fetch_month("green", JANUARY)
+    assert str(raised.value).startswith(
+        f"{JANUARY_FILE}: only 0 of 4 trips are picked up in 2021-01 (by month: 2020-12: 4); "
+        "this is not the file of 2021-01"
+    )
+    assert cache_listing(tmp_path / "cache") == []

@@ -28,11 +28,13 @@ from typing import TypeVar
 import polars as pl
 import requests
 
+from ml_assets.lib.month_files import read_month_trips, validate_parquet
 from ml_assets.lib.storage import atomic_write
 from ml_assets.lib.tlc_errors import (
     CorruptFileError,
     MonthNotPublishedError,
     RequestRejectedError,
+    TLCError,
 )
 from ml_assets.lib.tlc_http import (
     DEFAULT_CONNECT_TIMEOUT_SECONDS,
@@ -42,7 +44,7 @@ from ml_assets.lib.tlc_http import (
     TLCHttp,
     with_note,
 )
-from ml_assets.lib.trip_schema import TAXI_TYPES, TripSchemaError, normalize_trips
+from ml_assets.lib.trip_schema import TAXI_TYPES, TripSchemaError
 from ml_assets.lib.zones import parse_zone_lookup
 
 TLC_TRIP_DATA_URL = "https://d37ci6vzurychx.cloudfront.net/trip-data"
@@ -119,25 +121,6 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_month_trips(path: Path, *, taxi_type: str, source_name: str) -> pl.DataFrame:
-    """The trips of a month file, normalized to the trip schema.
-
-    Raises `CorruptFileError` when the file is not readable parquet or holds no rows, and
-    `TripSchemaError` (naming `source_name` and the column) when its content breaks the schema.
-    """
-    try:
-        raw = pl.read_parquet(path)
-    except PermissionError:
-        raise  # the file may be fine; the folder's permissions are not
-    except (OSError, pl.exceptions.PolarsError) as error:
-        raise CorruptFileError(
-            f"{source_name}: not a readable parquet file ({error}); it may be truncated"
-        ) from error
-    if raw.height == 0:
-        raise CorruptFileError(f"{source_name}: the parquet file holds no rows")
-    return normalize_trips(raw, taxi_type=taxi_type, source_name=source_name)
-
-
 class TLCClient:
     """Downloads TLC trip files and the zone lookup, caching months on local disk."""
 
@@ -202,17 +185,22 @@ class TLCClient:
             size=info.get("size"),
         )
 
-    def fetch_month(self, taxi_type: str, month: date, *, refetch: bool = False) -> CachedMonth:
+    def fetch_month(
+        self, taxi_type: str, month: date, *, refetch: bool = False, revalidate: bool = False
+    ) -> CachedMonth:
         """The month's file from the cache, downloading it first if it is not there.
 
-        `refetch=True` downloads it again even when a copy is cached. A download is checked (readable
-        parquet, rows in the trip schema) before it is renamed into the cache: a file that fails
-        leaves the cache as it was (the previous copy, if any, is kept) and raises
-        `CorruptFileError` or `TripSchemaError` naming the file.
+        `refetch=True` downloads it again even when a copy is cached. `revalidate=True` asks the
+        source (one HEAD request) which version it publishes and downloads it again when that is
+        not the cached copy's version (a replaced or repaired file); when the source cannot be
+        asked, the cached copy is used. A download is checked (readable parquet, rows in the trip
+        schema, trips of its month) before it is renamed into the cache: a file that fails leaves
+        the cache as it was (the previous copy, if any, is kept) and raises `CorruptFileError` or
+        `TripSchemaError` naming the file.
         """
         if not refetch:
             cached = self.cached_month(taxi_type, month)
-            if cached is not None:
+            if cached is not None and not (revalidate and self._outdated(cached, taxi_type, month)):
                 return cached
         path = self.cached_path(taxi_type, month)
         sidecar = self.sidecar_path(taxi_type, month)
@@ -233,10 +221,12 @@ class TLCClient:
                 stream=True,
                 consume=lambda response, deadline: receive(temp, response, deadline),
             )
-            _validate_parquet(temp, url)
+            validate_parquet(temp, url)
             try:
                 # Named after the cached file, not the temp file: errors and trip keys say it.
-                trips = read_month_trips(temp, taxi_type=taxi_type, source_name=path.name)
+                trips = read_month_trips(
+                    temp, taxi_type=taxi_type, source_name=path.name, month=month
+                )
             except (TripSchemaError, CorruptFileError) as error:
                 kept = "; the cached copy is kept" if refetch and path.exists() else ""
                 with_note(error, f" (downloaded from {url}, not cached{kept})")
@@ -274,6 +264,15 @@ class TLCClient:
             trips=trips,
         )
 
+    def _outdated(self, cached: CachedMonth, taxi_type: str, month: date) -> bool:
+        """Whether the source now publishes another version of `month` than the cached copy."""
+        try:
+            # Asked once: a source that is down must not hold up a run that has a checked copy.
+            published = self.head_month(taxi_type, month, max_attempts=1)
+        except TLCError:
+            return False  # unreachable or unpublished now: the checked copy is still the best
+        return published.version != cached.version
+
     def drop_cached_month(self, taxi_type: str, month: date) -> bool:
         """Remove the cached copy of `month` (file and sidecar); True if there was anything."""
         sidecar = self.sidecar_path(taxi_type, month)
@@ -301,10 +300,12 @@ class TLCClient:
             note = f"; no cached copy is left at {path}"
         return with_note(error, note)
 
-    def head_month(self, taxi_type: str, month: date) -> RemoteFileInfo:
+    def head_month(
+        self, taxi_type: str, month: date, *, max_attempts: int | None = None
+    ) -> RemoteFileInfo:
         """Ask the source whether the month is published and which version it holds."""
         url = self.month_url(taxi_type, month)
-        response = self.http.request("HEAD", url)
+        response = self.http.request("HEAD", url, max_attempts=max_attempts)
         return RemoteFileInfo.from_headers(url, response.headers)
 
     def read_zones(self) -> pl.DataFrame:
@@ -317,18 +318,3 @@ class TLCClient:
                 "ML_ASSETS_TLC_ZONE_LOOKUP_URL"
             ) from error
         return parse_zone_lookup(response.content, source_name=self.zone_lookup_url)
-
-
-def _validate_parquet(path: Path, url: str) -> None:
-    try:
-        # The row count comes from the footer: a truncated file has none to read.
-        rows = pl.scan_parquet(path).select(pl.len()).collect().item()
-    except PermissionError:
-        raise
-    except Exception as error:
-        raise CorruptFileError(
-            f"{url}: the downloaded file is not a readable parquet file ({error}); "
-            "it may be truncated"
-        ) from error
-    if rows == 0:
-        raise CorruptFileError(f"{url}: the parquet file holds no rows")

@@ -91,8 +91,12 @@ class TLCHttp:
         *,
         stream: bool = False,
         consume: Callable[[requests.Response, float], object] | None = None,
+        max_attempts: int | None = None,
     ) -> requests.Response:
         """One HTTP call, retried with exponential backoff and jitter while errors are transient.
+
+        `max_attempts` overrides the limits' attempts (1: ask once, for a question whose answer
+        can wait for the next run).
 
         `consume(response, deadline)` reads a streamed body inside the same attempt, so a transfer
         cut short (raising `TransientTLCError`) is retried like a failed request. The call stops at
@@ -128,7 +132,7 @@ class TLCHttp:
                 tenacity.retry_if_exception_type(TransientTLCError)
                 & tenacity.retry_if_not_exception_type(DeadlineExceededError)
             ),
-            stop=tenacity.stop_after_attempt(self.limits.max_attempts),
+            stop=tenacity.stop_after_attempt(max_attempts or self.limits.max_attempts),
             wait=wait,
             sleep=_sleep,
             reraise=True,

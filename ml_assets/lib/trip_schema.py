@@ -110,7 +110,9 @@ def normalize_trips(raw: pl.DataFrame, *, taxi_type: str, source_name: str) -> p
             columns.append(pl.lit(None, dtype=dtype).alias(name))
             continue
         source_dtype = renamed.schema[name]
-        if name in REQUIRED_SOURCE_COLUMNS and source_dtype == pl.Null:
+        if name in REQUIRED_SOURCE_COLUMNS and (
+            source_dtype == pl.Null or renamed[name].null_count() == renamed.height
+        ):
             raise TripSchemaError(
                 f"{source_name}: required column {name} holds no values (all null)"
             )

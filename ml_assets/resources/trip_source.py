@@ -12,12 +12,12 @@ import polars as pl
 from pydantic import Field
 
 from ml_assets.lib.features import trips_on_day
+from ml_assets.lib.month_files import read_month_trips
 from ml_assets.lib.tlc_client import (
     TLC_TRIP_DATA_URL,
     TLC_ZONE_LOOKUP_URL,
     CachedMonth,
     TLCClient,
-    read_month_trips,
 )
 from ml_assets.lib.tlc_errors import CorruptFileError
 from ml_assets.lib.tlc_http import (
@@ -164,7 +164,11 @@ class TripSource(dg.ConfigurableResource):
         taxi_type = taxi_type or self.taxi_type
         if self.synthetic:
             return f"sample-v{_sample_source().SAMPLE_VERSION}"
-        cached = self.client().fetch_month(taxi_type, day.replace(day=1), refetch=refetch)
+        # One HEAD per month and run: a file TLC replaced or repaired since it was cached is
+        # downloaded again, even when the publication sensor is off.
+        cached = self.client().fetch_month(
+            taxi_type, day.replace(day=1), refetch=refetch, revalidate=True
+        )
         if cached.trips is not None:
             # Just downloaded and checked: the days of this run need not read it again.
             _MONTHS.put(cached, taxi_type, cached.trips)
@@ -216,6 +220,16 @@ def _normalized_month(cached: CachedMonth, taxi_type: str) -> pl.DataFrame:
     """The month file normalized, read once per process (see `_MonthMemo`)."""
     frame = cached.trips if cached.trips is not None else _MONTHS.get(cached, taxi_type)
     if frame is None:
-        frame = read_month_trips(cached.path, taxi_type=taxi_type, source_name=cached.path.name)
+        frame = read_month_trips(
+            cached.path,
+            taxi_type=taxi_type,
+            source_name=cached.path.name,
+            month=_month_of(cached.path.name),
+        )
     _MONTHS.put(cached, taxi_type, frame)
     return frame
+
+
+def _month_of(file_name: str) -> date:
+    """The month a TLC file is named after (`{taxi}_tripdata_YYYY-MM.parquet`)."""
+    return date.fromisoformat(file_name.rsplit("_", 1)[1].removesuffix(".parquet") + "-01")
