@@ -32,11 +32,17 @@ def daily_tick(
 
     With the TLC source it first asks TLC (a HEAD request) whether the day's month is published;
     TLC publishes a month weeks after it ends, so most mornings skip with that reason and the TLC
-    publication sensor ingests the month when it appears.
+    publication sensor ingests the month when it appears. A day whose predictions already exist
+    (the catch-up sensor or a backfill made them) is skipped, not run twice.
     """
     day = day_before(context.scheduled_execution_time)
     if skip := _before_first_partition(day, days):
         return skip
+    if _materialized(context.instance, "trip_duration_predictions", day):
+        return dg.SkipReason(
+            f"{day}: trip_duration_predictions already exist (made by the catch-up sensor or a "
+            "backfill); nothing to run"
+        )
     if not trip_source.synthetic:
         month = day.replace(day=1)
         name = month_file_name(trip_source.taxi_type, month)
@@ -53,6 +59,14 @@ def daily_tick(
     return dg.RunRequest(partition_key=day.isoformat(), run_key=f"daily_job:{day.isoformat()}")
 
 
+def _materialized(instance: dg.DagsterInstance, asset: str, day: date) -> bool:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[day.isoformat()]),
+        limit=1,
+    )
+    return bool(records.records)
+
+
 def training_tick(
     context: dg.ScheduleEvaluationContext, days: DailyPartitioning
 ) -> dg.RunRequest | dg.SkipReason:
@@ -64,11 +78,7 @@ def training_tick(
     day = day_before(context.scheduled_execution_time)
     if skip := _before_first_partition(day, days):
         return skip
-    features = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey("trip_features"), asset_partitions=[str(day)]),
-        limit=1,
-    )
-    if not features.records:
+    if not _materialized(context.instance, "trip_features", day):
         return dg.SkipReason(
             f"trip_features for {day} is not materialized yet; nothing to train on (is the "
             "daily_job run of that day done?)"

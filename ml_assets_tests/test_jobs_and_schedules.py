@@ -138,3 +138,25 @@ def test_the_retraining_cadence_is_a_setting():
 def test_ticks_before_the_first_partition_skip():
     result = tick(training_schedule, datetime(2021, 1, 1, 6, tzinfo=UTC))
     assert result.skip_message == "2020-12-31 is before the first partition (2021-01-01)"
+
+
+def test_the_daily_schedule_skips_a_day_whose_predictions_exist(
+    tmp_path: Path, instance: dg.DagsterInstance
+):
+    sample = TripSource(source="sample", cache_dir=str(tmp_path))
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization("trip_duration_predictions", partition="2021-02-28")
+    )
+
+    result = tick(
+        daily_schedule,
+        datetime(2021, 3, 1, 5, 0, tzinfo=UTC),
+        resources={"trip_source": sample},
+        instance=instance,
+    )
+
+    assert result.run_requests == []
+    assert result.skip_message == (
+        "2021-02-28: trip_duration_predictions already exist (made by the catch-up sensor or a "
+        "backfill); nothing to run"
+    )
