@@ -64,11 +64,16 @@ def tick(schedule: dg.ScheduleDefinition, at: datetime, **context_args):
         return schedule.evaluate_tick(context)
 
 
-def test_the_daily_schedule_runs_the_daily_job_each_morning_for_the_day_before(tmp_path: Path):
+def test_the_daily_schedule_runs_the_daily_job_each_morning_for_the_day_before(
+    tmp_path: Path, instance: dg.DagsterInstance
+):
     sample = TripSource(source="sample", cache_dir=str(tmp_path))
 
     result = tick(
-        daily_schedule, datetime(2021, 3, 1, 5, 0, tzinfo=UTC), resources={"trip_source": sample}
+        daily_schedule,
+        datetime(2021, 3, 1, 5, 0, tzinfo=UTC),
+        resources={"trip_source": sample},
+        instance=instance,
     )
 
     (request,) = result.run_requests
@@ -79,7 +84,7 @@ def test_the_daily_schedule_runs_the_daily_job_each_morning_for_the_day_before(t
 
 
 def test_the_daily_schedule_skips_days_whose_tlc_month_is_not_published(
-    tlc_server: FileServer, tmp_path: Path
+    tlc_server: FileServer, tmp_path: Path, instance: dg.DagsterInstance
 ):
     tlc = TripSource(
         source="tlc", base_url=tlc_server.base_url, cache_dir=str(tmp_path), max_attempts=1
@@ -87,10 +92,16 @@ def test_the_daily_schedule_skips_days_whose_tlc_month_is_not_published(
     tlc_server.add_file("green_tripdata_2021-01.parquet", b"published")
 
     unpublished = tick(
-        daily_schedule, datetime(2021, 2, 2, 5, tzinfo=UTC), resources={"trip_source": tlc}
+        daily_schedule,
+        datetime(2021, 2, 2, 5, tzinfo=UTC),
+        resources={"trip_source": tlc},
+        instance=instance,
     )
     published = tick(
-        daily_schedule, datetime(2021, 1, 20, 5, tzinfo=UTC), resources={"trip_source": tlc}
+        daily_schedule,
+        datetime(2021, 1, 20, 5, tzinfo=UTC),
+        resources={"trip_source": tlc},
+        instance=instance,
     )
 
     assert unpublished.run_requests == []
