@@ -62,8 +62,9 @@ LEGEND = """\
   trained:  the model trained on the window ending on the day (model D)
   scored:   the model scored on the day's trips: the one trained through the day before (D-1)
   RMSE:     that model's RMSE on the day, in minutes; baseline: the zone-pair mean's, same trips
-  champion: the champion after that evaluation; served: the model that predicted the day
-            (the champion going into it, chosen before the day)
+  champion: the champion after the day's promotion decision (promotion_job: the gate, then
+            model_promotion); served: the model that predicted the day (the champion going
+            into it, chosen before the day)
 """
 
 
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     import dagster as dg
 
     from ml_assets.definitions import build_definitions
-    from ml_assets.jobs import ml_loop_job
+    from ml_assets.jobs import ml_loop_job, promotion_job
     from ml_assets.settings import Settings, SettingsError
 
     environment = {
@@ -131,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         print("taxi_zones failed; see the run in the Dagster UI", file=sys.stderr)
         return 1
     job = defs.resolve_job_def(ml_loop_job.name)
+    promotion = defs.resolve_job_def(promotion_job.name)
     print(LEGEND)
     print(_row([name for name, _ in COLUMNS]), flush=True)
     for day in days:
@@ -148,6 +150,26 @@ def main(argv: list[str] | None = None) -> int:
         }
         evaluation = meta.get("model_evaluation", {})
         predictions = meta.get("trip_duration_predictions", {})
+        champion = evaluation.get("champion_version")
+        if evaluation:
+            # What the `promote_evaluated_day` sensor does under `dagster dev`: the promotion
+            # gate, then the decision. A challenger that fails the gate fails that run and
+            # leaves the champion where it was; the demo carries on.
+            decided = promotion.execute_in_process(
+                instance=instance, partition_key=day, raise_on_error=False, run_config=quiet
+            )
+            for event in decided.get_asset_materialization_events():
+                values = event.materialization.metadata
+                if "champion_version" in values:
+                    champion = values["champion_version"].value
+            gate_failed = any(
+                not evaluation.passed for evaluation in decided.get_asset_check_evaluations()
+            )
+            if not decided.success and not gate_failed:
+                print(
+                    f"{day}: run {decided.run_id} failed; see it in the Dagster UI", file=sys.stderr
+                )
+                return 1
         row = [
             day,
             str(meta["raw_trips"]["dagster/row_count"]),
@@ -156,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             _version(evaluation.get("challenger_version")),
             _number(evaluation.get("rmse")),
             _number(evaluation.get("baseline_rmse")),
-            _version(evaluation.get("champion_version")),
+            _version(champion),
             _version(predictions.get("model_version")),
         ]
         print(_row(row), flush=True)

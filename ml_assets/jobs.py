@@ -2,6 +2,13 @@
 
 import dagster as dg
 
+from ml_assets.champion_jobs import champion_jobs
+from ml_assets.checks.promotion_gate import GATE_CHECK_KEYS
+
+WITHOUT_GATE = dg.AssetSelection.checks(*GATE_CHECK_KEYS)
+"""The promotion gate's checks run only in `promotion_job`: a challenger that loses must not stop
+the day's predictions, which depend on the evaluation too."""
+
 ml_loop_job = dg.define_asset_job(
     name="ml_loop_job",
     selection=dg.AssetSelection.assets(
@@ -10,7 +17,8 @@ ml_loop_job = dg.define_asset_job(
         "duration_model",
         "model_evaluation",
         "trip_duration_predictions",
-    ),
+    )
+    - WITHOUT_GATE,
     description=(
         "The whole daily loop for one day: ingest the day's trips, build features, train and "
         "register the day's model, evaluate yesterday's model on today and predict today."
@@ -31,10 +39,10 @@ retrain_job = dg.define_asset_job(
 
 model_evaluation_job = dg.define_asset_job(
     name="model_evaluation_job",
-    selection=dg.AssetSelection.assets("model_evaluation"),
+    selection=dg.AssetSelection.assets("model_evaluation") - WITHOUT_GATE,
     description=(
-        "Score the model trained through the day before against the champion on the day's trips, "
-        "and promote it if it wins."
+        "Score the model trained through the day before against the champion on the day's trips "
+        "(the `promote_evaluated_day` sensor then runs `promotion_job`)."
     ),
 )
 
@@ -42,10 +50,12 @@ daily_job = dg.define_asset_job(
     name="daily_job",
     selection=dg.AssetSelection.assets(
         "raw_trips", "trip_features", "model_evaluation", "trip_duration_predictions"
-    ),
+    )
+    - WITHOUT_GATE,
     description=(
         "Every morning, for the day before: ingest the day's trips, build its features, score "
-        "yesterday's model against the champion on it (promoting the winner) and predict it. "
+        "yesterday's model against the champion on it and predict it (promotion_job, launched "
+        "by the `promote_evaluated_day` sensor, then decides about yesterday's model). "
         "Steps that touch the network or MLflow retry with backoff; a run that dies (a lost "
         "worker, an out-of-memory kill) is retried from the failed step."
     ),
@@ -79,4 +89,26 @@ ingestion_job = dg.define_asset_job(
     ),
 )
 
-jobs = [ml_loop_job, retrain_job, model_evaluation_job, daily_job, training_job, ingestion_job]
+promotion_job = dg.define_asset_job(
+    name="promotion_job",
+    selection=dg.AssetSelection.assets("model_promotion") | WITHOUT_GATE,
+    description=(
+        "The promotion decision of one evaluated day: the blocking checks of the promotion gate "
+        "(the challenger beats the champion by ML_ASSETS_PROMOTION_MARGIN and beats the "
+        "zone-pair baseline, by MLflow's model validation), then model_promotion (champion under "
+        "auto approval, candidate under manual). A challenger that fails the gate fails this "
+        "run, says why in the check, and leaves the champion where it was. Launched by the "
+        "`promote_evaluated_day` sensor after each run that evaluated a day."
+    ),
+)
+
+jobs = [
+    ml_loop_job,
+    retrain_job,
+    model_evaluation_job,
+    daily_job,
+    training_job,
+    ingestion_job,
+    promotion_job,
+    *champion_jobs,
+]

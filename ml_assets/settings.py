@@ -83,6 +83,10 @@ class Settings:
     """The total time of one request to the TLC host, every attempt and wait included."""
     mlflow_deadline_seconds: float = 30.0
     """How long a step waits for the MLflow tracking server to answer before it fails."""
+    promotion_margin: float = 0.0
+    """How much lower (a share) the challenger's RMSE must be than the champion's to promote it."""
+    promotion_approval: str = "auto"
+    """`auto`: a challenger passing the gate becomes champion; `manual`: a candidate to approve."""
     catch_up_days: int = 35
     """How many of the newest days `catch_up_sensor` fills when they are missing."""
     freshness_deadline: str = "08:00"
@@ -174,6 +178,10 @@ class Settings:
             tlc_deadline_seconds=env.read("ML_ASSETS_TLC_DEADLINE_SECONDS", "300", values.positive),
             mlflow_deadline_seconds=env.read(
                 "ML_ASSETS_MLFLOW_DEADLINE_SECONDS", "30", values.positive
+            ),
+            promotion_margin=env.read("ML_ASSETS_PROMOTION_MARGIN", "0", values.margin),
+            promotion_approval=env.read(
+                "ML_ASSETS_PROMOTION_APPROVAL", "auto", values.one_of(("auto", "manual"))
             ),
             catch_up_days=env.read("ML_ASSETS_CATCH_UP_DAYS", "35", values.days),
             freshness_deadline=env.read(

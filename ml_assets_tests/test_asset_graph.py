@@ -20,14 +20,14 @@ import pytest
 from mlflow import MlflowClient
 
 from ml_assets.assets import evaluation
-from ml_assets.jobs import ml_loop_job
+from ml_assets.jobs import ml_loop_job, promotion_job
 from ml_assets.lib.features import FEATURE_SCHEMA, build_trip_features
 from ml_assets.lib.model import ALL_FEATURES, ZonePairBaseline, model_input, regression_metrics
 from ml_assets.lib.registry import CHAMPION_ALIAS, PROMOTED_ON_TAG, TRAINED_THROUGH_TAG
 from ml_assets.lib.sample_source import sample_trips, sample_zones
 from ml_assets.resources import build_resources
 from ml_assets.settings import Settings
-from ml_assets_tests.graph import ASSETS
+from ml_assets_tests.graph import ASSET_CHECKS, ASSETS
 
 DAYS = ["2021-01-01", "2021-01-02", "2021-01-03", "2021-01-04"]
 TABLE_ASSETS = ("raw_trips", "trip_features", "trip_duration_predictions")
@@ -39,6 +39,12 @@ class Loop:
     instance: dg.DagsterInstance
     zones_run: dg.ExecuteInProcessResult
     runs: dict[str, dg.ExecuteInProcessResult]
+    promotions: dict[str, dg.ExecuteInProcessResult]
+    """`promotion_job` of each evaluated day, as the `promote_evaluated_day` sensor runs it."""
+
+    def promoted(self, day: str) -> bool:
+        """Whether the challenger evaluated on `day` passed the gate and was promoted."""
+        return day in self.promotions and self.promotions[day].success
 
     def metadata(self, day: str, asset: str) -> dict[str, Any] | None:
         """The metadata of `asset`'s materialization in the run of `day`, as plain values."""
@@ -74,18 +80,27 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
     )
     defs = dg.Definitions(
         assets=ASSETS,
-        jobs=[ml_loop_job],
+        asset_checks=ASSET_CHECKS,
+        jobs=[ml_loop_job, promotion_job],
         resources=build_resources(settings),
     )
     job = defs.resolve_job_def(ml_loop_job.name)
+    promotion = defs.resolve_job_def(promotion_job.name)
     # The runs (and the model loading below) point the mlflow module at this loop's store.
     tracking_uri, registry_uri = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     with dg.instance_for_test() as instance:
         zones_run = defs.resolve_implicit_global_asset_job_def().execute_in_process(
             instance=instance, asset_selection=[dg.AssetKey("taxi_zones")]
         )
-        runs = {day: job.execute_in_process(instance=instance, partition_key=day) for day in DAYS}
-        yield Loop(settings, instance, zones_run, runs)
+        runs, promotions = {}, {}
+        for day in DAYS:
+            runs[day] = job.execute_in_process(instance=instance, partition_key=day)
+            if day != DAYS[0]:
+                # A challenger that fails the gate fails this run and is not promoted.
+                promotions[day] = promotion.execute_in_process(
+                    instance=instance, partition_key=day, raise_on_error=False
+                )
+        yield Loop(settings, instance, zones_run, runs, promotions)
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(registry_uri)
 
@@ -239,16 +254,18 @@ def test_registered_versions_record_their_training_day_and_promotions(loop: Loop
     assert promoted_on == {
         record["challenger"]["version"]: day
         for day, record in evaluations.items()
-        if record["promoted"]
+        if loop.promoted(day)
     }
     # v1 has no champion to beat on its first evaluation day.
-    assert evaluations[DAYS[1]]["promoted"] is True
+    assert loop.promoted(DAYS[1])
     assert promoted_on["1"] == DAYS[1]
     # The alias points at the latest promotion.
     latest = max(promoted_on, key=lambda number: (promoted_on[number], int(number)))
     champion = client.get_model_version_by_alias("nyc-taxi-trip-duration", CHAMPION_ALIAS)
     assert str(champion.version) == latest
-    assert evaluations[DAYS[-1]]["champion"]["version"] == latest
+    last_decision = max(day for day in DAYS[1:] if loop.promoted(day))
+    decided = loop.promotions[last_decision].asset_materializations_for_node("model_promotion")
+    assert decided[0].metadata["champion_version"].value == latest
 
 
 def test_evaluation_scores_yesterdays_model_against_the_champion_on_the_same_trips(
@@ -292,14 +309,15 @@ def test_evaluation_scores_yesterdays_model_against_the_champion_on_the_same_tri
             if incumbent != str(index):
                 assert record["incumbent"]["version"] == incumbent
                 assert meta["champion_rmse"] == pytest.approx(record["incumbent"]["rmse"])
-                assert record["promoted"] == (
+                # The default margin is 0: any lower RMSE passes the champion gate.
+                assert loop.promoted(day) == (
                     record["challenger"]["rmse"] < record["incumbent"]["rmse"]
                 )
         else:
             assert record["incumbent"] is None
             assert meta["champion_rmse"] is None
-            assert record["promoted"] is True
-        assert meta["promoted"] == record["promoted"]
+            assert loop.promoted(day)
+        assert "promoted" not in meta  # the evaluation only scores; model_promotion decides
         assert meta["challenger_version"] == str(index)
 
 
@@ -350,5 +368,6 @@ def test_evaluating_a_day_without_trips_fails_naming_the_partition(tmp_path: Pat
                 duration_model={"2021-01-04": {"version": "4"}},
                 trip_features=no_trips,
                 model_registry=build_resources(settings)["model_registry"],
+                mlflow_tracking=None,  # type: ignore[arg-type]  # never reached
             )
         )

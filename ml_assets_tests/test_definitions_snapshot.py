@@ -51,9 +51,12 @@ def describe(defs: dg.Definitions) -> str:
         lines.append(f"  group: {spec.group_name}")
         lines.append(f"  partitions: {_partitions(spec.partitions_def)}")
         lines.append(f"  code_version: {spec.code_version}")
-        lines.append(f"  retry: {_retry(assets_def.op.retry_policy)}")
-        lines.append(f"  backfill: {assets_def.backfill_policy or 'per partition'}")
-        lines.append(f"  pools: {', '.join(sorted(assets_def.op.pools)) or 'none'}")
+        if assets_def.is_executable:
+            lines.append(f"  retry: {_retry(assets_def.op.retry_policy)}")
+            lines.append(f"  backfill: {assets_def.backfill_policy or 'per partition'}")
+            lines.append(f"  pools: {', '.join(sorted(assets_def.op.pools)) or 'none'}")
+        else:
+            lines.append("  external: observations only, never materialized")
         for dep in sorted(spec.deps, key=lambda d: d.asset_key.to_user_string()):
             lines.append(
                 f"  dep {dep.asset_key.to_user_string()}: {_mapping(dep.partition_mapping)}"

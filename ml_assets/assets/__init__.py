@@ -8,6 +8,7 @@ from ml_assets.assets.evaluation import evaluation_assets
 from ml_assets.assets.features import features_assets
 from ml_assets.assets.ingestion import ingestion_assets
 from ml_assets.assets.predictions import predictions_assets
+from ml_assets.assets.promotion import promotion_assets
 from ml_assets.assets.training import training_assets
 from ml_assets.partitions import DailyPartitioning
 
@@ -26,6 +27,7 @@ def build_assets(days: DailyPartitioning) -> list[dg.AssetsDefinition]:
             *features_assets(days),
             *training_assets(days),
             *evaluation_assets(days),
+            *promotion_assets(days),
             *predictions_assets(days),
         ]
     return [

@@ -30,6 +30,7 @@ import dagster as dg
 
 from ml_assets.checks.model import model_checks
 from ml_assets.checks.predictions import predictions_checks
+from ml_assets.checks.promotion_gate import promotion_gate_checks
 from ml_assets.checks.raw_trips import raw_trips_checks
 from ml_assets.checks.trip_features import trip_features_checks
 from ml_assets.partitions import DailyPartitioning
@@ -49,4 +50,5 @@ def build_asset_checks(days: DailyPartitioning) -> list[dg.AssetChecksDefinition
             trip_features_checks,
             *model_checks(days),
             *predictions_checks(days),
+            *promotion_gate_checks(days),
         ]

@@ -101,8 +101,11 @@ def run_success_message(
     champion_version: str | None,
     model_version: str | None,
     ui_url: str,
+    candidate_version: str | None = None,
+    candidate_link: str | None = None,
 ) -> Notification:
-    """A run succeeded: the numbers of the day (trips, model quality, champion changes)."""
+    """A run succeeded: the numbers of the day (trips, model quality, champion changes, a
+    candidate awaiting approval)."""
     comparison = None
     if rmse is not None:
         comparison = _minutes(rmse)
@@ -114,6 +117,12 @@ def run_success_message(
         champion = f"new champion promoted: v{champion_version}"
     else:
         champion = f"unchanged (v{champion_version})" if champion_version else "unchanged"
+    if candidate_version:
+        champion = (
+            f"{champion}; v{candidate_version} passed the gate and is a candidate awaiting "
+            "approval: approve or reject it with review_candidate_job in the Launchpad"
+            + (f" (MLflow: {candidate_link})" if candidate_link else "")
+        )
     return Notification(
         title=f"✅ {job}{_partition_suffix(partition)} succeeded",
         body=_lines(

@@ -10,13 +10,35 @@ A registry that answers a call with an error (a restarting server, a 5xx, a perm
 raises `RegistryError`, naming the registry and the call: an error must never read as "no
 champion yet", which would promote a challenger without comparing it with anything. Only "no such
 registered model" means that no version exists.
+
+How versions are labelled, so a person can read the registry after a year of daily training (every
+daily model is a version: its evaluation, the day after, loads it by version):
+
+- `trained_through=D` on every version: the last day of its training window.
+- `status`: absent on a model that never passed the promotion gate (most of them); `candidate`
+  (passed the gate, waits for a person under `manual` approval), `champion` (the one the alias
+  points at), `retired` (was champion, replaced), `rejected` (a person rejected it).
+- `candidate_on=D`: the day whose evaluation it passed the gate on; `champion_since=D`: the
+  decision day of the latest time it became champion; `retired_on=D`: when it was replaced.
+- The last decision about the version: `decision` (`promoted`, `approved`, `rejected`,
+  `rolled_back`, `moved_outside_dagster`), `decided_by`, `decided_at` (UTC), `decision_reason`,
+  `decision_metrics` (JSON: the RMSEs it was made on). Every decision is also an observation of
+  the `champion_model` asset in Dagster, which keeps the full history.
+
+The champion history that predictions follow is kept in two tags: `promoted_on=D` (the gate of
+day D's evaluation promoted it automatically) and `chosen_on`, a comma-separated list of
+`D/<UTC time>` entries (a person approved it or rolled back to it, or the alias was moved to it
+outside Dagster, when day D was the latest evaluated day). The champion going into day X is the
+version of the latest such entry with D before X; on the same day a person's choice wins over the
+automatic promotion, and later choices over earlier ones.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import date
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ml_assets.lib.setting_values import redact_url
@@ -29,6 +51,16 @@ if TYPE_CHECKING:
 CHAMPION_ALIAS = "champion"
 TRAINED_THROUGH_TAG = "trained_through"
 PROMOTED_ON_TAG = "promoted_on"
+CHOSEN_ON_TAG = "chosen_on"
+STATUS_TAG = "status"
+CANDIDATE_ON_TAG = "candidate_on"
+CHAMPION_SINCE_TAG = "champion_since"
+RETIRED_ON_TAG = "retired_on"
+
+CANDIDATE = "candidate"
+CHAMPION = "champion"
+RETIRED = "retired"
+REJECTED = "rejected"
 
 T = TypeVar("T")
 
@@ -71,6 +103,60 @@ class RegisteredModel:
             "trained_through": self.trained_through,
             "uri": self.uri,
         }
+
+
+def utc_now() -> str:
+    """The current time, UTC, to the second, as decisions record it."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One decision about a version: who made it, when, why, and the numbers it was made on.
+
+    `day` is the decision day: the latest day whose data the decision could see. A version made
+    champion by a decision of day D serves predictions from day D+1 on.
+    """
+
+    kind: str
+    """`promoted`, `approved`, `rejected`, `rolled_back` or `moved_outside_dagster`."""
+    day: str
+    by: str
+    reason: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    at: str = field(default_factory=utc_now)
+
+    def as_tags(self) -> dict[str, str]:
+        """The version tags recording this decision (the latest one on a version wins)."""
+        return {
+            "decision": self.kind,
+            "decided_by": self.by,
+            "decided_at": self.at,
+            # MLflow limits a tag value to 5000 characters.
+            "decision_reason": self.reason[:4000],
+            "decision_metrics": json.dumps(self.metrics, sort_keys=True),
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "decision": self.kind,
+            "decision_day": self.day,
+            "decided_by": self.by,
+            "decided_at": self.at,
+            "reason": self.reason,
+            "metrics": self.metrics,
+        }
+
+
+def _champion_entries(version: ModelVersion) -> list[tuple[str, int, str]]:
+    """When `version` became champion: (decision day, 0 for the gate / 1 for a person, time)."""
+    entries = []
+    if PROMOTED_ON_TAG in version.tags:
+        entries.append((version.tags[PROMOTED_ON_TAG], 0, ""))
+    for entry in filter(None, version.tags.get(CHOSEN_ON_TAG, "").split(",")):
+        day, _, at = entry.partition("/")
+        entries.append((day, 1, at))
+    return entries
 
 
 class ModelRegistry:
@@ -120,16 +206,47 @@ class ModelRegistry:
         return self._call("search_model_versions", search)
 
     def champion_going_into(self, day: date) -> RegisteredModel | None:
-        """The version promoted most recently before `day`, or None if none was."""
-        promoted = [
-            version
+        """The champion chosen before `day` (see the module doc), or None if none was."""
+        return self._latest_champion(lambda decided: decided < day.isoformat())
+
+    def recorded_champion(self) -> RegisteredModel | None:
+        """The champion of the latest decision recorded: where the `champion` alias belongs."""
+        return self._latest_champion(lambda decided: True)
+
+    def _latest_champion(self, include: Callable[[str], bool]) -> RegisteredModel | None:
+        entries = [
+            (entry, version)
             for version in self._versions()
-            if version.tags.get(PROMOTED_ON_TAG, "9999-12-31") < day.isoformat()
+            for entry in _champion_entries(version)
+            if include(entry[0])
         ]
-        if not promoted:
+        if not entries:
             return None
-        latest = max(promoted, key=lambda v: (v.tags[PROMOTED_ON_TAG], int(v.version)))
+        _, latest = max(entries, key=lambda item: (item[0], int(item[1].version)))
         return RegisteredModel.from_version(latest)
+
+    def latest_decision_day(self) -> str | None:
+        """The latest decision day recorded in the registry (None before any champion)."""
+        days = [entry[0] for version in self._versions() for entry in _champion_entries(version)]
+        return max(days, default=None)
+
+    def versions_with_status(self, status: str) -> list[RegisteredModel]:
+        """The versions labelled `status=<status>`, oldest first."""
+        found = [v for v in self._versions() if v.tags.get(STATUS_TAG) == status]
+        return [
+            RegisteredModel.from_version(v) for v in sorted(found, key=lambda v: int(v.version))
+        ]
+
+    def tags_of(self, version: str) -> dict[str, str]:
+        """Every tag of `version`."""
+        return dict(
+            self._call(
+                f"get_model_version(version={version})",
+                self.client.get_model_version,
+                self.model_name,
+                version,
+            ).tags
+        )
 
     def current_champion(self) -> RegisteredModel | None:
         """The version the `champion` alias points at; None if the model or the alias is unset."""
@@ -148,26 +265,69 @@ class ModelRegistry:
         version = self._call("get_registered_model", aliases).get(CHAMPION_ALIAS)
         return None if version is None else self.version(str(version))
 
-    def promote(self, model: RegisteredModel, day: date) -> RegisteredModel:
+    def promote(
+        self, model: RegisteredModel, day: date, decision: Decision | None = None
+    ) -> RegisteredModel:
         """Record that `model` won day `day`'s evaluation and move the alias to the latest winner."""
+        previous = self.recorded_champion()
+        self.tag_version(model.version, PROMOTED_ON_TAG, day.isoformat())
+        if decision is not None:
+            self._tag_decision(model.version, decision)
+        return self._move_alias_to_recorded(day.isoformat(), previous)
+
+    def choose(self, version: str, decision: Decision) -> RegisteredModel:
+        """Make `version` champion by a person's (or an outside) `decision` of `decision.day`.
+
+        Appends `decision.day/decision.at` to the version's `chosen_on` history, records the
+        decision in its tags and moves the alias to the recorded champion (this version).
+        """
+        previous = self.recorded_champion()
+        tags = self.tags_of(version)
+        history = [entry for entry in tags.get(CHOSEN_ON_TAG, "").split(",") if entry]
+        entry = f"{decision.day}/{decision.at}"
+        self.tag_version(version, CHOSEN_ON_TAG, ",".join([*history, entry]))
+        self._tag_decision(version, decision)
+        return self._move_alias_to_recorded(decision.day, previous)
+
+    def mark_candidate(self, model: RegisteredModel, day: date, decision: Decision) -> None:
+        """Label `model` a candidate that passed day `day`'s gate and waits for a person."""
+        self.tag_version(model.version, STATUS_TAG, CANDIDATE)
+        self.tag_version(model.version, CANDIDATE_ON_TAG, day.isoformat())
+        self._tag_decision(model.version, decision)
+
+    def reject(self, version: str, decision: Decision) -> None:
+        """Label `version` rejected by a person, with the decision."""
+        self.tag_version(version, STATUS_TAG, REJECTED)
+        self._tag_decision(version, decision)
+
+    def _tag_decision(self, version: str, decision: Decision) -> None:
+        for key, value in decision.as_tags().items():
+            self.tag_version(version, key, value)
+
+    def _move_alias_to_recorded(
+        self, day: str, recorded_before: RegisteredModel | None
+    ) -> RegisteredModel:
+        """Point the alias at the recorded champion; relabel it and the champions it replaces
+        (the one recorded before the decision, and the one the alias pointed at)."""
+        champion = self.recorded_champion()
+        if champion is None:
+            raise RegistryError(f"model {self.model_name!r}: no champion recorded to point at")
+        aliased = self.current_champion()
         self._call(
-            f"set_model_version_tag(version={model.version}, {PROMOTED_ON_TAG}={day})",
-            self.client.set_model_version_tag,
-            self.model_name,
-            model.version,
-            PROMOTED_ON_TAG,
-            day.isoformat(),
-        )
-        promoted = [v for v in self._versions() if PROMOTED_ON_TAG in v.tags]
-        latest = max(promoted, key=lambda v: (v.tags[PROMOTED_ON_TAG], int(v.version)))
-        self._call(
-            f"set_registered_model_alias({CHAMPION_ALIAS}={latest.version})",
+            f"set_registered_model_alias({CHAMPION_ALIAS}={champion.version})",
             self.client.set_registered_model_alias,
             self.model_name,
             CHAMPION_ALIAS,
-            latest.version,
+            champion.version,
         )
-        return RegisteredModel.from_version(latest)
+        if recorded_before is None or recorded_before.version != champion.version:
+            self.tag_version(champion.version, CHAMPION_SINCE_TAG, day)
+        self.tag_version(champion.version, STATUS_TAG, CHAMPION)
+        replaced = {model.version for model in (recorded_before, aliased) if model is not None}
+        for version in sorted(replaced - {champion.version}, key=int):
+            self.tag_version(version, STATUS_TAG, RETIRED)
+            self.tag_version(version, RETIRED_ON_TAG, day)
+        return champion
 
     def withdraw(self, model: RegisteredModel, day: date) -> None:
         """Undo a promotion of `model` on `day` that a re-run of that day's evaluation reversed."""

@@ -104,6 +104,17 @@ def share(value: str) -> float:
     return share
 
 
+def margin(value: str) -> float:
+    try:
+        share = float(value)
+    except ValueError:
+        share = -1.0
+    # NaN fails both comparisons, so it is refused too.
+    if not 0 <= share < 1:
+        raise ValueError("expected a share from 0 to below 1, such as 0.02 (2 % lower RMSE)")
+    return share
+
+
 def experiment_name(value: str) -> str:
     # MLflow's own limit; checked here so a long name fails at load, not in the first MLflow step.
     if len(value) > 500:

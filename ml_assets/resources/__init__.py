@@ -5,6 +5,7 @@ import dagster as dg
 from ml_assets.resources.mlflow import ModelRegistryResource, mlflow_tracking
 from ml_assets.resources.notifier import NOTIFY_URLS_ENV_VAR, Notifier
 from ml_assets.resources.parquet_io_manager import PartitionedFileIOManager
+from ml_assets.resources.promotion import PromotionPolicy
 from ml_assets.resources.trip_source import TripSource
 from ml_assets.settings import Settings
 
@@ -38,6 +39,10 @@ def build_resources(settings: Settings) -> dict[str, object]:
             model_name=settings.model_name,
             ui_url=settings.mlflow_ui_url,
             server_deadline_seconds=settings.mlflow_deadline_seconds,
+        ),
+        "promotion_policy": PromotionPolicy(
+            margin=settings.promotion_margin,
+            approval=settings.promotion_approval,  # type: ignore[arg-type]
         ),
         "notifier": Notifier(
             # An EnvVar keeps the URLs (they hold tokens and passwords) out of the UI and the

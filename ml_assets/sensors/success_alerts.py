@@ -12,7 +12,7 @@ from ml_assets.lib.notifications import Notification, run_success_message
 from ml_assets.resources.notifier import Notifier
 from ml_assets.sensors.run_events import metadata_values, new_run_endings, run_partition
 
-SUCCESS_ALERT_JOBS = ("daily_job", "training_job", "ml_loop_job")
+SUCCESS_ALERT_JOBS = ("daily_job", "training_job", "ml_loop_job", "promotion_job")
 """The jobs whose successful runs are announced (the others' successes are routine or ad hoc)."""
 
 
@@ -27,6 +27,8 @@ class RunNumbers:
     baseline_rmse: float | None = None
     promoted: bool | None = None
     champion_version: str | None = None
+    candidate_version: str | None = None
+    candidate_link: str | None = None
 
 
 def run_numbers(instance: dg.DagsterInstance, run_id: str) -> RunNumbers:
@@ -39,6 +41,7 @@ def run_numbers(instance: dg.DagsterInstance, run_id: str) -> RunNumbers:
     rows: dict[str, int] = {}
     trained: dict[str, Any] = {}
     evaluated: dict[str, Any] = {}
+    decided: dict[str, Any] = {}
     for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
         key = entry.asset_materialization.asset_key.to_user_string()
         values = metadata_values(entry)
@@ -48,19 +51,27 @@ def run_numbers(instance: dg.DagsterInstance, run_id: str) -> RunNumbers:
             trained = values
         elif key == "model_evaluation":
             evaluated = values
+        elif key == "model_promotion":
+            decided = values
     if evaluated:
         rmse, baseline = evaluated.get("rmse"), evaluated.get("baseline_rmse")
     else:
         rmse, baseline = trained.get("val_rmse"), trained.get("baseline_val_rmse")
-    champion = evaluated.get("champion_version")
+    # The promotion decision, when the run made one, names the champion after it; an evaluation
+    # names the champion going into its day.
+    champion = decided.get("champion_version") if decided else evaluated.get("champion_version")
     return RunNumbers(
         raw_rows=rows.get("raw_trips"),
         feature_rows=rows.get("trip_features"),
         model_version=None if not trained else str(trained.get("model_version")),
         rmse=rmse,
         baseline_rmse=baseline,
-        promoted=evaluated.get("promoted") if evaluated else None,
+        promoted=decided.get("promoted") if decided else None,
         champion_version=None if champion is None else str(champion),
+        candidate_version=decided.get("candidate_version"),
+        candidate_link=decided.get("model_version_link")
+        if decided.get("candidate_version")
+        else None,
     )
 
 
@@ -80,6 +91,8 @@ def success_notification(
         promoted=numbers.promoted,
         champion_version=numbers.champion_version,
         model_version=numbers.model_version,
+        candidate_version=numbers.candidate_version,
+        candidate_link=numbers.candidate_link,
         ui_url=ui_url,
     )
 
@@ -90,9 +103,10 @@ def success_notification(
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def run_success_alert(context: dg.SensorEvaluationContext, notifier: Notifier) -> dg.SkipReason:
-    """Announces every successful `daily_job`, `training_job` and `ml_loop_job` run with the day's
-    numbers: trips and feature rows, the model trained, RMSE against the naive baseline, and
-    whether a new champion was promoted.
+    """Announces every successful `daily_job`, `training_job`, `ml_loop_job` and `promotion_job`
+    run with the day's numbers: trips and feature rows, the model trained, RMSE against the naive
+    baseline, and whether a new champion was promoted or a candidate awaits approval (with a
+    link to its MLflow version).
 
     Runs of every origin are covered, `dagster job execute` included. Turned on for the first
     time, it starts from that moment.
