@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.prefect_env import default_signals, free_port, stop_process_group, wait_until_answering
+from bench.prefect_env import wait_until_answering
+from ml_assets_tests.processes import default_signal_handling, free_port, stop_process_group
 
 LAUNCH_RUN = """
 mutation Launch($params: ExecutionParams!) {
@@ -190,7 +191,7 @@ def running_dagster_dev(
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=default_signals,
+            preexec_fn=default_signal_handling,
         )
     try:
         started = time.monotonic()

@@ -20,8 +20,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +30,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from bench.harness import REPO_ROOT, CaseSkipped
+from ml_assets_tests.processes import default_signal_handling, free_port, stop_process_group
 
 PREFECT_VERSION = "3.9.1"
 """The latest Prefect release that installs here (`pip index versions prefect`, 2026-12-02)."""
@@ -169,31 +168,6 @@ def _step(args: list[str], what: str, root: Path) -> None:
         ) from error
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def default_signals() -> None:
-    """In a server's child process: the bench may run with SIGINT/SIGTERM ignored (inherited)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-def stop_process_group(process: subprocess.Popen) -> None:
-    """Stop a server and everything it started (its own process group), by its pid."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-
-
 def wait_until_answering(
     url: str, process: subprocess.Popen, log: Path, what: str, timeout: float
 ) -> float:
@@ -230,7 +204,7 @@ def running_prefect_server(
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=default_signals,
+            preexec_fn=default_signal_handling,
         )
     try:
         api_url = f"http://127.0.0.1:{port}/api"

@@ -3,7 +3,6 @@
 import contextlib
 import http.server
 import json
-import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword
 
 from ml_assets_tests.http_fixtures import LoopbackHTTPServer
+from ml_assets_tests.processes import free_port
 
 
 @dataclass
@@ -79,12 +79,6 @@ class MailServer:
     password: str
     messages: list[EmailMessage] = field(default_factory=list)
     envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @contextlib.contextmanager

@@ -24,6 +24,7 @@ import polars as pl
 
 from ml_assets_tests.conftest import local_instance, new_local_home
 from ml_assets_tests.http_fixtures import FileServer
+from ml_assets_tests.processes import default_signal_handling
 
 MONTH_FILE = "green_tripdata_2021-01.parquet"
 ZONES_FILE = "taxi_zone_lookup.csv"
@@ -307,12 +308,6 @@ class CliRun:
 _RECORD_START = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4} - ", re.MULTILINE)
 
 
-def _default_signals() -> None:
-    # The test runner may ignore SIGINT/SIGTERM; the CLI child must not inherit that.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
 REFETCH_CONFIG = '{"ops": {"raw_trips": {"config": {"refetch_source": true}}}}'
 """The run config that asks `raw_trips` to download its months again (the documented way)."""
 
@@ -336,7 +331,7 @@ def materialize(
         stdin=subprocess.DEVNULL,
         text=True,
         start_new_session=True,
-        preexec_fn=_default_signals,
+        preexec_fn=default_signal_handling,
     )
     try:
         output, _ = process.communicate(timeout=CLI_TIMEOUT_SECONDS)

@@ -1,9 +1,6 @@
 """`dagster dev` as a test fixture: started on a free loopback port, stopped by its own pid."""
 
 import contextlib
-import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,17 +10,7 @@ from pathlib import Path
 
 import pytest
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _default_signal_handling() -> None:
-    """In the child: a test runner may ignore SIGINT/SIGTERM; dagster dev must not inherit that."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+from ml_assets_tests.processes import default_signal_handling, free_port, stop_process_group
 
 
 def _wait_until_serving(url: str, server: subprocess.Popen, log: Path, timeout: float) -> None:
@@ -40,20 +27,6 @@ def _wait_until_serving(url: str, server: subprocess.Popen, log: Path, timeout: 
     pytest.fail(
         f"dagster dev did not answer on {url} within {timeout:.0f}s:\n{log.read_text()[-3000:]}"
     )
-
-
-def _stop(server: subprocess.Popen) -> None:
-    """Stop dagster dev and everything it started (its own process group), by its pid."""
-    if server.poll() is None:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=10)
-    # Code servers and run workers share its group; make sure none outlives the test.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(server.pid, signal.SIGKILL)
 
 
 @contextlib.contextmanager
@@ -86,7 +59,7 @@ def running_dagster_dev(
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_default_signal_handling,
+            preexec_fn=default_signal_handling,
         )
     try:
         if while_starting is not None:
@@ -94,4 +67,4 @@ def running_dagster_dev(
         _wait_until_serving(url, server, log, timeout)
         yield url
     finally:
-        _stop(server)
+        stop_process_group(server)

@@ -20,9 +20,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ml_assets_tests.http_fixtures import LoopbackHTTPServer
+from ml_assets_tests.processes import free_port
 from ml_assets_tests.production_services import (
     child_environment,
-    free_port,
     http_ok,
     start_service,
     stop_service,

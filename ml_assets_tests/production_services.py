@@ -7,7 +7,6 @@ ports, so the tests can run again and again, and next to a stack someone is usin
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import psycopg2
+
+from ml_assets_tests.processes import default_signal_handling
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PRODUCTION_TEMPLATE = REPO_ROOT / "deploy" / "dagster-production.yaml"
@@ -111,18 +112,6 @@ def workspace_file(path: Path) -> Path:
     return path
 
 
-def free_port() -> int:
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _default_signals() -> None:
-    # pytest (or a parent shell) may ignore these; the service must stop when asked.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
 def start_service(
     command: list[str], env: dict[str, str], log_path: Path, cwd: Path
 ) -> subprocess.Popen[bytes]:
@@ -137,7 +126,7 @@ def start_service(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=_default_signals,
+            preexec_fn=default_signal_handling,
         )
 
 

@@ -23,9 +23,9 @@ from ml_assets.mlflow_ui import NothingToStart, main, mlflow_ui_command
 from ml_assets.resources import build_resources
 from ml_assets.settings import Settings
 from ml_assets_tests.graph import WITHOUT_PREDICTIONS
+from ml_assets_tests.processes import free_port
 from ml_assets_tests.production_services import (
     child_environment,
-    free_port,
     http_ok,
     start_service,
     stop_service,

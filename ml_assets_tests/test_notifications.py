@@ -26,10 +26,10 @@ from ml_assets.settings import Settings
 from ml_assets_tests.alert_receivers import (
     MailServer,
     WebhookServer,
-    free_port,
     smtp_server,
     webhook_server,
 )
+from ml_assets_tests.processes import free_port
 
 UI = "http://dagster.example:3000"
 SLACK_TOKENS = "T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7"

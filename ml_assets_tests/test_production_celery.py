@@ -29,6 +29,7 @@ from ml_assets.executors import (
 from ml_assets.resources import build_resources
 from ml_assets.settings import Settings
 from ml_assets_tests.graph import taxi_zones
+from ml_assets_tests.processes import free_port
 from ml_assets_tests.production_services import (
     CELERY_WORKER_CONFIG,
     PG_HOST,
@@ -38,7 +39,6 @@ from ml_assets_tests.production_services import (
     child_environment,
     database_exists,
     drop_database,
-    free_port,
     process_group_members,
     unique_name,
     wait_for,

@@ -14,9 +14,9 @@ from ml_assets.lib.registry import CHAMPION_ALIAS, PROMOTED_ON_TAG, TRAINED_THRO
 from ml_assets.resources import build_resources
 from ml_assets.settings import Settings
 from ml_assets_tests.graph import ASSETS
+from ml_assets_tests.processes import free_port
 from ml_assets_tests.production_services import (
     child_environment,
-    free_port,
     http_ok,
     postgres_database,
     postgres_url,

@@ -15,7 +15,8 @@ from ml_assets.executors import executor_from_env
 from ml_assets.lib.tlc_client import TLC_TRIP_DATA_URL, TLC_ZONE_LOOKUP_URL
 from ml_assets.resources import build_resources
 from ml_assets.settings import Settings, SettingsError
-from ml_assets_tests.dagster_dev import _default_signal_handling, running_dagster_dev
+from ml_assets_tests.dagster_dev import running_dagster_dev
+from ml_assets_tests.processes import default_signal_handling
 
 
 def test_defaults_need_no_environment_and_keep_everything_under_the_data_dir(
@@ -280,7 +281,7 @@ def test_dagster_cli_prints_the_one_line_when_a_setting_is_invalid(tmp_path: Pat
         capture_output=True,
         text=True,
         timeout=180,
-        preexec_fn=_default_signal_handling,
+        preexec_fn=default_signal_handling,
     )
 
     output = completed.stdout + completed.stderr

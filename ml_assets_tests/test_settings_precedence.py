@@ -16,7 +16,7 @@ import pytest
 
 from ml_assets.demo import load_env_file
 from ml_assets_tests.conftest import REPO_ROOT, local_instance, new_local_home
-from ml_assets_tests.dagster_dev import _default_signal_handling
+from ml_assets_tests.processes import default_signal_handling
 
 WRITE_ENV = REPO_ROOT / "scripts" / "write-env"
 
@@ -109,7 +109,7 @@ def test_dagster_cli_lets_the_environment_win_over_the_env_file_and_logs_what_wo
         capture_output=True,
         text=True,
         timeout=300,
-        preexec_fn=_default_signal_handling,
+        preexec_fn=default_signal_handling,
     )
 
     assert completed.returncode == 0, completed.stderr[-3000:]

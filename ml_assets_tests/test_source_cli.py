@@ -28,8 +28,8 @@ import pytest
 from ml_assets.lib.sample_source import sample_raw_trips
 from ml_assets.lib.tlc_client import TLCClient
 from ml_assets_tests.conftest import local_instance, new_local_home
-from ml_assets_tests.dagster_dev import _default_signal_handling
 from ml_assets_tests.http_fixtures import FileServer
+from ml_assets_tests.processes import default_signal_handling
 
 JANUARY_FILE = "green_tripdata_2021-01.parquet"
 DAY = "2021-01-05"
@@ -105,7 +105,7 @@ def test_a_run_downloading_from_a_silent_source_stops_within_seconds_when_told_t
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_default_signal_handling,
+                preexec_fn=default_signal_handling,
             )
         try:
             deadline = time.monotonic() + 120
@@ -181,7 +181,7 @@ def test_refetch_source_from_the_cli_downloads_the_month_again(
         text=True,
         timeout=400,
         start_new_session=True,
-        preexec_fn=_default_signal_handling,
+        preexec_fn=default_signal_handling,
     )
 
     assert completed.returncode == 0, completed.stderr[-3000:]

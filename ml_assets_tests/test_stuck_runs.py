@@ -34,6 +34,7 @@ from ml_assets.sensors.stuck_runs import stuck_run_monitor_sensor, waiting_run_a
 from ml_assets.settings import Settings, SettingsError
 from ml_assets_tests.alert_receivers import WebhookServer, webhook_server
 from ml_assets_tests.conftest import REPO_ROOT, local_instance, new_local_home
+from ml_assets_tests.processes import default_signal_handling
 
 UI = "http://dagster.example:3000"
 
@@ -290,11 +291,6 @@ KILL_TO_FAILURE_BOUND_SECONDS = 60
 """The test location's sensor checks every 3 s; the daemon evaluates sensors every few seconds."""
 
 
-def _default_signals() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
 def _wait_for(what: str, condition: Callable[[], Any], timeout: float, log: Path) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -316,7 +312,7 @@ def _process(
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_default_signals,
+            preexec_fn=default_signal_handling,
         )
     try:
         yield child
