@@ -29,6 +29,10 @@ from ml_assets.resources import build_resources
 from ml_assets.settings import Settings
 from ml_assets_tests.graph import ASSET_CHECKS, ASSETS
 
+# The whole loop over four days, MLflow included (about a minute): the full suite's, not the
+# inner loop's.
+pytestmark = pytest.mark.slow
+
 DAYS = ["2021-01-01", "2021-01-02", "2021-01-03", "2021-01-04"]
 TABLE_ASSETS = ("raw_trips", "trip_features", "trip_duration_predictions")
 

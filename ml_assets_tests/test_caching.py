@@ -293,6 +293,7 @@ def test_checks_over_unchanged_days_carry_their_results_over_without_reading_the
     assert any("their results are carried over" in m for m in messages(instance, second.run_id))
 
 
+@pytest.mark.slow
 def test_checks_run_again_when_a_day_or_the_code_changed(
     resources: dict[str, object], instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
 ):

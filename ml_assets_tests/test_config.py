@@ -94,6 +94,7 @@ def test_unknown_choices_are_rejected_before_the_run_is_launched(
     assert not settings.data_dir.exists()
 
 
+@pytest.mark.slow
 def test_config_chooses_family_features_and_window(
     resources: dict[str, object], instance: dg.DagsterInstance, settings: Settings
 ) -> None:
@@ -176,6 +177,7 @@ def test_ingestion_config_picks_the_taxi_type(
     assert "yellow" in metadata["source"].value
 
 
+@pytest.mark.slow
 def test_retrained_model_is_sent_to_evaluation_on_the_next_day(
     resources: dict[str, object], instance: dg.DagsterInstance
 ) -> None:

@@ -99,6 +99,7 @@ def test_the_logged_pipeline_is_made_of_scikit_learn_alone(family: str) -> None:
     assert not [name for name in untrusted if name.startswith("ml_assets")]
 
 
+@pytest.mark.slow
 def test_a_model_registered_before_the_derived_inputs_scores_todays_frame() -> None:
     """The champion may predate this code: it picks its own columns out of the serving frame."""
     train, scored = features_frame(400, seed=1), features_frame(50, seed=2)

@@ -150,6 +150,7 @@ def test_raw_trips_and_features_of_a_january_day_match_the_file(
     assert served.server.requests_for(JANUARY_FILE) == ["GET"]
 
 
+@pytest.mark.slow
 def test_a_model_trained_on_january_beats_the_course_baseline_on_february(
     served: Served,
 ) -> None:

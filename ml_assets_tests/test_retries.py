@@ -60,6 +60,7 @@ def step_events(result: dg.ExecuteInProcessResult, event_type: dg.DagsterEventTy
     return [event for event in result.all_events if event.event_type == event_type]
 
 
+@pytest.mark.slow
 def test_a_source_failing_twice_then_answering_gives_a_successful_run_with_two_retries(
     tlc_server: FileServer, tmp_path: Path, instance: dg.DagsterInstance
 ):
@@ -80,6 +81,7 @@ def test_a_source_failing_twice_then_answering_gives_a_successful_run_with_two_r
     assert stored.height == sample_raw_trips(date(2021, 1, 5)).height
 
 
+@pytest.mark.slow
 def test_a_source_that_keeps_failing_gives_a_failed_run_with_a_clear_error(
     tlc_server: FileServer, tmp_path: Path, instance: dg.DagsterInstance
 ):
