@@ -82,10 +82,12 @@ def _current_metrics(registry: ModelRegistry, version: str) -> dict[str, Any]:
         "the metrics."
     ),
     tags={"stage": "promote"},
+    # Nothing to store: the decision lives in the registry and in the output's metadata.
+    out=dg.Out(dg.Nothing),
 )
 def review_candidate(
     context: dg.OpExecutionContext, config: CandidateReview, model_registry: ModelRegistryResource
-) -> dg.Output[dict[str, Any]]:
+) -> dg.Output[None]:
     registry = model_registry.registry()
     tags = _version_tags(registry, config.version)
     if tags.get(STATUS_TAG) != CANDIDATE:
@@ -124,10 +126,11 @@ def review_candidate(
         "Records who, when, why and the metrics."
     ),
     tags={"stage": "promote"},
+    out=dg.Out(dg.Nothing),
 )
 def rollback_champion(
     context: dg.OpExecutionContext, config: ChampionRollback, model_registry: ModelRegistryResource
-) -> dg.Output[dict[str, Any]]:
+) -> dg.Output[None]:
     registry = model_registry.registry()
     tags = _version_tags(registry, config.version)
     current = registry.current_champion()
@@ -151,13 +154,9 @@ def rollback_champion(
     return _decision_output(config.version, decision, champion)
 
 
-def _decision_output(version: str, decision: Decision, champion: Any) -> dg.Output[dict[str, Any]]:
+def _decision_output(version: str, decision: Decision, champion: Any) -> dg.Output[None]:
     return dg.Output(
-        {
-            "version": version,
-            "champion_version": champion.version if champion else None,
-            **decision.as_dict(),
-        },
+        None,
         metadata={
             "version": version,
             "champion_version": champion.version if champion else None,

@@ -3,11 +3,6 @@
 import dagster as dg
 
 from ml_assets.champion_jobs import champion_jobs
-from ml_assets.checks.promotion_gate import GATE_CHECK_KEYS
-
-WITHOUT_GATE = dg.AssetSelection.checks(*GATE_CHECK_KEYS)
-"""The promotion gate's checks run only in `promotion_job`: a challenger that loses must not stop
-the day's predictions, which depend on the evaluation too."""
 
 ml_loop_job = dg.define_asset_job(
     name="ml_loop_job",
@@ -17,8 +12,7 @@ ml_loop_job = dg.define_asset_job(
         "duration_model",
         "model_evaluation",
         "trip_duration_predictions",
-    )
-    - WITHOUT_GATE,
+    ),
     description=(
         "The whole daily loop for one day: ingest the day's trips, build features, train and "
         "register the day's model, evaluate yesterday's model on today and predict today."
@@ -39,7 +33,7 @@ retrain_job = dg.define_asset_job(
 
 model_evaluation_job = dg.define_asset_job(
     name="model_evaluation_job",
-    selection=dg.AssetSelection.assets("model_evaluation") - WITHOUT_GATE,
+    selection=dg.AssetSelection.assets("model_evaluation"),
     description=(
         "Score the model trained through the day before against the champion on the day's trips "
         "(the `promote_evaluated_day` sensor then runs `promotion_job`)."
@@ -50,8 +44,7 @@ daily_job = dg.define_asset_job(
     name="daily_job",
     selection=dg.AssetSelection.assets(
         "raw_trips", "trip_features", "model_evaluation", "trip_duration_predictions"
-    )
-    - WITHOUT_GATE,
+    ),
     description=(
         "Every morning, for the day before: ingest the day's trips, build its features, score "
         "yesterday's model against the champion on it and predict it (promotion_job, launched "
@@ -91,11 +84,12 @@ ingestion_job = dg.define_asset_job(
 
 promotion_job = dg.define_asset_job(
     name="promotion_job",
-    selection=dg.AssetSelection.assets("model_promotion") | WITHOUT_GATE,
+    selection=dg.AssetSelection.assets("challenger_validation", "model_promotion"),
     description=(
-        "The promotion decision of one evaluated day: the blocking checks of the promotion gate "
-        "(the challenger beats the champion by ML_ASSETS_PROMOTION_MARGIN and beats the "
-        "zone-pair baseline, by MLflow's model validation), then model_promotion (champion under "
+        "The promotion decision of one evaluated day: challenger_validation and the blocking "
+        "checks of the promotion gate (the challenger beats the champion by "
+        "ML_ASSETS_PROMOTION_MARGIN and beats the zone-pair baseline, by MLflow's model "
+        "validation), then model_promotion (champion under "
         "auto approval, candidate under manual). A challenger that fails the gate fails this "
         "run, says why in the check, and leaves the champion where it was. Launched by the "
         "`promote_evaluated_day` sensor after each run that evaluated a day."

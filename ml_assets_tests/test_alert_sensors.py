@@ -133,6 +133,10 @@ def test_each_event_is_announced_once(
     daily = defs.resolve_job_def("daily_job").execute_in_process(
         partition_key="2021-01-02", instance=instance
     )
+    # Day 2's promotion decision, as the `promote_evaluated_day` sensor launches it.
+    promotion = defs.resolve_job_def("promotion_job").execute_in_process(
+        partition_key="2021-01-02", instance=instance
+    )
     # Drift of day 2 is measured against the days before it (day 1), read from storage.
     (drift,) = [
         e
@@ -189,7 +193,9 @@ def test_each_event_is_announced_once(
     evaluation = daily.asset_materializations_for_node("model_evaluation")[0].metadata
     assert f"**Trips:** {trips.value:,}" in day2
     assert f"**RMSE:** {evaluation['rmse'].value:.2f} min" in day2
-    assert f"**Champion:** new champion promoted: v{evaluation['champion_version'].value}" in day2
+    decided = by_title["✅ promotion_job [2021-01-02] succeeded"]["message"]
+    promoted = promotion.asset_materializations_for_node("model_promotion")[0].metadata
+    assert f"**Champion:** new champion promoted: v{promoted['champion_version'].value}" in decided
 
     # The failed run: its step, the cause and the link.
     failure = by_title["❌ daily_job [2021-01-03] failed"]
@@ -216,6 +222,7 @@ def test_each_event_is_announced_once(
         [
             "✅ training_job [2021-01-01] succeeded",
             "✅ daily_job [2021-01-02] succeeded",
+            "✅ promotion_job [2021-01-02] succeeded",
             "❌ daily_job [2021-01-03] failed",
             f"❌ materialize raw_trips [{DAY}] failed",
         ]

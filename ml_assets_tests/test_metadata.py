@@ -24,6 +24,7 @@ def test_every_asset_has_description_owner_kinds_and_tags(settings: Settings) ->
         "trip_features",
         "duration_model",
         "model_evaluation",
+        "challenger_validation",
         "model_promotion",
         "champion_model",
         "trip_duration_predictions",

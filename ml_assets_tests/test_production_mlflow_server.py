@@ -9,11 +9,11 @@ import dagster as dg
 import pytest
 from mlflow import MlflowClient
 
-from ml_assets.jobs import ml_loop_job
+from ml_assets.jobs import ml_loop_job, promotion_job
 from ml_assets.lib.registry import CHAMPION_ALIAS, PROMOTED_ON_TAG, TRAINED_THROUGH_TAG
 from ml_assets.resources import build_resources
 from ml_assets.settings import Settings
-from ml_assets_tests.graph import ASSETS
+from ml_assets_tests.graph import ASSET_CHECKS, ASSETS
 from ml_assets_tests.processes import free_port
 from ml_assets_tests.production_services import (
     child_environment,
@@ -45,6 +45,17 @@ def _run_loop(settings: Settings) -> None:
                 instance=instance,
             )
             assert result.success, day
+            if day != DAYS[0]:
+                # The promotion decision, as the `promote_evaluated_day` sensor launches it (a
+                # challenger that fails the gate fails this run and is not promoted).
+                dg.materialize(
+                    [*ASSETS, *ASSET_CHECKS],
+                    selection=promotion_job.selection,
+                    partition_key=day,
+                    resources=resources,
+                    instance=instance,
+                    raise_on_error=False,
+                )
 
 
 def _registry_state(tracking_uri: str, settings: Settings) -> dict[str, object]:

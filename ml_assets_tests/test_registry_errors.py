@@ -17,10 +17,15 @@ from ml_assets.lib.registry import CHAMPION_ALIAS, PROMOTED_ON_TAG
 from ml_assets.resources import build_resources
 from ml_assets.resources.mlflow import ModelRegistryResource
 from ml_assets.settings import Settings
+from ml_assets_tests.graph import ASSETS as EVERY_ASSET
 from ml_assets_tests.graph import WITHOUT_PREDICTIONS
 from ml_assets_tests.mlflow_fixtures import FailingProxy, mlflow_server
 
-ASSETS = WITHOUT_PREDICTIONS
+PROMOTION = ["challenger_validation", "model_promotion"]
+ASSETS = [
+    *WITHOUT_PREDICTIONS,
+    *(asset for asset in EVERY_ASSET if asset.key.to_user_string() in PROMOTION),
+]
 HANG_GUARD_SECONDS = 120
 
 
@@ -76,7 +81,8 @@ def test_a_failing_or_stopped_registry_fails_evaluation_and_never_promotes(
         assert _materialize(["taxi_zones"], None, resources, instance).success
         loop = ["raw_trips", "trip_features", "duration_model"]
         assert _materialize(loop, "2021-01-01", resources, instance).success
-        assert _materialize([*loop, "model_evaluation"], "2021-01-02", resources, instance).success
+        day2 = [*loop, "model_evaluation", *PROMOTION]
+        assert _materialize(day2, "2021-01-02", resources, instance).success
         assert _materialize(loop[:2], "2021-01-03", resources, instance).success
         client = MlflowClient(tracking_uri=url, registry_uri=url)
         name = settings.model_name

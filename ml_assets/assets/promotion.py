@@ -1,7 +1,9 @@
-"""Promotion, its own step after the evaluation, and the champion it moves.
+"""Promotion, its own steps after the evaluation, and the champion it moves.
 
-`model_promotion` of day D runs after the blocking checks of the promotion gate
-(`ml_assets.checks.promotion_gate`) have passed for day D's evaluation. Under `auto` approval it
+`challenger_validation` of day D asks MLflow's model validation whether day D's challenger beats
+the champion (by the promotion margin) and the zone-pair baseline; its blocking checks
+(`ml_assets.checks.promotion_gate`) report the answer, and `model_promotion` runs only if both
+passed. Under `auto` approval it
 moves the MLflow alias `champion` to the challenger; under `manual` it labels the challenger a
 candidate, which a person approves or rejects with `review_candidate_job`. A version made champion
 by the decision of day D serves predictions from day D+1 on (see `ml_assets.lib.registry`).
@@ -12,6 +14,7 @@ an observation of it, with who, when, why and the metrics.
 """
 
 from collections.abc import Iterator
+from dataclasses import asdict
 from datetime import date, timedelta
 from typing import Any
 
@@ -73,46 +76,83 @@ def gate_metrics(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def model_promotion(
+def challenger_validation(
     context: dg.AssetExecutionContext,
     model_evaluation: dict[str, Any],
+    promotion_policy: PromotionPolicy,
+) -> dg.MaterializeResult:
+    """MLflow's model validation of the day's challenger, on the metrics `model_evaluation`
+    computed with `mlflow.models.evaluate` on the day's trips: does its RMSE beat the champion's
+    by the promotion margin (ML_ASSETS_PROMOTION_MARGIN), and the zone-pair baseline's?
+
+    Its blocking checks `challenger_beats_champion` and `challenger_beats_baseline` report the two
+    answers; `model_promotion` runs only when both passed.
+    """
+    day = context.partition_key
+    scored = model_evaluation.get("mlflow_metrics")
+    if scored is None:
+        raise dg.Failure(
+            f"partition {day}: model_evaluation was made before the promotion gate existed (no "
+            "MLflow metrics); materialize model_evaluation of the day again",
+            allow_retries=False,
+        )
+    margin = promotion_policy.margin
+    results = {
+        "champion": gate(
+            scored["challenger"], scored["champion"], against="champion", margin=margin
+        ),
+        "baseline": gate(scored["challenger"], scored["baseline"], against="baseline"),
+    }
+    record = {
+        "date": day,
+        "margin": margin,
+        "metrics": gate_metrics(model_evaluation),
+        **{against: asdict(result) for against, result in results.items()},
+    }
+    return dg.MaterializeResult(
+        value=record,
+        metadata={
+            "challenger_version": model_evaluation["challenger"]["version"],
+            "margin": margin,
+            "beats_champion": results["champion"].passed,
+            "beats_baseline": results["baseline"].passed,
+            "champion_gate": results["champion"].message,
+            "baseline_gate": results["baseline"].message,
+        },
+    )
+
+
+def model_promotion(
+    context: dg.AssetExecutionContext,
+    challenger_validation: dict[str, Any],
     model_registry: ModelRegistryResource,
     promotion_policy: PromotionPolicy,
 ) -> Iterator[dg.Output | dg.AssetObservation]:
     """The promotion decision about the day's challenger, once it passed the promotion gate.
 
     Runs only after the blocking checks `challenger_beats_champion` (by the promotion margin) and
-    `challenger_beats_baseline` passed; a challenger that fails them is never promoted and the
-    champion stays. With `ML_ASSETS_PROMOTION_APPROVAL=auto` the challenger becomes champion (the
-    MLflow alias `champion` moves, effective for the next day's predictions); with `manual` it
-    becomes a candidate (`status=candidate` on its MLflow version) that a person approves or
-    rejects from the Launchpad with `review_candidate_job`.
+    `challenger_beats_baseline` of `challenger_validation` passed; a challenger that fails them is
+    never promoted and the champion stays. With `ML_ASSETS_PROMOTION_APPROVAL=auto` the
+    challenger becomes champion (the MLflow alias `champion` moves, effective for the next day's
+    predictions); with `manual` it becomes a candidate (`status=candidate` on its MLflow
+    version) that a person approves or rejects from the Launchpad with `review_candidate_job`.
     """
     with failing_without_retries(f"partition {context.partition_key}"):
-        yield from _decide(context, model_evaluation, model_registry, promotion_policy)
+        yield from _decide(context, challenger_validation, model_registry, promotion_policy)
 
 
 def _decide(
     context: dg.AssetExecutionContext,
-    record: dict[str, Any],
+    validation: dict[str, Any],
     model_registry: ModelRegistryResource,
     policy: PromotionPolicy,
 ) -> Iterator[dg.Output | dg.AssetObservation]:
     day = date.fromisoformat(context.partition_key)
-    scored = record.get("mlflow_metrics")
-    if scored is None:
-        raise dg.Failure(
-            f"partition {day}: model_evaluation was made before the promotion gate existed; "
-            "materialize it again, then model_promotion",
-            allow_retries=False,
-        )
     # The blocking checks gate this step in a job; asked for alone (without them), the same
-    # comparison is made here so that nothing can promote around the gate.
-    results = [
-        gate(scored["challenger"], scored["champion"], against="champion", margin=policy.margin),
-        gate(scored["challenger"], scored["baseline"], against="baseline"),
+    # answers are read here so that nothing can promote around the gate.
+    failed = [
+        validation[a]["message"] for a in ("champion", "baseline") if not validation[a]["passed"]
     ]
-    failed = [result.message for result in results if not result.passed]
     if failed:
         raise dg.Failure(
             f"partition {day}: the challenger did not pass the promotion gate: "
@@ -120,9 +160,9 @@ def _decide(
             allow_retries=False,
         )
     registry = model_registry.registry()
-    challenger = registry.version(record["challenger"]["version"])
-    reason = "; ".join(result.message for result in results)
-    metrics = {**gate_metrics(record), "margin": policy.margin}
+    challenger = registry.version(validation["metrics"]["challenger_version"])
+    reason = "; ".join(validation[a]["message"] for a in ("champion", "baseline"))
+    metrics = {**validation["metrics"], "margin": validation["margin"]}
     version_link = dg.MetadataValue.url(model_registry.model_version_url(challenger.version))
     if policy.approval == "manual":
         decision = Decision("candidate", day.isoformat(), "promotion gate", reason, metrics)
@@ -155,7 +195,7 @@ def _decide(
             "champion_version": champion.version if champion else None,
             "candidate_version": challenger.version if outcome == "candidate" else None,
             "approval": policy.approval,
-            "margin": policy.margin,
+            "margin": validation["margin"],
             "model_version_link": version_link,
             "decided_by": decision.by,
             "decided_at": decision.at,
@@ -166,7 +206,14 @@ def _decide(
 
 
 def promotion_assets(days: DailyPartitioning) -> list[dg.AssetsDefinition]:
-    """The daily promotion decision over the days of `days`, and the champion it moves."""
+    """The daily gate and promotion decision over the days of `days`, and the champion."""
+    validation = dg.asset(
+        group_name=MODEL_GROUP,
+        partitions_def=days.partitions,
+        kinds={"mlflow"},
+        code_version="1",
+        tags={"stage": "promote"},
+    )(challenger_validation)
     promotion = dg.asset(
         group_name=MODEL_GROUP,
         partitions_def=days.partitions,
@@ -188,4 +235,4 @@ def promotion_assets(days: DailyPartitioning) -> list[dg.AssetsDefinition]:
             "alias in MLflow), with who, when, why and the metrics it was decided on."
         ),
     )
-    return [promotion, dg.AssetsDefinition(specs=[champion])]
+    return [validation, promotion, dg.AssetsDefinition(specs=[champion])]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import dagster as dg
 
@@ -58,6 +59,10 @@ def champion_alias_sensor(
     change is recorded like a person's decision (`decision=moved_outside_dagster` on the version,
     an observation of `champion_model`), and the predictions of the days after the latest
     evaluated day use that version."""
+    store = model_registry.tracking_uri.removeprefix("sqlite:///")
+    if store != model_registry.tracking_uri and not Path(store).exists():
+        # A local store nothing has written yet: opening it would create it under a run's feet.
+        return dg.SkipReason(f"no MLflow store at {store} yet: no model registered")
     try:
         registry = model_registry.registry()
         aliased = registry.current_champion()

@@ -1,0 +1,486 @@
+"""Promotion people can trust: the gate, manual approval, rollback, an alias moved outside
+Dagster, the labels a long backfill leaves in the registry, and the evaluation reports.
+
+The gate's comparisons are checked directly (fast). Everything else runs the real loop on the
+offline sample source, in-process, with MLflow on a local SQLite store: `ml_loop_job` day by day,
+then `promotion_job` for each evaluated day, as the `promote_evaluated_day` sensor launches it.
+"""
+
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import mlflow
+import polars as pl
+import pytest
+from mlflow import MlflowClient
+from PIL import Image
+
+from ml_assets.checks.promotion_gate import challenger_beats_baseline, challenger_beats_champion
+from ml_assets.definitions import build_definitions
+from ml_assets.lib.evaluation_reports import DPI, FIGURE_INCHES, REPORTS
+from ml_assets.lib.promotion_gate import RMSE, gate
+from ml_assets.lib.registry import CHAMPION_ALIAS, ModelRegistry
+from ml_assets.sensors.champion import champion_alias_sensor, promote_evaluated_day
+from ml_assets.sensors.success_alerts import success_notification
+from ml_assets.settings import Settings
+
+FIRST = date(2021, 1, 1)
+
+
+def _day(offset: int) -> str:
+    return (FIRST + timedelta(days=offset)).isoformat()
+
+
+def _metrics(rmse: float) -> dict[str, float]:
+    return {RMSE: rmse, "mean_absolute_error": rmse * 0.7}
+
+
+# The gate, with MLflow's own model validation.
+
+
+def test_the_gate_passes_a_challenger_that_beats_the_champion_by_the_margin() -> None:
+    result = gate(_metrics(4.0), _metrics(5.0), against="champion", margin=0.1)
+    assert result.passed
+    assert result.message == "challenger RMSE 4.000 is 10.0% lower than the champion's 5.000"
+    assert result.required_rmse == pytest.approx(4.5)
+    # Nothing to beat yet: the first challenger passes.
+    assert gate(_metrics(4.0), None, against="champion").passed
+
+
+def test_the_gate_fails_a_challenger_short_of_the_margin_saying_why() -> None:
+    result = gate(_metrics(4.9), _metrics(5.0), against="champion", margin=0.05)
+    assert not result.passed
+    assert result.message.startswith(
+        "challenger RMSE 4.900 is not 5.0% lower than the champion's 5.000 on the same trips "
+        "(MLflow: Metric root_mean_squared_error minimum relative change check failed"
+    )
+    # Without a margin, lower at all passes; equal does not.
+    assert gate(_metrics(4.9), _metrics(5.0), against="champion").passed
+    assert not gate(_metrics(5.0), _metrics(5.0), against="champion").passed
+
+
+def _validation(margin: float) -> dict[str, Any]:
+    """A `challenger_validation` record of one day, from MLflow's validation."""
+    challenger = _metrics(6.0)
+    return {
+        "champion": asdict(gate(challenger, _metrics(7.0), against="champion", margin=margin)),
+        "baseline": asdict(gate(challenger, _metrics(5.5), against="baseline")),
+    }
+
+
+def test_the_gate_checks_fail_with_error_naming_the_day_and_the_numbers() -> None:
+    beats_baseline = challenger_beats_baseline({"2021-01-05": _validation(0.0)})
+    assert not beats_baseline.passed
+    assert beats_baseline.severity == dg.AssetCheckSeverity.ERROR
+    assert beats_baseline.description is not None
+    assert beats_baseline.description.startswith(
+        "2021-01-05: challenger RMSE 6.000 is not lower than the baseline's 5.500"
+    )
+    assert beats_baseline.metadata["failing_days"].value == ["2021-01-05"]
+
+    on_margin = challenger_beats_champion({"2021-01-05": _validation(0.2)})
+    assert not on_margin.passed
+    assert "is not 20.0% lower than the champion's 7.000" in (on_margin.description or "")
+    passed = challenger_beats_champion({"2021-01-05": _validation(0.1)})
+    assert passed.passed
+    assert passed.description == (
+        "2021-01-05: challenger RMSE 6.000 is 10.0% lower than the champion's 7.000"
+    )
+
+
+# The loop, in-process.
+
+
+@dataclass
+class Loop:
+    settings: Settings
+    instance: dg.DagsterInstance
+    runs: dict[str, dg.ExecuteInProcessResult]
+    promotions: dict[str, dg.ExecuteInProcessResult]
+    environment: dict[str, str]
+    """The loop's own settings (such as manual approval), on top of the sample defaults."""
+
+    @property
+    def client(self) -> MlflowClient:
+        uri = self.settings.mlflow_tracking_uri
+        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+    @property
+    def registry(self) -> ModelRegistry:
+        return ModelRegistry(self.settings.mlflow_tracking_uri, self.settings.model_name)
+
+    def defs(self, **environment: str) -> dg.Definitions:
+        """The definitions with these settings on top (same data dir and stores)."""
+        return build_definitions(
+            _settings(self.settings.data_dir, **{**self.environment, **environment})
+        )
+
+    def champion(self) -> str:
+        alias = self.client.get_model_version_by_alias(self.settings.model_name, CHAMPION_ALIAS)
+        return str(alias.version)
+
+    def tags(self, version: str) -> dict[str, str]:
+        return dict(self.client.get_model_version(self.settings.model_name, version).tags)
+
+    def metadata(self, day: str, asset: str) -> dict[str, Any]:
+        (event,) = [
+            event
+            for event in self.runs[day].get_asset_materialization_events()
+            if event.asset_key == dg.AssetKey(asset)
+        ]
+        return {key: value.value for key, value in event.materialization.metadata.items()}
+
+    def run_day(self, day: str, defs: dg.Definitions | None = None, promote: bool = True) -> None:
+        defs = defs or self.defs()
+        self.runs[day] = defs.resolve_job_def("ml_loop_job").execute_in_process(
+            instance=self.instance, partition_key=day
+        )
+        if promote and day != _day(0):
+            self.promote(day, defs)
+
+    def promote(self, day: str, defs: dg.Definitions | None = None) -> dg.ExecuteInProcessResult:
+        defs = defs or self.defs()
+        result = defs.resolve_job_def("promotion_job").execute_in_process(
+            instance=self.instance, partition_key=day, raise_on_error=False
+        )
+        self.promotions[day] = result
+        return result
+
+    def decide(self, job: str, config: dict[str, str]) -> dg.ExecuteInProcessResult:
+        op = "review_candidate" if job == "review_candidate_job" else "rollback_champion"
+        return (
+            self.defs()
+            .resolve_job_def(job)
+            .execute_in_process(
+                instance=self.instance,
+                run_config={"ops": {op: {"config": config}}},
+                raise_on_error=False,
+            )
+        )
+
+
+def _settings(data_dir: Path, **environment: str) -> Settings:
+    return Settings.from_env(
+        {
+            "ML_ASSETS_SOURCE": "sample",
+            "ML_ASSETS_DATA_DIR": str(data_dir),
+            # A week of training data keeps a long backfill quick.
+            "ML_ASSETS_TRAINING_WINDOW_DAYS": "7",
+            **environment,
+        }
+    )
+
+
+@pytest.fixture
+def new_loop(tmp_path: Path) -> Iterator[Any]:
+    """A function starting a fresh loop (own data dir and Dagster instance) with settings."""
+    tracking, registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    with dg.instance_for_test() as instance:
+
+        def start(**environment: str) -> Loop:
+            settings = _settings(tmp_path / "data", **environment)
+            zones = (
+                build_definitions(settings)
+                .resolve_implicit_global_asset_job_def()
+                .execute_in_process(instance=instance, asset_selection=[dg.AssetKey("taxi_zones")])
+            )
+            assert zones.success
+            return Loop(settings, instance, {}, {}, environment)
+
+        yield start
+    mlflow.set_tracking_uri(tracking)
+    mlflow.set_registry_uri(registry)
+
+
+def _observations(instance: dg.DagsterInstance) -> list[dict[str, Any]]:
+    """The metadata of every observation of `champion_model`, oldest first."""
+    records = instance.fetch_observations(dg.AssetKey("champion_model"), limit=100).records
+    return [
+        {key: value.value for key, value in record.asset_observation.metadata.items()}
+        for record in reversed(records)
+        if record.asset_observation is not None
+    ]
+
+
+def _failed_checks(result: dg.ExecuteInProcessResult) -> dict[str, str]:
+    return {
+        evaluation.check_name: evaluation.description or ""
+        for evaluation in result.get_asset_check_evaluations()
+        if not evaluation.passed
+    }
+
+
+@pytest.mark.slow
+def test_gate_rollback_and_an_alias_moved_outside_dagster(new_loop: Any) -> None:
+    loop: Loop = new_loop()
+    loop.run_day(_day(0))
+    loop.run_day(_day(1), promote=False)
+    # Day 1: v1 has no champion to beat and beats the baseline: promoted.
+    first = loop.promote(_day(1))
+    assert first.success
+    assert loop.champion() == "1"
+    assert loop.tags("1")["status"] == "champion"
+    assert loop.tags("1")["decision"] == "promoted"
+    promoted = first.asset_materializations_for_node("model_promotion")[0].metadata
+    assert promoted["outcome"].value == "promoted"
+    assert promoted["champion_version"].value == "1"
+    loop.run_day(_day(2), promote=False)
+
+    # Day 2, with a margin no challenger can meet: the gate fails, says why, nothing moves.
+    evaluation = loop.metadata(_day(2), "model_evaluation")
+    strict = loop.promote(_day(2), loop.defs(ML_ASSETS_PROMOTION_MARGIN="0.9"))
+    assert not strict.success
+    failed = _failed_checks(strict)
+    assert list(failed) == ["challenger_beats_champion"]
+    assert failed["challenger_beats_champion"].startswith(
+        f"{_day(2)}: challenger RMSE {evaluation['rmse']:.3f} is not 90.0% lower than the "
+        f"champion's {evaluation['champion_rmse']:.3f} on the same trips (MLflow: "
+    )
+    assert strict.asset_materializations_for_node("model_promotion") == []
+    assert loop.champion() == "1"
+    assert "status" not in loop.tags("2")
+    # The default margin (0): v2 is better than v1 on day 2's trips and is promoted.
+    assert evaluation["rmse"] < evaluation["champion_rmse"]
+    assert loop.promote(_day(2)).success
+    assert loop.champion() == "2"
+    assert (loop.tags("1")["status"], loop.tags("1")["retired_on"]) == ("retired", _day(2))
+
+    # Rollback to v1 from the Launchpad: recorded, and the next day's predictions use it.
+    rollback = loop.decide(
+        "rollback_champion_job",
+        {"version": "1", "reason": "v2 misbehaves on airport trips", "decided_by": "alice"},
+    )
+    assert rollback.success
+    assert loop.champion() == "1"
+    tags = loop.tags("1")
+    assert (tags["status"], tags["decision"], tags["decided_by"]) == (
+        "champion",
+        "rolled_back",
+        "alice",
+    )
+    assert tags["decision_reason"] == "v2 misbehaves on airport trips"
+    assert tags["chosen_on"].startswith(f"{_day(2)}/")
+    assert json.loads(tags["decision_metrics"])["replaced_version"] == "2"
+    assert loop.tags("2")["status"] == "retired"
+    observed = _observations(loop.instance)[-1]
+    assert (observed["champion_version"], observed["decision"]) == ("1", "rolled_back")
+    assert (observed["decided_by"], observed["serves_from"]) == ("alice", _day(3))
+    # The predictions of days already made are kept; day 3 is served by v1.
+    assert loop.registry.champion_going_into(date.fromisoformat(_day(2))).version == "1"
+    loop.run_day(_day(3), promote=False)
+    assert loop.metadata(_day(3), "trip_duration_predictions")["model_version"] == "1"
+    predictions = pl.read_parquet(
+        loop.settings.assets_dir / "trip_duration_predictions" / f"{_day(3)}.parquet"
+    )
+    assert predictions["model_version"].unique().to_list() == ["1"]
+    # Rolling back to the champion itself is refused, naming the field.
+    again = loop.decide("rollback_champion_job", {"version": "1", "reason": "again"})
+    assert not again.success
+    assert "ChampionRollback.version: v1 is already the champion" in str(
+        again.failure_data_for_node("rollback_champion").error  # type: ignore[union-attr]
+    )
+
+    # Someone moves the alias to v3 in MLflow: the sensor confirms it on a second tick, records
+    # it, and the next day's predictions use v3.
+    loop.client.set_registered_model_alias(loop.settings.model_name, CHAMPION_ALIAS, "3")
+    resources = {"model_registry": build_definitions(loop.settings).resources["model_registry"]}
+    with dg.build_sensor_context(instance=loop.instance, resources=resources) as context:
+        first_tick = champion_alias_sensor(context)
+        assert isinstance(first_tick, dg.SkipReason)
+        assert "confirming on the next tick" in (first_tick.skip_message or "")
+        second_tick = champion_alias_sensor(context)
+    assert isinstance(second_tick, dg.SensorResult)
+    (observation,) = second_tick.asset_events
+    assert observation.asset_key == dg.AssetKey("champion_model")
+    assert observation.metadata["champion_version"].value == "3"
+    assert observation.metadata["decision"].value == "moved_outside_dagster"
+    assert loop.tags("3")["decision"] == "moved_outside_dagster"
+    assert loop.tags("1")["status"] == "retired"
+    assert loop.registry.recorded_champion().version == "3"  # type: ignore[union-attr]
+    loop.run_day(_day(4), promote=False)
+    assert loop.metadata(_day(4), "trip_duration_predictions")["model_version"] == "3"
+    # Seen and recorded: the next tick has nothing to do.
+    with dg.build_sensor_context(instance=loop.instance, resources=resources) as context:
+        assert isinstance(champion_alias_sensor(context), dg.SkipReason)
+
+    # The run-status sensor asks for the promotion of each evaluated day.
+    run = loop.instance.get_run_by_id(loop.runs[_day(4)].run_id)
+    assert run is not None
+    (success,) = loop.instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_SUCCESS)
+    with dg.build_run_status_sensor_context(
+        sensor_name="promote_evaluated_day",
+        dagster_instance=loop.instance,
+        dagster_run=run,
+        dagster_event=success.dagster_event,  # type: ignore[arg-type]
+    ) as status_context:
+        request = promote_evaluated_day(status_context)
+    assert isinstance(request, dg.RunRequest)
+    assert request.partition_key == _day(4)
+
+
+@pytest.mark.slow
+def test_a_challenger_worse_than_the_baseline_is_never_promoted(new_loop: Any) -> None:
+    loop: Loop = new_loop()
+    loop.run_day(_day(0))
+    # Day 1's model sees only the hour and day of week: worse than a per-zone-pair mean.
+    time_only = {"ops": {"duration_model": {"config": {"feature_groups": ["time"]}}}}
+    loop.runs[_day(1)] = (
+        loop.defs()
+        .resolve_job_def("ml_loop_job")
+        .execute_in_process(instance=loop.instance, partition_key=_day(1), run_config=time_only)
+    )
+    assert loop.promote(_day(1)).success  # v1 (all features) becomes champion
+    loop.run_day(_day(2), promote=False)
+    result = loop.promote(_day(2))
+    assert not result.success
+    failed = _failed_checks(result)
+    evaluation = loop.metadata(_day(2), "model_evaluation")
+    assert failed["challenger_beats_baseline"].startswith(
+        f"{_day(2)}: challenger RMSE {evaluation['rmse']:.3f} is not lower than the baseline's "
+        f"{evaluation['baseline_rmse']:.3f}"
+    )
+    assert loop.champion() == "1"
+    assert "status" not in loop.tags("2")
+
+
+@pytest.mark.slow
+def test_manual_approval_makes_candidates_a_person_approves_or_rejects(new_loop: Any) -> None:
+    loop: Loop = new_loop(ML_ASSETS_PROMOTION_APPROVAL="manual")
+    for offset in range(3):
+        loop.run_day(_day(offset))
+    # Both challengers passed the gate and wait as candidates; nothing is champion yet.
+    assert [m.version for m in loop.registry.versions_with_status("candidate")] == ["1", "2"]
+    assert loop.registry.current_champion() is None
+    decided = loop.promotions[_day(2)].asset_materializations_for_node("model_promotion")
+    assert decided[0].metadata["outcome"].value == "candidate"
+    assert decided[0].metadata["candidate_version"].value == "2"
+    # The success message says so, with the link to the version.
+    run = loop.instance.get_run_by_id(loop.promotions[_day(2)].run_id)
+    message = success_notification(loop.instance, run, "http://ui").body  # type: ignore[arg-type]
+    assert "v2 passed the gate and is a candidate awaiting approval" in message
+    assert "review_candidate_job" in message
+    assert (
+        f"{loop.settings.mlflow_ui_url}/#/models/{loop.settings.model_name}/versions/2" in message
+    )
+
+    # A version that is not a candidate cannot be approved.
+    wrong = loop.decide(
+        "review_candidate_job", {"version": "3", "decision": "approve", "reason": "why not"}
+    )
+    assert not wrong.success
+    assert "CandidateReview.version: v3 is not a candidate (status: none); candidates: v1, v2" in (
+        str(wrong.failure_data_for_node("review_candidate").error)  # type: ignore[union-attr]
+    )
+
+    rejected = loop.decide(
+        "review_candidate_job",
+        {
+            "version": "1",
+            "decision": "reject",
+            "reason": "trained on a holiday",
+            "decided_by": "bob",
+        },
+    )
+    assert rejected.success
+    tags = loop.tags("1")
+    assert (tags["status"], tags["decision"], tags["decided_by"]) == ("rejected", "rejected", "bob")
+    assert tags["decision_reason"] == "trained on a holiday"
+
+    approved = loop.decide(
+        "review_candidate_job",
+        {"version": "2", "decision": "approve", "reason": "better on every borough"},
+    )
+    assert approved.success
+    assert loop.champion() == "2"
+    tags = loop.tags("2")
+    assert (tags["status"], tags["decision"]) == ("champion", "approved")
+    assert tags["decided_by"] == "unknown (no decided_by)"
+    assert tags["decided_at"].endswith("Z")
+    assert json.loads(tags["decision_metrics"])["challenger_rmse"] == pytest.approx(
+        loop.metadata(_day(2), "model_evaluation")["rmse"]
+    )
+    (output,) = [event for event in approved.all_node_events if event.is_successful_output]
+    recorded = {k: v.value for k, v in output.step_output_data.metadata.items()}
+    assert (recorded["decision"], recorded["decision_day"], recorded["champion_version"]) == (
+        "approved",
+        _day(2),
+        "2",
+    )
+    assert recorded["serves_from"] == _day(3)
+    observed = _observations(loop.instance)[-1]
+    assert (observed["decision"], observed["champion_version"]) == ("approved", "2")
+    # The next day's predictions are made by the approved version.
+    loop.run_day(_day(3), promote=False)
+    assert loop.metadata(_day(3), "trip_duration_predictions")["model_version"] == "2"
+
+
+@pytest.mark.slow
+def test_a_long_backfill_leaves_a_registry_a_person_can_read(new_loop: Any) -> None:
+    days = 21
+    loop: Loop = new_loop()
+    for offset in range(days):
+        loop.run_day(_day(offset))
+    name = loop.settings.model_name
+    versions = {str(v.version): v for v in loop.client.search_model_versions(f"name='{name}'")}
+    assert len(versions) == days  # every daily model is a version, labelled by what became of it
+    labelled = loop.client.search_model_versions(f"name='{name}' and tags.status != ''")
+    statuses = {str(v.version): v.tags["status"] for v in labelled}
+    assert set(statuses.values()) <= {"champion", "retired"}
+    # Exactly one champion, the alias's; every version that ever served is labelled.
+    (champion,) = loop.client.search_model_versions(f"name='{name}' and tags.status = 'champion'")
+    assert str(champion.version) == loop.champion()
+    promoted = {number for number, v in versions.items() if "promoted_on" in v.tags}
+    assert set(statuses) == promoted
+    for number in promoted:
+        tags = versions[number].tags
+        assert tags["decision"] == "promoted"
+        assert tags["champion_since"] == tags["promoted_on"]
+        assert json.loads(tags["decision_metrics"])["challenger_version"] == number
+        if statuses[number] == "retired":
+            assert tags["retired_on"] > tags["champion_since"]
+    # Versions that never passed the gate carry no status at all.
+    for day, promotion in loop.promotions.items():
+        evaluated = loop.metadata(day, "model_evaluation")["challenger_version"]
+        assert (evaluated in promoted) == promotion.success, day
+    # Every day's predictions name the version that made them: the champion going into the day.
+    for offset in range(1, days):
+        day = _day(offset)
+        served = loop.metadata(day, "trip_duration_predictions")["model_version"]
+        expected = loop.registry.champion_going_into(date.fromisoformat(day))
+        assert served == (expected.version if expected else "1"), day
+
+
+@pytest.mark.slow
+def test_each_evaluation_logs_reports_to_its_mlflow_run_and_shows_them(new_loop: Any) -> None:
+    loop: Loop = new_loop()
+    for offset in range(4):
+        loop.run_day(_day(offset))
+    meta = loop.metadata(_day(3), "model_evaluation")
+    run_id = meta["mlflow_run"].rsplit("/", 1)[-1]
+    run = loop.client.get_run(run_id)
+    assert run.data.tags["mlflow.runName"] == f"evaluation {_day(3)}"
+    assert run.data.tags["dagster_partition"] == _day(3)
+    assert run.data.metrics["challenger_root_mean_squared_error"] == pytest.approx(meta["rmse"])
+    assert run.data.metrics["baseline_root_mean_squared_error"] == pytest.approx(
+        meta["baseline_rmse"]
+    )
+    folder = Path(meta["reports_uri"])
+    assert sorted(path.name for path in folder.iterdir()) == sorted(f"{n}.png" for n in REPORTS)
+    expected_size = (int(FIGURE_INCHES[0] * DPI), int(FIGURE_INCHES[1] * DPI))
+    for name in REPORTS:
+        path = folder / f"{name}.png"
+        assert path.stat().st_size > 5_000, name  # drawn, not blank
+        with Image.open(path) as image:
+            assert image.format == "PNG"
+            assert image.size == expected_size
+            assert len(image.getcolors(maxcolors=100_000) or []) > 10, name
+    # The asset page shows the same figures next to the numbers.
+    report = meta["evaluation_report"]
+    assert report.count("](data:image/png;base64,") == len(REPORTS)
+    for name in REPORTS:
+        assert f"![{name}]" in report
