@@ -484,3 +484,10 @@ def test_each_evaluation_logs_reports_to_its_mlflow_run_and_shows_them(new_loop:
     assert report.count("](data:image/png;base64,") == len(REPORTS)
     for name in REPORTS:
         assert f"![{name}]" in report
+    # And served by the MLflow UI, for a renderer that refuses inline images.
+    served = meta["evaluation_report_from_mlflow"]
+    for name in REPORTS:
+        assert (
+            f"![{name}]({loop.settings.mlflow_ui_url}/get-artifact?path=reports/{name}.png"
+            f"&run_uuid={run_id})"
+        ) in served

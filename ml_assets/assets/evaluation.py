@@ -177,6 +177,13 @@ def _score_and_report(
         raise
     run_url = model_registry.run_url(run.info.experiment_id, run.info.run_id)
     report_uri = f"{run.info.artifact_uri}/reports"
+    # The same figures served over HTTP by the MLflow UI (`get-artifact`): the Dagster UI may
+    # refuse inline `data:` images in markdown, never http ones.
+    served = {
+        name: f"{model_registry.ui_url.rstrip('/')}/get-artifact?path=reports/{path.name}"
+        f"&run_uuid={run.info.run_id}"
+        for name, path in reports.items()
+    }
 
     record = {
         "date": day.isoformat(),
@@ -224,6 +231,12 @@ def _score_and_report(
                 )
             ),
             "evaluation_report": dg.MetadataValue.md(report_md),
+            "evaluation_report_from_mlflow": dg.MetadataValue.md(
+                "\n\n".join(
+                    f"**{name.replace('_', ' ')}**\n\n![{name}]({url})"
+                    for name, url in served.items()
+                )
+            ),
         },
     )
 
