@@ -436,4 +436,6 @@ def test_checks_of_daily_runs_are_daily_and_checks_of_range_runs_are_of_the_asse
         "duration_model_beats_baseline": True,
         "feature_drift_vs_training_window": True,
         "trip_duration_predictions_complete_and_plausible": True,
+        "challenger_beats_champion": True,
+        "challenger_beats_baseline": True,
     }

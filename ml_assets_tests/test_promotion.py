@@ -491,3 +491,32 @@ def test_each_evaluation_logs_reports_to_its_mlflow_run_and_shows_them(new_loop:
             f"![{name}]({loop.settings.mlflow_ui_url}/get-artifact?path=reports/{name}.png"
             f"&run_uuid={run_id})"
         ) in served
+
+
+def test_promotion_settings_are_checked_when_the_code_location_loads(tmp_path: Path) -> None:
+    from ml_assets.settings import SettingsError
+
+    base = {"ML_ASSETS_SOURCE": "sample", "ML_ASSETS_DATA_DIR": str(tmp_path)}
+    settings = Settings.from_env(
+        {**base, "ML_ASSETS_PROMOTION_MARGIN": "0.02", "ML_ASSETS_PROMOTION_APPROVAL": "manual"}
+    )
+    policy = build_definitions(settings).resources["promotion_policy"]
+    assert (policy.margin, policy.approval) == (0.02, "manual")
+    assert (
+        Settings.from_env(base).promotion_margin,
+        Settings.from_env(base).promotion_approval,
+    ) == (
+        0.0,
+        "auto",
+    )
+    with pytest.raises(SettingsError) as margin:
+        Settings.from_env({**base, "ML_ASSETS_PROMOTION_MARGIN": "5%"})
+    assert str(margin.value) == (
+        "ML_ASSETS_PROMOTION_MARGIN='5%': expected a share from 0 to below 1, "
+        "such as 0.02 (2 % lower RMSE)"
+    )
+    with pytest.raises(SettingsError) as approval:
+        Settings.from_env({**base, "ML_ASSETS_PROMOTION_APPROVAL": "sometimes"})
+    assert str(approval.value) == (
+        "ML_ASSETS_PROMOTION_APPROVAL='sometimes': expected one of auto, manual"
+    )
