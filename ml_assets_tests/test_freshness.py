@@ -145,13 +145,15 @@ def test_the_daily_summary_is_sent_once_a_day_after_the_deadline(
     for number, day in enumerate(week[:-1]):
         instance.report_runless_asset_event(
             dg.AssetMaterialization(
-                "model_evaluation",
+                "model_evaluation", partition=day.isoformat(), metadata={"rmse": 5.0 + number / 10}
+            )
+        )
+        # The promotion step of the day decides, and names the champion after its decision.
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(
+                "model_promotion",
                 partition=day.isoformat(),
-                metadata={
-                    "rmse": 5.0 + number / 10,
-                    "champion_version": "3",
-                    "promoted": number == 2,
-                },
+                metadata={"champion_version": "3", "promoted": number == 2},
             )
         )
     instance.report_runless_asset_event(

@@ -259,7 +259,7 @@ def evaluation_assets(days: DailyPartitioning) -> list[dg.AssetsDefinition]:
                 "trip_features": dg.AssetIn(partition_mapping=days.window_and_day),
             },
             kinds={"scikit-learn", "mlflow"},
-            code_version="1",
+            code_version="2",  # scores only; promotion is its own step
             retry_policy=mlflow_retry,
             output_required=False,
             tags={"stage": "evaluate"},

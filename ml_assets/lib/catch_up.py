@@ -7,8 +7,8 @@ The loop of one day D is four steps, each needing what the steps before it produ
 - `train`: `duration_model` of D, which reads `trip_features` of D-(window-1)..D;
 - `score`: `model_evaluation` of D, which reads `duration_model` of D-1 and `trip_features` of
   D-window..D, then `trip_duration_predictions` of D, which read the evaluation (it names the model
-  that serves D). Evaluations move the champion, so they run strictly one day after the other,
-  oldest first; a day whose evaluation exists but whose predictions do not is scored on its own.
+  that serves D). Each day's promotion (after its evaluation) may move the champion the next
+  day is scored against, so evaluations run strictly one day after the other, oldest first; a day whose evaluation exists but whose predictions do not is scored on its own.
 
 `plan_catch_up` looks at what exists and what is running, and returns the runs that can start
 now, oldest first, plus why each other day of the window waits. Days are never requested twice:

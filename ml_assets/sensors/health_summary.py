@@ -63,14 +63,16 @@ def summary_facts(
             version=str(metadata["model_version"]) if metadata.get("model_version") else None,
             val_rmse=float(val_rmse) if isinstance(val_rmse, (int, float)) else None,
         )
+    # The evaluation scores the day; the promotion step decides, and names the champion after it.
+    decisions = _latest_by_day(instance, "model_promotion", week)
     evaluations = [
         Evaluated(
             day=evaluated_day,
             rmse=float(metadata["rmse"]),  # type: ignore[arg-type]
-            champion_version=str(metadata["champion_version"])
-            if metadata.get("champion_version")
+            champion_version=str(decision["champion_version"])
+            if (decision := decisions.get(evaluated_day, {})).get("champion_version")
             else None,
-            promoted=bool(metadata.get("promoted")),
+            promoted=bool(decision.get("promoted")),
         )
         for evaluated_day, metadata in _latest_by_day(instance, "model_evaluation", week).items()
         if isinstance(metadata.get("rmse"), (int, float))

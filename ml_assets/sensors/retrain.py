@@ -20,7 +20,8 @@ def evaluation_day_after(trained_through: str, materialized_feature_days: set[st
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "When `retrain_job` has registered a model trained through day D, evaluate it on day D+1 "
-        "against the champion (promoting it if it wins), as soon as day D+1's features exist. "
+        "against the champion (then `promotion_job` gates its promotion), as soon as day D+1's "
+        "features exist. "
         "Until then the daily loop evaluates it when D+1 arrives."
     ),
 )
