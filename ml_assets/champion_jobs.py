@@ -16,7 +16,8 @@ import dagster as dg
 from pydantic import Field
 
 from ml_assets.assets.promotion import champion_observation, serves_from
-from ml_assets.lib.registry import CANDIDATE, STATUS_TAG, Decision, ModelRegistry, RegistryError
+from ml_assets.lib.registry import ModelRegistry, RegistryError
+from ml_assets.lib.registry_labels import CANDIDATE, STATUS_TAG, Decision
 from ml_assets.resources.mlflow import ModelRegistryResource
 
 MODEL_EVALUATION = dg.AssetKey("model_evaluation")

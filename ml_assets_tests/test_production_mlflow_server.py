@@ -10,7 +10,7 @@ import pytest
 from mlflow import MlflowClient
 
 from ml_assets.jobs import ml_loop_job, promotion_job
-from ml_assets.lib.registry import CHAMPION_ALIAS, PROMOTED_ON_TAG, TRAINED_THROUGH_TAG
+from ml_assets.lib.registry_labels import CHAMPION_ALIAS, PROMOTED_ON_TAG, TRAINED_THROUGH_TAG
 from ml_assets.resources import build_resources
 from ml_assets.settings import Settings
 from ml_assets_tests.graph import ASSET_CHECKS, ASSETS

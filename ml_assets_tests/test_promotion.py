@@ -24,7 +24,8 @@ from ml_assets.checks.promotion_gate import challenger_beats_baseline, challenge
 from ml_assets.definitions import build_definitions
 from ml_assets.lib.evaluation_reports import DPI, FIGURE_INCHES, REPORTS
 from ml_assets.lib.promotion_gate import RMSE, gate
-from ml_assets.lib.registry import CHAMPION_ALIAS, ModelRegistry
+from ml_assets.lib.registry import ModelRegistry
+from ml_assets.lib.registry_labels import CHAMPION_ALIAS
 from ml_assets.sensors.champion import champion_alias_sensor, promote_evaluated_day
 from ml_assets.sensors.success_alerts import success_notification
 from ml_assets.settings import Settings

@@ -13,7 +13,7 @@ import dagster as dg
 import pytest
 from mlflow import MlflowClient
 
-from ml_assets.lib.registry import CHAMPION_ALIAS, PROMOTED_ON_TAG
+from ml_assets.lib.registry_labels import CHAMPION_ALIAS, PROMOTED_ON_TAG
 from ml_assets.resources import build_resources
 from ml_assets.resources.mlflow import ModelRegistryResource
 from ml_assets.settings import Settings

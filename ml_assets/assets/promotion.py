@@ -23,7 +23,8 @@ import dagster as dg
 from ml_assets.assets.training import MODEL_GROUP
 from ml_assets.failures import failing_without_retries
 from ml_assets.lib.promotion_gate import gate
-from ml_assets.lib.registry import Decision, RegisteredModel
+from ml_assets.lib.registry import RegisteredModel
+from ml_assets.lib.registry_labels import Decision
 from ml_assets.partitions import DailyPartitioning
 from ml_assets.resources.mlflow import ModelRegistryResource
 from ml_assets.resources.promotion import PromotionPolicy

@@ -15,7 +15,8 @@ from ml_assets.assets.metadata import importance_markdown
 from ml_assets.config import TrainingConfig
 from ml_assets.failures import failing_without_retries
 from ml_assets.lib.features import TARGET
-from ml_assets.lib.registry import TRAINED_THROUGH_TAG, RegisteredModel
+from ml_assets.lib.registry import RegisteredModel
+from ml_assets.lib.registry_labels import TRAINED_THROUGH_TAG
 from ml_assets.partitions import DailyPartitioning, window_days
 from ml_assets.resources.mlflow import MlflowTracking, ModelRegistryResource
 from ml_assets.retry_policies import mlflow_retry

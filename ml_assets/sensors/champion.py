@@ -11,7 +11,8 @@ from ml_assets.assets.promotion import champion_observation
 from ml_assets.champion_jobs import decision_day
 from ml_assets.jobs import daily_job, ml_loop_job, model_evaluation_job, promotion_job
 from ml_assets.lib.mlflow_server import TrackingServerUnavailable
-from ml_assets.lib.registry import Decision, RegistryError
+from ml_assets.lib.registry import RegistryError
+from ml_assets.lib.registry_labels import Decision
 from ml_assets.resources.mlflow import ModelRegistryResource
 
 MODEL_EVALUATION = dg.AssetKey("model_evaluation")
