@@ -1,0 +1,188 @@
+"""Catch-up after downtime against a real `dagster-daemon` on a temporary DAGSTER_HOME.
+
+The loop ran for its first two days, then the machine was down: the last three days are missing.
+With `catch_up_sensor` turned on (as a user does with `dagster sensor start`), the daemon fills
+exactly those days by itself, oldest first, each evaluation after the model of the day before,
+and nothing else.
+"""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import mlflow
+import pytest
+
+from ml_assets.assets import build_assets
+from ml_assets.lib.catch_up import days_between
+from ml_assets.partitions import DailyPartitioning
+from ml_assets.resources import build_resources
+from ml_assets.sensors.loop_reading import CATCH_UP_STEP_TAG, IN_PROGRESS, run_days
+from ml_assets.settings import Settings
+from ml_assets_tests.conftest import local_instance
+from ml_assets_tests.processes import default_signal_handling, stop_process_group
+
+CATCH_UP_DAYS = 3
+TRAINING_WINDOW_DAYS = 2
+DAILY = ("raw_trips", "trip_features", "duration_model", "model_evaluation")
+LOOP = (*DAILY, "trip_duration_predictions")
+FINISHED_WITHIN_SECONDS = 480
+MODULE = ("-m", "ml_assets.definitions")
+
+
+def _materialize_before_downtime(
+    instance: dg.DagsterInstance, settings: Settings, assets: list[dg.AssetsDefinition], first: date
+) -> None:
+    """The first day (no evaluation: no model before it), then the second, whose predictions were
+    never made: a day outside the catch-up window that it must leave alone."""
+    resources = build_resources(settings)
+    for day, names in ((first, DAILY[:3]), (first + timedelta(days=1), DAILY)):
+        result = dg.materialize(
+            assets,
+            selection=list(names),
+            partition_key=day.isoformat(),
+            resources=resources,
+            instance=instance,
+        )
+        assert result.success
+
+
+def _materializations(instance: dg.DagsterInstance, asset: str) -> list[dg.EventLogRecord]:
+    return list(instance.fetch_materializations(dg.AssetKey(asset), limit=1000).records)
+
+
+def _days(records: list[dg.EventLogRecord]) -> list[date]:
+    return [date.fromisoformat(record.partition_key) for record in records]  # type: ignore[arg-type]
+
+
+def _filled(instance: dg.DagsterInstance, window: list[date]) -> bool:
+    have = {asset: set(instance.get_materialized_partitions(dg.AssetKey(asset))) for asset in LOOP}
+    everything = all(day.isoformat() in have[asset] for asset in LOOP for day in window)
+    return everything and not instance.get_runs(filters=dg.RunsFilter(statuses=IN_PROGRESS))
+
+
+@pytest.mark.slow
+def test_the_daemon_fills_three_days_of_downtime_oldest_first_and_nothing_else(
+    tmp_path: Path, local_dagster_env: dict[str, str]
+) -> None:
+    today = datetime.now(UTC).date()
+    first = today - timedelta(days=CATCH_UP_DAYS + 2)
+    window = days_between(today - timedelta(days=CATCH_UP_DAYS), today - timedelta(days=1))
+    environment = {
+        **local_dagster_env,
+        "ML_ASSETS_START_DATE": first.isoformat(),
+        "ML_ASSETS_TRAINING_WINDOW_DAYS": str(TRAINING_WINDOW_DAYS),
+        "ML_ASSETS_CATCH_UP_DAYS": str(CATCH_UP_DAYS),
+    }
+    settings = Settings.from_env(environment)
+    home = Path(environment["DAGSTER_HOME"])
+    days = DailyPartitioning.starting(settings.start_date, settings.training_window_days)
+    # One process creates the MLflow store: runs creating it at once race on its migrations.
+    mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri).search_experiments()
+    with local_instance(home) as instance:
+        _materialize_before_downtime(instance, settings, build_assets(days), first)
+        before = {run.run_id for run in instance.get_runs()}
+
+    started = subprocess.run(
+        [*(sys.executable, "-m", "dagster", "sensor", "start", "catch_up_sensor"), *MODULE],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        start_new_session=True,
+        preexec_fn=default_signal_handling,
+    )
+    assert started.returncode == 0, started.stdout + started.stderr
+
+    log = tmp_path / "daemon.log"
+    clock = time.monotonic()
+    with log.open("w") as output:
+        daemon = subprocess.Popen(
+            [str(Path(sys.executable).parent / "dagster-daemon"), "run", *MODULE],
+            cwd=tmp_path,
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=default_signal_handling,
+        )
+    try:
+        with local_instance(home) as instance:
+            while not _filled(instance, window):
+                failed = instance.get_runs(
+                    filters=dg.RunsFilter(
+                        statuses=[dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
+                    )
+                )
+                assert not failed, (
+                    [(run.run_id, run.tags) for run in failed],
+                    log.read_text()[-3000:],
+                )
+                if daemon.poll() is not None or time.monotonic() - clock > FINISHED_WITHIN_SECONDS:
+                    pytest.fail(f"the window was not filled in time:\n{log.read_text()[-3000:]}")
+                time.sleep(5)
+            took = time.monotonic() - clock
+            # One more tick of the sensor, to see that it launches nothing once the window is full.
+            time.sleep(40)
+    finally:
+        stop_process_group(daemon)
+
+    second = first + timedelta(days=1)
+    with local_instance(home) as instance:
+        records = {asset: _materializations(instance, asset) for asset in LOOP}
+        # Exactly these days, each once: the days before the downtime untouched, the window filled,
+        # and the predictions of the second day (outside the window) still missing.
+        expected = {
+            "raw_trips": [first, second, *window],
+            "trip_features": [first, second, *window],
+            "duration_model": [first, second, *window],
+            "model_evaluation": [second, *window],
+            "trip_duration_predictions": window,
+        }
+        for asset, wanted in expected.items():
+            counts = Counter(_days(records[asset]))
+            assert counts == Counter(wanted), (asset, sorted(counts.items()))
+
+        # The evaluations ran oldest first, each after the model of the day before it.
+        evaluations = sorted(records["model_evaluation"], key=lambda record: record.storage_id)
+        assert _days(evaluations) == [second, *window]
+        models = {
+            date.fromisoformat(record.partition_key): record.storage_id  # type: ignore[arg-type]
+            for record in records["duration_model"]
+        }
+        for record in evaluations:
+            day = date.fromisoformat(record.partition_key)  # type: ignore[arg-type]
+            assert models[day - timedelta(days=1)] < record.storage_id, day
+
+        # Every run the daemon launched is a catch-up run over days of the window, and succeeded.
+        launched = [
+            record
+            for record in instance.get_run_records()
+            if record.dagster_run.run_id not in before
+        ]
+        steps = Counter()
+        for record in launched:
+            run = record.dagster_run
+            assert run.tags.get(CATCH_UP_STEP_TAG), (run.job_name, run.tags)
+            assert run.status == dg.DagsterRunStatus.SUCCESS, (run.run_id, run.status)
+            assert set(run_days(run.tags)) <= set(window), (run.tags, window)
+            steps[run.tags[CATCH_UP_STEP_TAG]] += 1
+        # One ingestion over the three missing days, a training and a scoring run per day.
+        assert steps == Counter({"ingest": 1, "train": CATCH_UP_DAYS, "score": CATCH_UP_DAYS})
+        scoring = sorted(
+            (r for r in launched if r.dagster_run.tags[CATCH_UP_STEP_TAG] == "score"),
+            key=lambda r: r.start_time or 0,
+        )
+        assert [run_days(r.dagster_run.tags)[0] for r in scoring] == window
+        for earlier, later in itertools.pairwise(scoring):
+            assert earlier.end_time is not None and later.start_time is not None
+            assert earlier.end_time <= later.start_time
+    print(f"catch-up of {CATCH_UP_DAYS} days took {took:.0f} s")
