@@ -29,6 +29,9 @@ from ml_assets.settings import Settings
 from ml_assets_tests.conftest import local_instance
 from ml_assets_tests.processes import default_signal_handling, stop_process_group
 
+PROMOTION_JOB = "promotion_job"
+"""Launched by `promote_evaluated_day` after each run that scored a day, catch-up runs included."""
+
 CATCH_UP_DAYS = 3
 TRAINING_WINDOW_DAYS = 2
 DAILY = ("raw_trips", "trip_features", "duration_model", "model_evaluation")
@@ -117,11 +120,16 @@ def test_the_daemon_fills_three_days_of_downtime_oldest_first_and_nothing_else(
     try:
         with local_instance(home) as instance:
             while not _filled(instance, window):
-                failed = instance.get_runs(
-                    filters=dg.RunsFilter(
-                        statuses=[dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
+                # A promotion whose gate the challenger does not pass fails by design.
+                failed = [
+                    run
+                    for run in instance.get_runs(
+                        filters=dg.RunsFilter(
+                            statuses=[dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
+                        )
                     )
-                )
+                    if run.job_name != PROMOTION_JOB
+                ]
                 assert not failed, (
                     [(run.run_id, run.tags) for run in failed],
                     log.read_text()[-3000:],
@@ -162,12 +170,18 @@ def test_the_daemon_fills_three_days_of_downtime_oldest_first_and_nothing_else(
             day = date.fromisoformat(record.partition_key)  # type: ignore[arg-type]
             assert models[day - timedelta(days=1)] < record.storage_id, day
 
-        # Every run the daemon launched is a catch-up run over days of the window, and succeeded.
+        # Every run the daemon launched is a catch-up run over days of the window, and succeeded,
+        # or the promotion of a day the catch-up scored.
         launched = [
             record
             for record in instance.get_run_records()
             if record.dagster_run.run_id not in before
         ]
+        promotions = [r.dagster_run for r in launched if r.dagster_run.job_name == PROMOTION_JOB]
+        assert sorted(run.tags["dagster/partition"] for run in promotions) == [
+            day.isoformat() for day in window
+        ]
+        launched = [r for r in launched if r.dagster_run.job_name != PROMOTION_JOB]
         steps = Counter()
         for record in launched:
             run = record.dagster_run

@@ -9,7 +9,7 @@ import dagster as dg
 
 from ml_assets.assets.promotion import champion_observation
 from ml_assets.champion_jobs import decision_day
-from ml_assets.jobs import daily_job, ml_loop_job, model_evaluation_job, promotion_job
+from ml_assets.jobs import promotion_job
 from ml_assets.lib.mlflow_server import TrackingServerUnavailable
 from ml_assets.lib.registry import RegistryError
 from ml_assets.lib.registry_labels import Decision
@@ -19,9 +19,10 @@ MODEL_EVALUATION = dg.AssetKey("model_evaluation")
 OUTSIDE_DAGSTER = "outside Dagster (the MLflow alias was moved)"
 
 
+# Every job of the code location is watched, not a list: the catch-up sensor and backfills score
+# days in runs of Dagster's asset jobs, and their evaluations must be promoted too.
 @dg.run_status_sensor(
     run_status=dg.DagsterRunStatus.SUCCESS,
-    monitored_jobs=[daily_job, ml_loop_job, model_evaluation_job],
     request_job=promotion_job,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
