@@ -45,9 +45,11 @@ new_pickup = (
     + pl.duration(days=day)
     + (pickup - pickup.dt.truncate("1d"))
 )
+# Trips are drawn with replacement: a column of their own keeps every drawn trip a distinct trip
+# (trip keys digest the whole source row), as every trip of a real file is.
 picked.with_columns(
     new_pickup.alias("lpep_pickup_datetime"), (new_pickup + (dropoff - pickup)).alias("lpep_dropoff_datetime")
-).sort("lpep_pickup_datetime").write_parquet(path)
+).with_row_index("synthetic_trip").sort("lpep_pickup_datetime").write_parquet(path)
 """
 
 PIPELINE = """
