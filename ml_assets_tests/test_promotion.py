@@ -485,13 +485,14 @@ def test_each_evaluation_logs_reports_to_its_mlflow_run_and_shows_them(new_loop:
     assert report.count("](data:image/png;base64,") == len(REPORTS)
     for name in REPORTS:
         assert f"![{name}]" in report
-    # And served by the MLflow UI, for a renderer that refuses inline images.
+    # And linked to the MLflow UI, which serves them (the page itself fetches nothing from it).
     served = meta["evaluation_report_from_mlflow"]
     for name in REPORTS:
         assert (
-            f"![{name}]({loop.settings.mlflow_ui_url}/get-artifact?path=reports/{name}.png"
-            f"&run_uuid={run_id})"
+            f"[{name.replace('_', ' ')}]({loop.settings.mlflow_ui_url}/get-artifact?path=reports/"
+            f"{name}.png&run_uuid={run_id})"
         ) in served
+    assert "![" not in served
 
 
 def test_promotion_settings_are_checked_when_the_code_location_loads(tmp_path: Path) -> None:

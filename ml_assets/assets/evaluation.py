@@ -177,8 +177,7 @@ def _score_and_report(
         raise
     run_url = model_registry.run_url(run.info.experiment_id, run.info.run_id)
     report_uri = f"{run.info.artifact_uri}/reports"
-    # The same figures served over HTTP by the MLflow UI (`get-artifact`): the Dagster UI may
-    # refuse inline `data:` images in markdown, never http ones.
+    # The same figures served over HTTP by the MLflow UI (`get-artifact`), linked from the page.
     served = {
         name: f"{model_registry.ui_url.rstrip('/')}/get-artifact?path=reports/{path.name}"
         f"&run_uuid={run.info.run_id}"
@@ -231,9 +230,10 @@ def _score_and_report(
                 )
             ),
             "evaluation_report": dg.MetadataValue.md(report_md),
+            # Links, not images: the asset page must not fetch from an MLflow UI that may not run.
             "evaluation_report_from_mlflow": dg.MetadataValue.md(
-                "\n\n".join(
-                    f"**{name.replace('_', ' ')}**\n\n![{name}]({url})"
+                "\n".join(
+                    f"- [{name.replace('_', ' ')}]({url}) (MLflow UI)"
                     for name, url in served.items()
                 )
             ),
