@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import socket
 import sys
 import threading
 import time
@@ -211,3 +212,58 @@ def _handler_for(server: FileServer) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(body)
 
     return Handler
+
+
+@contextmanager
+def silent_server() -> Iterator[tuple[str, list[tuple[float, str]]]]:
+    """A loopback server that accepts connections and never answers; yields its URL and, for every
+    connection, the `time.monotonic()` it was accepted and its request line (once read)."""
+    accepted: list[tuple[float, str]] = []
+    connections: list[socket.socket] = []
+    stop = threading.Event()
+
+    def read_request_line(connection: socket.socket, moment: float) -> None:
+        connection.settimeout(5)
+        try:
+            line = connection.recv(4096).split(b"\r\n", 1)[0].decode(errors="replace")
+        except OSError:
+            line = ""
+        accepted.append((moment, line))  # the connection stays open, never answered
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        listener.settimeout(0.2)
+
+        def accept() -> None:
+            while not stop.is_set():
+                try:
+                    connection, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+                connections.append(connection)
+                threading.Thread(
+                    target=read_request_line, args=(connection, time.monotonic()), daemon=True
+                ).start()
+
+        thread = threading.Thread(target=accept, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{listener.getsockname()[1]}", accepted
+        finally:
+            stop.set()
+            thread.join(timeout=5)
+            for connection in connections:
+                connection.close()
+
+
+@contextmanager
+def silent_url() -> Iterator[str]:
+    """A loopback URL whose socket accepts connections (the kernel completes them, up to its
+    backlog) and never answers; nothing is recorded."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"

@@ -1,7 +1,6 @@
 """Loopback stand-ins for an MLflow tracking server that is down, silent, failing, or flaky.
 
 - `refusing_url()`: a port nothing listens on (connections are refused).
-- `silent_server()`: a socket that accepts connections and never answers.
 - `status_server(503)`: an HTTP server answering every request with one status.
 - `FailingProxy(upstream)`: a reverse proxy to a real server that answers 503 for the paths it is
   told to fail, and forwards everything else.
@@ -11,10 +10,9 @@
 from __future__ import annotations
 
 import http.client
-import socket
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -33,15 +31,6 @@ from ml_assets_tests.production_services import (
 def refusing_url() -> str:
     """A loopback URL where nothing listens: every connection is refused."""
     return f"http://127.0.0.1:{free_port()}"
-
-
-@contextmanager
-def silent_server() -> Iterator[str]:
-    """A loopback URL whose socket accepts connections (its backlog) and never answers."""
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(16)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 @contextmanager

@@ -19,7 +19,8 @@ from ml_assets.lib.mlflow_server import (
 from ml_assets.lib.registry import ModelRegistry, RegistryError
 from ml_assets.lib.setting_values import redact_url
 from ml_assets.resources.mlflow import ModelRegistryResource
-from ml_assets_tests.mlflow_fixtures import refusing_url, silent_server, status_server
+from ml_assets_tests.http_fixtures import silent_url
+from ml_assets_tests.mlflow_fixtures import refusing_url, status_server
 
 HANG_GUARD_SECONDS = 60
 
@@ -44,7 +45,7 @@ def test_a_refused_connection_names_the_tracking_uri() -> None:
 
 
 def test_a_server_that_never_answers_times_out_within_the_deadline() -> None:
-    with silent_server() as url:
+    with silent_url() as url:
         message, elapsed = _failure(url, 1.5)
 
     assert elapsed < HANG_GUARD_SECONDS

@@ -11,13 +11,9 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -28,7 +24,7 @@ import pytest
 from ml_assets.lib.sample_source import sample_raw_trips
 from ml_assets.lib.tlc_client import TLCClient
 from ml_assets_tests.conftest import local_instance, new_local_home
-from ml_assets_tests.http_fixtures import FileServer
+from ml_assets_tests.http_fixtures import FileServer, silent_server
 from ml_assets_tests.processes import default_signal_handling
 
 JANUARY_FILE = "green_tripdata_2021-01.parquet"
@@ -53,40 +49,6 @@ def materialize_command(*extra: str) -> list[str]:
         *("-m", "ml_assets.definitions", "--select", "raw_trips", "--partition", DAY),
         *extra,
     ]
-
-
-@contextmanager
-def silent_server() -> Iterator[tuple[str, list[float]]]:
-    """A loopback server that accepts connections and never answers; yields its URL and the
-    `time.monotonic()` of every connection it accepted."""
-    accepted: list[float] = []
-    connections: list[socket.socket] = []
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(64)
-        listener.settimeout(0.2)
-        stop = threading.Event()
-
-        def accept() -> None:
-            while not stop.is_set():
-                try:
-                    connection, _ = listener.accept()
-                except TimeoutError:
-                    continue
-                except OSError:
-                    return
-                connections.append(connection)  # kept open, never answered
-                accepted.append(time.monotonic())
-
-        thread = threading.Thread(target=accept, daemon=True)
-        thread.start()
-        try:
-            yield f"http://127.0.0.1:{listener.getsockname()[1]}", accepted
-        finally:
-            stop.set()
-            thread.join(timeout=5)
-            for connection in connections:
-                connection.close()
 
 
 @pytest.mark.slow
@@ -131,7 +93,7 @@ def test_a_run_downloading_from_a_silent_source_stops_within_seconds_when_told_t
         assert process.returncode != 0
         assert took < 10, f"took {took:.1f} s to stop"
         # No attempt after the signal: neither the client's retries nor the step's RetryPolicy.
-        assert [moment for moment in accepted if moment > told] == []
+        assert [moment for moment, _ in accepted if moment > told] == []
 
     with local_instance(Path(environment["DAGSTER_HOME"])) as instance:
         (run,) = instance.get_runs()

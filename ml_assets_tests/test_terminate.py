@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import threading
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +19,7 @@ import pytest
 
 from ml_assets_tests.conftest import local_instance, new_local_home
 from ml_assets_tests.dagster_dev import running_dagster_dev
+from ml_assets_tests.http_fixtures import silent_server
 
 DAY = "2021-01-05"
 MONTH_FILE = "green_tripdata_2021-01.parquet"
@@ -77,51 +74,6 @@ def graphql(url: str, query: str, variables: dict[str, Any] | None = None) -> di
         body = json.loads(response.read())
     assert "errors" not in body, body["errors"]
     return body["data"]
-
-
-@contextmanager
-def silent_server() -> Iterator[tuple[str, list[tuple[float, str]]]]:
-    """A loopback server that accepts connections and never answers; yields its URL and, for every
-    connection, the `time.monotonic()` it was accepted and its request line (once read)."""
-    accepted: list[tuple[float, str]] = []
-    connections: list[socket.socket] = []
-    stop = threading.Event()
-
-    def read_request_line(connection: socket.socket, moment: float) -> None:
-        connection.settimeout(5)
-        try:
-            line = connection.recv(4096).split(b"\r\n", 1)[0].decode(errors="replace")
-        except OSError:
-            line = ""
-        accepted.append((moment, line))  # the connection stays open, never answered
-
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(64)
-        listener.settimeout(0.2)
-
-        def accept() -> None:
-            while not stop.is_set():
-                try:
-                    connection, _ = listener.accept()
-                except TimeoutError:
-                    continue
-                except OSError:
-                    return
-                connections.append(connection)
-                threading.Thread(
-                    target=read_request_line, args=(connection, time.monotonic()), daemon=True
-                ).start()
-
-        thread = threading.Thread(target=accept, daemon=True)
-        thread.start()
-        try:
-            yield f"http://127.0.0.1:{listener.getsockname()[1]}", accepted
-        finally:
-            stop.set()
-            thread.join(timeout=5)
-            for connection in connections:
-                connection.close()
 
 
 def _run_requests(accepted: list[tuple[float, str]]) -> list[float]:

@@ -25,7 +25,7 @@ from ml_assets.lib.tlc_errors import (
 from ml_assets.lib.tlc_http import HttpLimits
 from ml_assets.lib.trip_schema import TRIP_SCHEMA, TripSchemaError
 from ml_assets.resources.trip_source import TripSource
-from ml_assets_tests.http_fixtures import FileServer, ScriptedResponse
+from ml_assets_tests.http_fixtures import FileServer, ScriptedResponse, silent_url
 
 JANUARY = date(2021, 1, 1)
 JANUARY_FILE = "green_tripdata_2021-01.parquet"
@@ -614,15 +614,6 @@ def test_a_refused_request_is_a_rejected_request(tlc_server: FileServer, tmp_pat
 
 
 @contextmanager
-def silent_server() -> Iterator[str]:
-    """A loopback port that accepts connections (the kernel completes them) and never answers."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(64)
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-
-
-@contextmanager
 def trickling_server(length: int, every_seconds: float) -> Iterator[str]:
     """A loopback server that answers 200 at once, then sends its body one byte at a time."""
     stop = threading.Event()
@@ -662,7 +653,7 @@ def trickling_server(length: int, every_seconds: float) -> Iterator[str]:
 def test_a_source_that_never_answers_fails_at_the_deadline_naming_url_and_deadline(
     tmp_path: Path,
 ) -> None:
-    with silent_server() as base_url:
+    with silent_url() as base_url:
         client = TLCClient(
             tmp_path / "cache",
             base_url=base_url,
