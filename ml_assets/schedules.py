@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 
 from ml_assets.jobs import daily_job, training_job
-from ml_assets.lib.tlc_client import month_file_name
+from ml_assets.lib.month_cache import month_file_name
 from ml_assets.lib.tlc_errors import MonthNotPublishedError, TLCError
 from ml_assets.partitions import DailyPartitioning
 from ml_assets.resources.trip_source import TripSource

@@ -13,7 +13,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from ml_assets.lib.tlc_client import TLCClient, sha256_of
+from ml_assets.lib.month_cache import sha256_of
+from ml_assets.lib.tlc_client import TLCClient
 from ml_assets.lib.tlc_errors import (
     CorruptFileError,
     DeadlineExceededError,

@@ -12,7 +12,8 @@ import json
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from ml_assets.lib.tlc_client import RemoteFileInfo, TLCClient
+from ml_assets.lib.month_cache import RemoteFileInfo
+from ml_assets.lib.tlc_client import TLCClient
 from ml_assets.lib.tlc_errors import MonthNotPublishedError, TLCError
 
 
@@ -118,8 +119,8 @@ def forget_outdated_cached_month(
     Only the sidecar is removed: the next read downloads the file again and replaces the old copy
     atomically. Returns whether the cached copy was outdated.
     """
-    cached = client.cached_month(taxi_type, month)
+    cached = client.cache.get(taxi_type, month)
     if cached is None or cached.version == remote.version:
         return False
-    client.sidecar_path(taxi_type, month).unlink(missing_ok=True)
+    client.cache.invalidate(taxi_type, month)
     return True

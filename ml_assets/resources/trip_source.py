@@ -12,13 +12,9 @@ import polars as pl
 from pydantic import Field
 
 from ml_assets.lib.features import trips_on_day
+from ml_assets.lib.month_cache import CachedMonth
 from ml_assets.lib.month_files import read_month_trips
-from ml_assets.lib.tlc_client import (
-    TLC_TRIP_DATA_URL,
-    TLC_ZONE_LOOKUP_URL,
-    CachedMonth,
-    TLCClient,
-)
+from ml_assets.lib.tlc_client import TLC_TRIP_DATA_URL, TLC_ZONE_LOOKUP_URL, TLCClient
 from ml_assets.lib.tlc_errors import CorruptFileError
 from ml_assets.lib.tlc_http import (
     DEFAULT_CONNECT_TIMEOUT_SECONDS,

@@ -17,7 +17,7 @@ from dagster import DagsterEventType, DagsterRunStatus
 
 from ml_assets.lib.catch_up import Step, StepRuns, days_between
 from ml_assets.lib.freshness import RunFacts
-from ml_assets.lib.tlc_client import month_file_name
+from ml_assets.lib.month_cache import month_file_name
 from ml_assets.lib.tlc_errors import MonthNotPublishedError, TLCError
 from ml_assets.resources.trip_source import TripSource
 from ml_assets.sensors.check_alerts import failed_checks_of_run

@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 
 from ml_assets.jobs import ingestion_job
+from ml_assets.lib.month_cache import month_file_name
 from ml_assets.lib.publication import (
     dump_seen,
     forget_outdated_cached_month,
@@ -15,7 +16,6 @@ from ml_assets.lib.publication import (
     parse_seen,
     scan_publications,
 )
-from ml_assets.lib.tlc_client import month_file_name
 from ml_assets.partitions import DailyPartitioning
 from ml_assets.resources.trip_source import TripSource
 
