@@ -7,7 +7,7 @@ import dagster as dg
 import pytest
 import tenacity
 
-from ml_assets.resources.mlflow import mlflow_tracking, store_retrying
+from ml_assets.resources.mlflow_tracking import mlflow_tracking, store_retrying
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", dg.BetaWarning)

@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
 from ml_assets.jobs import retrain_job
-from ml_assets.resources.mlflow import mlflow_tracking
+from ml_assets.resources.mlflow_tracking import mlflow_tracking
 from ml_assets.settings import Settings
 from ml_assets_tests.graph import TRAINING_WINDOW_DAYS, WITHOUT_PREDICTIONS
 from ml_assets_tests.mlflow_fixtures import refusing_url

@@ -2,7 +2,8 @@
 
 import dagster as dg
 
-from ml_assets.resources.mlflow import ModelRegistryResource, mlflow_tracking
+from ml_assets.resources.mlflow import ModelRegistryResource
+from ml_assets.resources.mlflow_tracking import mlflow_tracking
 from ml_assets.resources.notifier import NOTIFY_URLS_ENV_VAR, Notifier
 from ml_assets.resources.parquet_io_manager import PartitionedFileIOManager
 from ml_assets.resources.promotion import PromotionPolicy
