@@ -16,7 +16,8 @@ import mlflow
 import polars as pl
 
 from ml_assets.lib.features import build_trip_features, trips_on_day
-from ml_assets.lib.model import ALL_FEATURES, model_input
+from ml_assets.lib.model import ALL_FEATURES
+from ml_assets.lib.model_input import model_input
 from ml_assets.lib.sample_source import sample_trips
 from ml_assets.lib.trip_schema import normalize_trips
 

@@ -23,7 +23,8 @@ from ml_assets.lib.features import (
     build_trip_features,
     duration_minutes,
 )
-from ml_assets.lib.model import ModelParams, model_input
+from ml_assets.lib.model import ModelParams
+from ml_assets.lib.model_input import model_input
 from ml_assets.lib.trip_schema import normalize_trips, normalize_zones
 
 MONTHS = ["2021-01", "2021-02"]

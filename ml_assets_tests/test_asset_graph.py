@@ -22,7 +22,8 @@ from mlflow import MlflowClient
 from ml_assets.assets import evaluation
 from ml_assets.jobs import ml_loop_job, promotion_job
 from ml_assets.lib.features import FEATURE_SCHEMA, build_trip_features
-from ml_assets.lib.model import ALL_FEATURES, ZonePairBaseline, model_input, regression_metrics
+from ml_assets.lib.model import ALL_FEATURES, ZonePairBaseline, regression_metrics
+from ml_assets.lib.model_input import model_input
 from ml_assets.lib.registry_labels import CHAMPION_ALIAS, PROMOTED_ON_TAG, TRAINED_THROUGH_TAG
 from ml_assets.lib.sample_source import sample_trips, sample_zones
 from ml_assets.resources import build_resources

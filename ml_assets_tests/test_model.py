@@ -13,11 +13,11 @@ from ml_assets.lib.model import (
     ModelParams,
     ZonePairBaseline,
     feature_importances,
-    model_input,
     model_inputs,
     regression_metrics,
     train_model,
 )
+from ml_assets.lib.model_input import model_input
 
 
 def features_frame(rows: int = 600, seed: int = 0) -> pl.DataFrame:

@@ -12,10 +12,10 @@ from ml_assets.lib.model import (
     ALL_FEATURES,
     ModelParams,
     build_pipeline,
-    model_input,
     model_inputs,
     train_model,
 )
+from ml_assets.lib.model_input import model_input
 from ml_assets_tests.test_model import features_frame
 
 OLD_INPUTS = [

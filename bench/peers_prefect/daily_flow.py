@@ -23,7 +23,8 @@ from prefect import flow, task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
 from ml_assets.lib.features import build_trip_features, trips_on_day
-from ml_assets.lib.model import ALL_FEATURES, model_input
+from ml_assets.lib.model import ALL_FEATURES
+from ml_assets.lib.model_input import model_input
 from ml_assets.lib.sample_source import sample_trips
 from ml_assets.lib.storage import atomic_write
 from ml_assets.lib.trip_schema import normalize_trips

@@ -27,7 +27,7 @@ def trip_duration_predictions(
     exists yet, the model trained through the day before is used.
     """
     # Imported here: it imports scikit-learn and pandas, which only this step needs.
-    from ml_assets.lib.model import model_input
+    from ml_assets.lib.model_input import model_input
 
     serving = RegisteredModel(
         **{key: value for key, value in model_evaluation["serving_model"].items() if key != "uri"}

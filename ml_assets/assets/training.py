@@ -203,7 +203,7 @@ def _log_and_register(
     import mlflow
     from mlflow.models import infer_signature
 
-    from ml_assets.lib.model import model_input
+    from ml_assets.lib.model_input import model_input
 
     example = model_input(features.head(5), model.params.features)
     signature = infer_signature(example, model.pipeline.predict(example))

@@ -31,7 +31,7 @@ DERIVED_INPUTS: dict[str, tuple[str, ...]] = {
     "borough_pair": ("pu_borough", "do_borough"),
     "PU_whole_minute": ("PULocationID", "pickup_datetime"),
 }
-"""Model inputs derived from `trip_features` columns (`ml_assets.lib.model.model_input`), with
+"""Model inputs derived from `trip_features` columns (`ml_assets.lib.model_input`), with
 the columns each needs; a model gets every one whose columns it uses.
 
 - `pickup_minute`: minute of the day (0..1439), finer than the hour.
