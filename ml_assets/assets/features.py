@@ -61,7 +61,7 @@ def _build_trip_features(
             repr(rules),
             zones_version,
             # A raw day stored without a stamp (written before stamps): a key that never matches.
-            raw_cache_keys.get(key, context.run_id),
+            raw_cache_keys.get(key, context.run.run_id),
         )
         reused = cache.reuse(key, cache_key)
         if reused is not None:

@@ -103,7 +103,7 @@ class PartitionCache:
         self.computed_keys.append(partition_key)
         stamp = {
             CACHE_KEY: cache_key,
-            _STAMP_RUN_ID: self.context.run_id,
+            _STAMP_RUN_ID: self.context.run.run_id,
             _STAMP_METADATA: _scalars(metadata),
         }
         return Stamped(frame, stamp)

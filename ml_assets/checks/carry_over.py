@@ -65,14 +65,22 @@ def inputs_fingerprint(
     return fingerprint(*parts)
 
 
-COMPLETED = frozenset({"SUCCEEDED", "FAILED"})
-"""Statuses of a check execution that produced a result (not planned, running or skipped)."""
+def _latest_completed(
+    instance: dg.DagsterInstance, check_keys: Sequence[dg.AssetCheckKey]
+) -> dict[dg.AssetCheckKey, Any]:
+    """The latest execution of each of `check_keys` that produced a result (not planned, running
+    or skipped), by key; a check that never produced one is left out.
 
-
-def _latest_completed(instance: dg.DagsterInstance, check_key: dg.AssetCheckKey) -> Any:
-    """The latest execution of `check_key` that produced a result, if any of the last few did."""
-    history = instance.event_log_storage.get_asset_check_execution_history(check_key, limit=5)
-    return next((record for record in history if record.status.value in COMPLETED), None)
+    Not "the latest execution": the run asking has already planned its own, and Dagster plans an
+    execution of a check of the asset for every partition of a range run too, so a 90-day run's
+    latest completed evaluation lies behind 90 planned ones of the run in progress.
+    """
+    summaries = instance.event_log_storage.get_asset_check_summary_records(check_keys)
+    return {
+        key: summary.last_completed_check_execution_record
+        for key, summary in summaries.items()
+        if summary.last_completed_check_execution_record is not None
+    }
 
 
 def carried_results(
@@ -81,9 +89,10 @@ def carried_results(
     """The latest results of `check_keys` again, if every one was computed from `inputs`."""
     if inputs is None:
         return None
+    completed = _latest_completed(instance, check_keys)
     carried = []
     for check_key in check_keys:
-        latest = _latest_completed(instance, check_key)
+        latest = completed.get(check_key)
         event = latest.event if latest else None
         evaluation = (
             event.dagster_event.event_specific_data if event and event.dagster_event else None
