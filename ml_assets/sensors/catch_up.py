@@ -20,12 +20,11 @@ from ml_assets.resources.trip_source import TripSource
 from ml_assets.sensors.loop_reading import (
     CATCH_UP_STEP_TAG,
     LOOP_ASSETS,
-    PublishedMonths,
     busy_days,
     catch_up_runs,
-    load_cursor,
     materialized_days,
 )
+from ml_assets.sensors.published_months import PublishedMonths, load_cursor
 from ml_assets.sensors.run_events import RANGE_TAGS
 
 CATCH_UP_INTERVAL_SECONDS = 30

@@ -23,11 +23,10 @@ from ml_assets.partitions import DailyPartitioning
 from ml_assets.resources.notifier import Notifier
 from ml_assets.resources.trip_source import TripSource
 from ml_assets.sensors.loop_reading import (
-    PublishedMonths,
     latest_runs_by_day,
-    load_cursor,
     materialized_days,
 )
+from ml_assets.sensors.published_months import PublishedMonths, load_cursor
 from ml_assets.settings import Settings
 
 CHECKED_ASSETS = ("raw_trips", "trip_duration_predictions")

@@ -16,10 +16,10 @@ from ml_assets.resources.notifier import Notifier
 from ml_assets.resources.trip_source import TripSource
 from ml_assets.sensors.freshness import FreshnessRule, evaluate_freshness
 from ml_assets.sensors.loop_reading import (
-    PublishedMonths,
     failed_checks_since,
     materialized_days,
 )
+from ml_assets.sensors.published_months import PublishedMonths
 from ml_assets.sensors.run_events import metadata_values
 
 SUMMARY_URLS_ENV_VAR = "ML_ASSETS_SUMMARY_URLS"

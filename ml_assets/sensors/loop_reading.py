@@ -1,25 +1,20 @@
 """Reading the state of the daily loop from the Dagster instance, for catch-up, freshness and the
-daily summary: which days each asset has, which runs work on which days, which runs failed, and
-which TLC months are published (HEAD requests, remembered in a sensor's cursor for a while).
+daily summary: which days each asset has, which runs work on which days, and which runs failed.
+Which TLC months are published is `ml_assets.sensors.published_months`.
 
 Only the instance's public API (materialized partitions, run records and tags, run event logs).
 """
 
 from __future__ import annotations
 
-import calendar
-import json
 from collections.abc import Iterable, Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 
 import dagster as dg
 from dagster import DagsterEventType, DagsterRunStatus
 
 from ml_assets.lib.catch_up import Step, StepRuns, days_between
 from ml_assets.lib.freshness import RunFacts
-from ml_assets.lib.month_cache import month_file_name
-from ml_assets.lib.tlc_errors import MonthNotPublishedError, TLCError
-from ml_assets.resources.trip_source import TripSource
 from ml_assets.sensors.check_alerts import failed_checks_of_run
 from ml_assets.sensors.run_events import PARTITION_TAG, RANGE_TAGS, root_cause_message
 
@@ -44,9 +39,6 @@ IN_PROGRESS = [
 ]
 RUNS_READ = 500
 """At most this many runs are read per query."""
-
-UNPUBLISHED_RECHECK = timedelta(hours=1)
-PUBLISHED_RECHECK = timedelta(hours=24)
 
 
 def run_days(tags: Mapping[str, str]) -> list[date]:
@@ -185,76 +177,3 @@ def failed_checks_since(instance: dg.DagsterInstance, since: datetime) -> list[s
                 + (f" [{partition}]" if partition else "")
             )
     return sorted(set(found))
-
-
-# --- TLC publications ----------------------------------------------------------------------
-
-
-def last_day_of_month(month: date) -> date:
-    return month.replace(day=calendar.monthrange(month.year, month.month)[1])
-
-
-class PublishedMonths:
-    """Whether TLC has published a month's file, asked with a HEAD request and remembered for a
-    while (a month not published is asked again after an hour, a published one after a day).
-
-    `state` is JSON kept in the calling sensor's cursor. With the sample source every month counts
-    as published and nothing is asked.
-    """
-
-    def __init__(self, trip_source: TripSource, state: Mapping[str, object], now: datetime):
-        self._source = trip_source
-        self._now = now
-        self.state: dict[str, list[object]] = {
-            str(key): list(value)  # type: ignore[call-overload]
-            for key, value in state.items()
-            if isinstance(value, list) and len(value) == 2
-        }
-        self.errors: list[str] = []
-
-    def file_name(self, month: date) -> str:
-        return month_file_name(self._source.taxi_type, month)
-
-    def published(self, month: date) -> bool:
-        if self._source.synthetic:
-            return True
-        key = f"{self._source.taxi_type}/{month:%Y-%m}"
-        known = self.state.get(key)
-        if known is not None:
-            published, checked = bool(known[0]), datetime.fromtimestamp(float(known[1]), UTC)  # type: ignore[arg-type]
-            if self._now - checked < (PUBLISHED_RECHECK if published else UNPUBLISHED_RECHECK):
-                return published
-        try:
-            self._source.client().head_month(self._source.taxi_type, month)
-            published = True
-        except MonthNotPublishedError:
-            published = False
-        except TLCError as error:
-            # Unknown for now: asked again next tick; counts as not published meanwhile.
-            self.errors.append(f"could not check {self.file_name(month)}: {error}")
-            return bool(known and known[0])
-        self.state[key] = [published, self._now.timestamp()]
-        return published
-
-    def newest_available_day(self, today: date, months_back: int = 4) -> date | None:
-        """The newest day whose trips can exist: yesterday, or with TLC the last day of the newest
-        published month (TLC publishes weeks after a month ends), looking `months_back` months
-        back at most. None if none of those months is published."""
-        yesterday = today - timedelta(days=1)
-        month = yesterday.replace(day=1)
-        for _ in range(months_back + 1):
-            if self.published(month):
-                return min(yesterday, last_day_of_month(month))
-            month = (month - timedelta(days=1)).replace(day=1)
-        return None
-
-
-def load_cursor(cursor: str | None) -> dict[str, object]:
-    """A sensor's JSON cursor as a dict (empty when unset or of another format)."""
-    if not cursor:
-        return {}
-    try:
-        value = json.loads(cursor)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
