@@ -14,6 +14,9 @@ The loop of one day D is four steps, each needing what the steps before it produ
 now, oldest first, plus why each other day of the window waits. Days are never requested twice:
 a day with a step running is left alone, and a day whose catch-up run of a step failed stays
 blocked (the failure is announced, and the freshness check names it) until someone reruns it.
+
+One module though past 250 lines: the state it reads, the plan and the four step rules that fill
+it are one decision, best read top to bottom.
 """
 
 from __future__ import annotations

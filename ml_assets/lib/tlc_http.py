@@ -5,6 +5,9 @@ attempts; transient failures (timeouts, connection resets, 5xx, 429) are retried
 backoff and jitter (tenacity) until the attempts or the deadline run out. A 404 is a month not
 published yet; another 4xx is a refused request; neither is retried. Nothing here catches
 `KeyboardInterrupt` or other `BaseException`s: a run told to stop stops.
+
+One module though past 250 lines: the retries, the timeouts and the streamed body share one
+deadline, which is easier to keep right in one place.
 """
 
 from __future__ import annotations

@@ -2,6 +2,9 @@
 
 Outputs never travel between steps in memory, so the multiprocess, Celery and Kubernetes executors
 all work: each step reads its inputs from the files its upstream steps wrote.
+
+One module though past 250 lines: how outputs are written (paths, partition mappings, stamps,
+`KEEP_STORED`) and how inputs are read back are one file layout, kept side by side.
 """
 
 import json
