@@ -9,6 +9,11 @@ which imports no Dagster.
 
 The environment records what it was built with (`bench-requirements.json`); a later run reuses it
 when that matches and builds it again when it does not (a new pin, a library upgraded here).
+It is built with `uv` (the dev extra installs it): pip took ~5 minutes to resolve and install
+Prefect's dependencies here, uv takes well under a minute, and seconds once its per-user cache
+(`~/.cache/uv`) holds the wheels, so a fresh clone on a machine that built it once (CI) pays
+seconds. uv is given the package indexes pip is configured with (`pip config list`), so the
+environment installs from wherever the project's own environment did.
 
 `running_prefect_server` starts `prefect server start` from that environment on a free loopback
 port for the duration of a block and stops it by its own process group.
@@ -24,7 +29,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -86,8 +91,8 @@ class PrefectEnv:
     def ensure(cls, root: Path | None = None) -> PrefectEnv:
         """The environment at `root` (default `bench/.venvs/prefect-<version>`), built if needed.
 
-        Raises CaseSkipped, with pip's last lines, when it cannot be built here (for instance no
-        network to PyPI).
+        Raises CaseSkipped, with the installer's last lines, when it cannot be built here (for
+        instance no network to PyPI, or no `uv`).
         """
         root = root or VENVS_DIR / f"prefect-{PREFECT_VERSION}"
         wanted = {"python": sys.version.split()[0], "requirements": requirements()}
@@ -97,17 +102,31 @@ class PrefectEnv:
                 if json.loads(marker.read_text()) == wanted:
                     return cls(root, created_seconds=None)
         started = time.perf_counter()
-        # A half-built or outdated environment is rebuilt from nothing: pip would otherwise keep
-        # whatever an interrupted install left behind.
+        # A half-built or outdated environment is rebuilt from nothing: an installer would
+        # otherwise keep whatever an interrupted install left behind.
         shutil.rmtree(root, ignore_errors=True)
         root.parent.mkdir(parents=True, exist_ok=True)
-        _step([sys.executable, "-m", "venv", str(root)], "creating the virtual environment", root)
-        pip = [str(root / "bin" / "python"), "-m", "pip", "install", "--quiet"]
-        _step([*pip, *wanted["requirements"]], "installing Prefect and the flows' libraries", root)
+        uv = _uv()
         _step(
-            [*pip, "--no-deps", "-e", str(REPO_ROOT)],
+            [uv, "venv", "--quiet", "--python", sys.executable, str(root)],
+            "creating the virtual environment",
+            root,
+        )
+        install = [uv, "pip", "install", "--quiet", "--python", str(root / "bin" / "python")]
+        pip_settings = pip_configuration()
+        indexes = uv_index_options(pip_settings)
+        environment = _installer_environment(pip_settings)
+        _step(
+            [*install, *indexes, *wanted["requirements"]],
+            "installing Prefect and the flows' libraries",
+            root,
+            environment,
+        )
+        _step(
+            [*install, *indexes, "--no-deps", "-e", str(REPO_ROOT)],
             "installing this repository (without its dependencies)",
             root,
+            environment,
         )
         # Written last: only a complete environment is ever reused.
         marker.write_text(json.dumps(wanted, indent=2) + "\n")
@@ -143,15 +162,79 @@ class PrefectEnv:
         return variables
 
 
-def _step(args: list[str], what: str, root: Path) -> None:
+def _uv() -> str:
+    """The `uv` executable of the project's environment (the `uv` package of the dev extra)."""
+    try:
+        from uv import find_uv_bin
+    except ImportError as error:
+        raise CaseSkipped(
+            f"uv, which builds the Prefect environment, is not installed in {sys.executable}; "
+            "install the project with `pip install -e .[dev]` first"
+        ) from error
+    return find_uv_bin()
+
+
+def pip_configuration(listing: str | None = None) -> dict[str, str]:
+    """pip's settings as `pip config list` prints them (its files and PIP_* variables), by key
+    (`index-url`, `extra-index-url`, `find-links`, `constraint`, `cert`, ...); `listing` is that
+    output, read from the project's pip when not given."""
+    if listing is None:
+        listing = subprocess.run(
+            [sys.executable, "-m", "pip", "config", "list"],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout
+    from_files: dict[str, str] = {}
+    from_variables: dict[str, str] = {}
+    for line in listing.splitlines():
+        name, _, quoted = line.partition("=")
+        # `global.find-links='...'` from a file, `:env:.find-links='...'` from PIP_FIND_LINKS.
+        read = from_variables if name.startswith(":env:") else from_files
+        read[name.rpartition(".")[2]] = quoted.strip().strip("'\"")
+    # As in pip, a variable wins over the files.
+    return from_files | from_variables
+
+
+def uv_index_options(pip_settings: Mapping[str, str]) -> list[str]:
+    """uv's options for the indexes, find-links folders and constraints pip is configured with.
+
+    uv reads none of pip's configuration. Like pip, it is told to take the best version any index
+    offers (`unsafe-best-match`), not the first index that has the package.
+    """
+    options = ["--index-strategy", "unsafe-best-match"]
+    flags = {
+        "index-url": "--index-url",
+        "extra-index-url": "--extra-index-url",
+        "find-links": "--find-links",
+        "constraint": "--constraint",
+    }
+    for key, flag in flags.items():
+        for value in pip_settings.get(key, "").split():
+            options += [flag, value]
+    return options
+
+
+def _installer_environment(pip_settings: Mapping[str, str]) -> dict[str, str]:
+    """uv's environment: pip's CA bundle, if pip has one, is uv's too."""
+    if cert := pip_settings.get("cert"):
+        return {**os.environ, "SSL_CERT_FILE": cert}
+    return dict(os.environ)
+
+
+def _step(
+    args: Sequence[str], what: str, root: Path, environment: Mapping[str, str] | None = None
+) -> None:
     try:
         subprocess.run(
-            args,
+            list(args),
             check=True,
             capture_output=True,
             text=True,
             timeout=_INSTALL_TIMEOUT_SECONDS,
             start_new_session=True,
+            env=None if environment is None else dict(environment),
         )
     except subprocess.CalledProcessError as error:
         tail = "\n".join((error.stderr or error.stdout or "").strip().splitlines()[-10:])

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.harness import CaseSkipped
-from bench.prefect_env import PREFECT_VERSION, PrefectEnv
+from bench.prefect_env import PREFECT_VERSION, PrefectEnv, pip_configuration, uv_index_options
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ["work", "how", "median s", "runs s", "vs script", "vs ml_assets CLI", "output"]
@@ -25,6 +25,34 @@ WAYS = {
     f"Prefect {PREFECT_VERSION}: prefect server on loopback",
     "plain script",
 }
+
+
+PIP_CONFIG_LIST = """\
+:env:.find-links='/opt/wheels-from-variable'
+:env:.cert='/etc/ssl/certs/company.pem'
+global.index-url='https://mirror.example/simple'
+global.extra-index-url='file:///opt/pypi/simple file:///opt/pypi-more/simple'
+global.find-links='/opt/wheels'
+global.constraint='/etc/xdg/pip/constraints.txt'
+global.default-timeout='180'
+"""
+
+
+def test_uv_installs_from_the_indexes_pip_is_configured_with() -> None:
+    settings = pip_configuration(PIP_CONFIG_LIST)
+
+    # As in pip, the PIP_* variable wins over the file.
+    assert settings["find-links"] == "/opt/wheels-from-variable"
+    assert settings["cert"] == "/etc/ssl/certs/company.pem"
+    assert uv_index_options(settings) == [
+        *("--index-strategy", "unsafe-best-match"),
+        *("--index-url", "https://mirror.example/simple"),
+        *("--extra-index-url", "file:///opt/pypi/simple"),
+        *("--extra-index-url", "file:///opt/pypi-more/simple"),
+        *("--find-links", "/opt/wheels-from-variable"),
+        *("--constraint", "/etc/xdg/pip/constraints.txt"),
+    ]
+    assert uv_index_options(pip_configuration("")) == ["--index-strategy", "unsafe-best-match"]
 
 
 @pytest.fixture(scope="module")
