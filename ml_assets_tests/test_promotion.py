@@ -144,10 +144,19 @@ class Loop:
         if promote and day != _day(0):
             self.promote(day, defs)
 
-    def promote(self, day: str, defs: dg.Definitions | None = None) -> dg.ExecuteInProcessResult:
+    def promote(
+        self, day: str, defs: dg.Definitions | None = None, wait_seconds: float | None = None
+    ) -> dg.ExecuteInProcessResult:
+        """promotion_job of `day`; `wait_seconds` bounds the wait for the day before's decision."""
         defs = defs or self.defs()
+        config = (
+            {"previous_decision_wait_seconds": wait_seconds} if wait_seconds is not None else {}
+        )
         result = defs.resolve_job_def("promotion_job").execute_in_process(
-            instance=self.instance, partition_key=day, raise_on_error=False
+            instance=self.instance,
+            partition_key=day,
+            run_config={"ops": {"challenger_validation": {"config": config}}},
+            raise_on_error=False,
         )
         self.promotions[day] = result
         return result
@@ -322,6 +331,114 @@ def test_gate_rollback_and_an_alias_moved_outside_dagster(new_loop: Any) -> None
         request = promote_evaluated_day(status_context)
     assert isinstance(request, dg.RunRequest)
     assert request.partition_key == _day(4)
+
+
+def _validation_metadata(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
+    (materialization,) = result.asset_materializations_for_node("challenger_validation")
+    return {key: value.value for key, value in materialization.metadata.items()}
+
+
+def _failure(result: dg.ExecuteInProcessResult, node: str) -> str:
+    return str(result.failure_data_for_node(node).error)  # type: ignore[union-attr]
+
+
+@pytest.mark.slow
+def test_days_are_decided_in_order_and_a_failed_rerun_withdraws_the_day(new_loop: Any) -> None:
+    loop: Loop = new_loop()
+    loop.run_day(_day(0))
+    # Days 1 and 2 are evaluated before either is decided, as in a catch-up or a backfill.
+    loop.run_day(_day(1), promote=False)
+    loop.run_day(_day(2), promote=False)
+    assert loop.metadata(_day(2), "model_evaluation")["champion_version"] is None
+
+    # The decision of day 1 is pending (evaluated, not validated): the gate of day 2 waits for it,
+    # then fails naming the step to run.
+    waited = loop.promote(_day(2), wait_seconds=1)
+    assert not waited.success
+    assert (
+        f"partition {_day(2)}: the promotion decision of {_day(1)} is still pending after 1 s "
+        f"(model_evaluation of {_day(1)} is newer than its challenger_validation: run "
+        f"promotion_job for {_day(1)} first)"
+    ) in _failure(waited, "challenger_validation")
+    logged = [entry.user_message for entry in loop.instance.all_logs(waited.run_id)]
+    assert any(
+        message.startswith(
+            f"partition {_day(2)}: waiting up to 1 s for the promotion decision of {_day(1)}: "
+            f"model_evaluation of {_day(1)} is newer than its challenger_validation"
+        )
+        for message in logged
+    )
+    # Validated and passed, but not promoted yet: still pending, on model_promotion.
+    validated = (
+        loop.defs()
+        .resolve_job_def("promotion_job")
+        .execute_in_process(
+            instance=loop.instance,
+            partition_key=_day(1),
+            asset_selection=[dg.AssetKey("challenger_validation")],
+        )
+    )
+    assert _validation_metadata(validated)["beats_baseline"] is True
+    assert (
+        f"(challenger_validation of {_day(1)} passed the promotion gate but model_promotion of "
+        f"{_day(1)} has not run since: run promotion_job for {_day(1)} first)"
+    ) in _failure(loop.promote(_day(2), wait_seconds=0), "challenger_validation")
+
+    # Day 1 decided after day 2 was evaluated: v1 is the champion going into day 2, and the gate
+    # of day 2 scores it on day 2's trips itself instead of comparing with no champion.
+    assert loop.promote(_day(1)).success
+    assert loop.champion() == "1"
+    decided = loop.promote(_day(2))
+    validation = _validation_metadata(decided)
+    assert validation["compared_with_champion"] == "1"
+    assert validation["champion_scored_by_evaluation"] is None
+    assert validation["champion_rescored"] is True
+    # The same RMSE model_evaluation of day 2 gives v1 when run now.
+    rescored = loop.promotions[_day(2)].output_for_node("challenger_validation")
+    champion_rmse = rescored["metrics"]["champion_rmse"]
+    reevaluated = (
+        loop.defs()
+        .resolve_job_def("model_evaluation_job")
+        .execute_in_process(instance=loop.instance, partition_key=_day(2))
+    )
+    (evaluation,) = reevaluated.asset_materializations_for_node("model_evaluation")
+    assert evaluation.metadata["champion_version"].value == "1"
+    assert champion_rmse == pytest.approx(evaluation.metadata["champion_rmse"].value)
+    assert validation["champion_gate"].endswith(f"the champion's {champion_rmse:.3f}")
+    assert decided.success  # v2 beats v1 on day 2's trips
+    assert loop.champion() == "2"
+    assert loop.tags("2")["promoted_on"] == _day(2)
+
+    # Day 2 again (its new evaluation), now with a gate v2 fails: the earlier promotion of day 2
+    # is withdrawn, recorded, and the champion is v1 again.
+    failed = loop.promote(_day(2), loop.defs(ML_ASSETS_PROMOTION_MARGIN="0.9"))
+    assert not failed.success
+    assert list(_failed_checks(failed)) == ["challenger_beats_champion"]
+    assert failed.asset_materializations_for_node("model_promotion") == []
+    validation = _validation_metadata(failed)
+    assert (validation["withdrawn_versions"], validation["champion_rescored"]) == ("2", False)
+    assert loop.champion() == "1"
+    tags = loop.tags("2")
+    assert "promoted_on" not in tags
+    assert (tags["status"], tags["withdrawn_on"], tags["decision"]) == (
+        "withdrawn",
+        _day(2),
+        "withdrawn",
+    )
+    assert tags["decided_by"] == "promotion gate (a later run of the day failed it)"
+    assert tags["decision_reason"].startswith(
+        "the promotion gate of the day failed on a later run: challenger RMSE "
+    )
+    assert json.loads(tags["decision_metrics"])["margin"] == 0.9
+    assert (loop.tags("1")["status"], loop.tags("1")["champion_since"]) == ("champion", _day(1))
+    observed = _observations(loop.instance)[-1]
+    assert (observed["decision"], observed["champion_version"]) == ("withdrawn", "1")
+    assert (observed["decision_day"], observed["serves_from"]) == (_day(2), _day(3))
+    assert observed["metrics"]["withdrawn_versions"] == ["2"]
+    assert loop.registry.champion_going_into(date.fromisoformat(_day(3))).version == "1"  # type: ignore[union-attr]
+    # The next day's predictions are made by the restored champion.
+    loop.run_day(_day(3), promote=False)
+    assert loop.metadata(_day(3), "trip_duration_predictions")["model_version"] == "1"
 
 
 @pytest.mark.slow

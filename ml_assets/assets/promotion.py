@@ -3,10 +3,15 @@
 `challenger_validation` of day D asks MLflow's model validation whether day D's challenger beats
 the champion (by the promotion margin) and the zone-pair baseline; its blocking checks
 (`ml_assets.checks.promotion_gate`) report the answer, and `model_promotion` runs only if both
-passed. Under `auto` approval it
-moves the MLflow alias `champion` to the challenger; under `manual` it labels the challenger a
-candidate, which a person approves or rejects with `review_candidate_job`. A version made champion
-by the decision of day D serves predictions from day D+1 on (see `ml_assets.lib.registry`).
+passed. Under `auto` approval it moves the MLflow alias `champion` to the challenger; under
+`manual` it labels the challenger a candidate, which a person approves or rejects with
+`review_candidate_job`. A version made champion by the decision of day D serves predictions from
+day D+1 on (see `ml_assets.lib.registry`).
+
+A day has one decision, its latest: a later run of day D whose gate fails withdraws the earlier
+promotion (or candidacy) of D, and the champion goes back (`ml_assets.assets.validation`). Days are
+decided in day order: the gate of D waits for the decision of D-1 and compares with the champion
+going into D at gate time (`ml_assets.assets.previous_decision`).
 
 `champion_model` stands for the `champion` alias itself: every change of it, whoever made it
 (this step, a person's approval or rollback, or someone moving the alias in MLflow), is recorded as
@@ -14,113 +19,29 @@ an observation of it, with who, when, why and the metrics.
 """
 
 from collections.abc import Iterator
-from dataclasses import asdict
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 import dagster as dg
 
+from ml_assets.assets.champion import CHAMPION_MODEL, champion_observation, serves_from
 from ml_assets.assets.training import MODEL_GROUP
+from ml_assets.assets.validation import challenger_validation
 from ml_assets.failures import failing_without_retries
-from ml_assets.lib.promotion_gate import gate
-from ml_assets.lib.registry import RegisteredModel
 from ml_assets.lib.registry_labels import Decision
 from ml_assets.partitions import DailyPartitioning
 from ml_assets.resources.mlflow import ModelRegistryResource
 from ml_assets.resources.promotion import PromotionPolicy
 from ml_assets.retry_policies import mlflow_retry
 
-CHAMPION_MODEL = dg.AssetKey("champion_model")
-
-
-def serves_from(decision_day: str) -> str:
-    """The first day whose predictions a champion chosen on `decision_day` makes."""
-    return (date.fromisoformat(decision_day) + timedelta(days=1)).isoformat()
-
-
-def champion_observation(
-    champion: RegisteredModel,
-    decision: Decision,
-    model_registry: ModelRegistryResource,
-) -> dg.AssetObservation:
-    """An observation of `champion_model`: the version the alias now points at, and the decision."""
-    return dg.AssetObservation(
-        asset_key=CHAMPION_MODEL,
-        metadata={
-            "champion_version": champion.version,
-            "model_uri": champion.uri,
-            "trained_through": champion.trained_through,
-            "model_version_link": dg.MetadataValue.url(
-                model_registry.model_version_url(champion.version)
-            ),
-            "decision": decision.kind,
-            "decision_day": decision.day,
-            "serves_from": serves_from(decision.day),
-            "decided_by": decision.by,
-            "decided_at": decision.at,
-            "reason": decision.reason,
-            "metrics": dg.MetadataValue.json(decision.metrics),
-        },
-    )
-
-
-def gate_metrics(record: dict[str, Any]) -> dict[str, Any]:
-    """The numbers a decision about the challenger of `record` (an evaluation) is made on."""
-    incumbent = record.get("incumbent") or {}
-    return {
-        "evaluation_day": record["date"],
-        "challenger_version": record["challenger"]["version"],
-        "challenger_rmse": record["challenger"]["rmse"],
-        "champion_version": incumbent.get("version"),
-        "champion_rmse": incumbent.get("rmse"),
-        "baseline_rmse": record["baseline"]["rmse"],
-    }
-
-
-def challenger_validation(
-    context: dg.AssetExecutionContext,
-    model_evaluation: dict[str, Any],
-    promotion_policy: PromotionPolicy,
-) -> dg.MaterializeResult:
-    """MLflow's model validation of the day's challenger, on the metrics `model_evaluation`
-    computed with `mlflow.models.evaluate` on the day's trips: does its RMSE beat the champion's
-    by the promotion margin (ML_ASSETS_PROMOTION_MARGIN), and the zone-pair baseline's?
-
-    Its blocking checks `challenger_beats_champion` and `challenger_beats_baseline` report the two
-    answers; `model_promotion` runs only when both passed.
-    """
-    day = context.partition_key
-    scored = model_evaluation.get("mlflow_metrics")
-    if scored is None:
-        raise dg.Failure(
-            f"partition {day}: model_evaluation was made before the promotion gate existed (no "
-            "MLflow metrics); materialize model_evaluation of the day again",
-            allow_retries=False,
-        )
-    margin = promotion_policy.margin
-    results = {
-        "champion": gate(
-            scored["challenger"], scored["champion"], against="champion", margin=margin
-        ),
-        "baseline": gate(scored["challenger"], scored["baseline"], against="baseline"),
-    }
-    record = {
-        "date": day,
-        "margin": margin,
-        "metrics": gate_metrics(model_evaluation),
-        **{against: asdict(result) for against, result in results.items()},
-    }
-    return dg.MaterializeResult(
-        value=record,
-        metadata={
-            "challenger_version": model_evaluation["challenger"]["version"],
-            "margin": margin,
-            "beats_champion": results["champion"].passed,
-            "beats_baseline": results["baseline"].passed,
-            "champion_gate": results["champion"].message,
-            "baseline_gate": results["baseline"].message,
-        },
-    )
+__all__ = [
+    "CHAMPION_MODEL",
+    "challenger_validation",
+    "champion_observation",
+    "model_promotion",
+    "promotion_assets",
+    "serves_from",
+]
 
 
 def model_promotion(
@@ -165,6 +86,18 @@ def _decide(
     reason = "; ".join(validation[a]["message"] for a in ("champion", "baseline"))
     metrics = {**validation["metrics"], "margin": validation["margin"]}
     version_link = dg.MetadataValue.url(model_registry.model_version_url(challenger.version))
+    # One gate decision per day: an earlier one of the day about another challenger (the model
+    # of the day before was retrained since) is withdrawn first.
+    earlier = Decision(
+        "withdrawn",
+        day.isoformat(),
+        "promotion gate (a later run of the day)",
+        f"replaced by v{challenger.version}, which passed the gate of the day on a later run",
+        metrics,
+    )
+    replaced = registry.withdraw_decisions_of(day, earlier, keep=challenger.version)
+    if replaced.promoted:
+        yield champion_observation(replaced.champion, earlier, model_registry)
     if policy.approval == "manual":
         decision = Decision("candidate", day.isoformat(), "promotion gate", reason, metrics)
         registry.mark_candidate(challenger, day, decision)
@@ -207,12 +140,25 @@ def _decide(
 
 
 def promotion_assets(days: DailyPartitioning) -> list[dg.AssetsDefinition]:
-    """The daily gate and promotion decision over the days of `days`, and the champion."""
+    """The daily gate and promotion decision over the days of `days`, and the champion.
+
+    Day order comes from `challenger_validation` waiting for the decision of the day before, not
+    from self-dependencies (previous day) on these assets: in an asset backfill, what a failed
+    run planned and did not materialize counts as failed, and so does everything downstream of
+    it, later days of a self-dependent asset included. One day's failed gate (which skips its
+    model_promotion) would then fail the decisions of every later day, and the first day, which
+    has no evaluation and so no validation, would leave the second day waiting for a parent that
+    is never materialized.
+    """
     validation = dg.asset(
         group_name=MODEL_GROUP,
         partitions_def=days.partitions,
+        # The day's trips, read lazily: scored only when the champion going into the day is not
+        # the one model_evaluation scored.
+        ins={"trip_features": dg.AssetIn()},
         kinds={"mlflow"},
-        code_version="1",
+        code_version="2",  # walk-forward: the champion going in at gate time; withdrawals
+        retry_policy=mlflow_retry,
         tags={"stage": "promote"},
     )(challenger_validation)
     promotion = dg.asset(

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
+    import polars as pl
 
 RMSE = "root_mean_squared_error"
 """The metric the gate compares, as MLflow's regressor evaluator names it."""
@@ -47,6 +48,17 @@ def mlflow_regression_metrics(
         for name, value in result.metrics.items()
         if name.startswith(prefix)
     }
+
+
+def model_metrics_on(pipeline: Any, day_features: pl.DataFrame, prefix: str) -> dict[str, float]:
+    """MLflow's regressor metrics of a registered `pipeline` on one day's `day_features`, as
+    `model_evaluation` scores the challenger and the champion (see `mlflow_regression_metrics`)."""
+    from ml_assets.lib.features import TARGET
+    from ml_assets.lib.model import model_input
+    from ml_assets.lib.model_params import ALL_FEATURES
+
+    predicted = pipeline.predict(model_input(day_features, ALL_FEATURES))
+    return mlflow_regression_metrics(day_features[TARGET].to_numpy(), predicted, prefix)
 
 
 @dataclass(frozen=True)

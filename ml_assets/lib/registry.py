@@ -1,17 +1,18 @@
-"""The MLflow model registry as ml_assets uses it: versions, the champion alias and its history.
+"""The champion history in the MLflow model registry: which version is champion when, and the
+decisions that change it.
 
 Each registered version carries the tag `trained_through` (the last day of its training window).
-When an evaluation of day D promotes a version it gets the tag `promoted_on=D`. The champion going
-into day D is the version with the latest `promoted_on` before D: a decision made only with data
-from before D, so predictions for D never depend on D's outcomes, whatever order days are
+When the promotion gate of day D promotes a version it gets the tag `promoted_on=D`. The champion
+going into day D is the version with the latest `promoted_on` before D: a decision made only with
+data from before D, so predictions for D never depend on D's outcomes, whatever order days are
 (re)computed in. The `champion` alias always points at the most recent promotion.
 
-A registry that answers a call with an error (a restarting server, a 5xx, a permission error)
-raises `RegistryError`, naming the registry and the call: an error must never read as "no
-champion yet", which would promote a challenger without comparing it with anything. Only "no such
-registered model" means that no version exists.
+A day has one gate decision, its latest: a later gate of day D that fails withdraws what an
+earlier gate of D decided (`withdraw_decisions_of`), and one that passes with another challenger
+replaces it.
 
-How versions are labelled and decisions recorded: `ml_assets.lib.registry_labels`.
+How versions are labelled and decisions recorded: `ml_assets.lib.registry_labels`; the registry
+calls themselves: `ml_assets.lib.registry_client`.
 """
 
 from __future__ import annotations
@@ -19,13 +20,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from typing import TYPE_CHECKING, Any, TypeVar
 
+from ml_assets.lib.registry_client import RegisteredModel, RegistryClient, RegistryError
 from ml_assets.lib.registry_labels import (
     CANDIDATE,
     CANDIDATE_ON_TAG,
     CHAMPION,
-    CHAMPION_ALIAS,
     CHAMPION_SINCE_TAG,
     CHOSEN_ON_TAG,
     PROMOTED_ON_TAG,
@@ -33,105 +33,38 @@ from ml_assets.lib.registry_labels import (
     RETIRED,
     RETIRED_ON_TAG,
     STATUS_TAG,
-    TRAINED_THROUGH_TAG,
+    WITHDRAWN,
+    WITHDRAWN_ON_TAG,
     Decision,
     champion_entries,
 )
-from ml_assets.lib.setting_values import redact_url
 
-# MLflow is imported where it is used: importing it takes about a second, and every Dagster process
-# imports this module when it loads the code location, most of them never touching the registry.
-if TYPE_CHECKING:
-    from mlflow.entities.model_registry import ModelVersion
-
-T = TypeVar("T")
-
-
-class RegistryError(RuntimeError):
-    """The MLflow model registry answered a call with an error.
-
-    Transient as far as ml_assets can tell (a server restarting, a 5xx, a database busy): a step's
-    retry policy retries it. It never means "no versions".
-    """
+__all__ = ["ModelRegistry", "RegisteredModel", "RegistryError", "Withdrawal"]
 
 
 @dataclass(frozen=True)
-class RegisteredModel:
-    """A registered version, as much as downstream steps need to find and load it."""
+class Withdrawal:
+    """What withdrawing one day's gate decisions undid, and the champion before and after."""
 
-    name: str
-    version: str
-    run_id: str
-    trained_through: str
+    promoted: list[str]
+    """Versions whose promotion of the day was withdrawn."""
+    candidates: list[str]
+    """Versions whose candidacy of the day was withdrawn (they no longer await approval)."""
+    champion_before: RegisteredModel | None
+    champion: RegisteredModel | None
 
     @property
-    def uri(self) -> str:
-        return f"models:/{self.name}/{self.version}"
+    def versions(self) -> list[str]:
+        return sorted({*self.promoted, *self.candidates}, key=int)
 
-    @classmethod
-    def from_version(cls, version: ModelVersion) -> RegisteredModel:
-        return cls(
-            name=version.name,
-            version=str(version.version),
-            run_id=version.run_id or "",
-            trained_through=version.tags.get(TRAINED_THROUGH_TAG, ""),
-        )
-
-    def as_dict(self) -> dict[str, str]:
-        return {
-            "name": self.name,
-            "version": self.version,
-            "run_id": self.run_id,
-            "trained_through": self.trained_through,
-            "uri": self.uri,
-        }
+    @property
+    def champion_changed(self) -> bool:
+        before, after = self.champion_before, self.champion
+        return (before.version if before else None) != (after.version if after else None)
 
 
-class ModelRegistry:
-    """The versions of one registered model and its `champion` alias, in one MLflow registry."""
-
-    def __init__(self, tracking_uri: str, model_name: str) -> None:
-        from mlflow import MlflowClient
-
-        self.tracking_uri = tracking_uri
-        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-        self.model_name = model_name
-
-    def _call(self, call: str, function: Callable[..., T], *args: Any) -> T:
-        """`function(*args)`, with an MLflow error turned into a `RegistryError` naming `call`."""
-        from mlflow.exceptions import MlflowException
-
-        try:
-            return function(*args)
-        except MlflowException as error:
-            raise RegistryError(
-                f"MLflow model registry at {redact_url(self.tracking_uri)} (MLFLOW_TRACKING_URI), "
-                f"model {self.model_name!r}: {call} failed: {error.error_code}: {error.message}"
-            ) from error
-
-    def version(self, version: str) -> RegisteredModel:
-        return RegisteredModel.from_version(
-            self._call(
-                f"get_model_version(version={version})",
-                self.client.get_model_version,
-                self.model_name,
-                version,
-            )
-        )
-
-    def _versions(self) -> list[ModelVersion]:
-        """Every version of the model; none when the model is not registered yet."""
-        from mlflow.exceptions import MlflowException
-
-        def search() -> list[ModelVersion]:
-            try:
-                return list(self.client.search_model_versions(f"name='{self.model_name}'"))
-            except MlflowException as error:
-                if error.error_code == "RESOURCE_DOES_NOT_EXIST":
-                    return []
-                raise
-
-        return self._call("search_model_versions", search)
+class ModelRegistry(RegistryClient):
+    """The versions of one registered model, its `champion` alias and the champion's history."""
 
     def champion_going_into(self, day: date) -> RegisteredModel | None:
         """The champion chosen before `day` (see the module doc), or None if none was."""
@@ -164,34 +97,6 @@ class ModelRegistry:
         return [
             RegisteredModel.from_version(v) for v in sorted(found, key=lambda v: int(v.version))
         ]
-
-    def tags_of(self, version: str) -> dict[str, str]:
-        """Every tag of `version`."""
-        return dict(
-            self._call(
-                f"get_model_version(version={version})",
-                self.client.get_model_version,
-                self.model_name,
-                version,
-            ).tags
-        )
-
-    def current_champion(self) -> RegisteredModel | None:
-        """The version the `champion` alias points at; None if the model or the alias is unset."""
-        from mlflow.exceptions import MlflowException
-
-        # The registered model's aliases, rather than asking for the alias: MLflow answers a
-        # missing alias with INVALID_PARAMETER_VALUE, which other mistakes give too.
-        def aliases() -> dict[str, str]:
-            try:
-                return dict(self.client.get_registered_model(self.model_name).aliases)
-            except MlflowException as error:
-                if error.error_code == "RESOURCE_DOES_NOT_EXIST":
-                    return {}
-                raise
-
-        version = self._call("get_registered_model", aliases).get(CHAMPION_ALIAS)
-        return None if version is None else self.version(str(version))
 
     def promote(
         self, model: RegisteredModel, day: date, decision: Decision | None = None
@@ -228,67 +133,72 @@ class ModelRegistry:
         self.tag_version(version, STATUS_TAG, REJECTED)
         self._tag_decision(version, decision)
 
+    def withdraw_decisions_of(
+        self, day: date, decision: Decision, keep: str | None = None
+    ) -> Withdrawal:
+        """Undo what an earlier gate of `day` decided, which a later gate of the day reversed.
+
+        Every version (but `keep`) promoted on `day` loses `promoted_on` (so it no longer counts in
+        the champion history), and every candidate of `day` stops awaiting approval; both are
+        labelled `status=withdrawn`, `withdrawn_on=day`, with `decision`. If a promotion was
+        withdrawn, the alias moves back to the recorded champion (none left: the alias is
+        removed). A person's choices (`chosen_on`) are theirs and stay.
+        """
+        key = day.isoformat()
+        before = self.recorded_champion()
+        versions = [v for v in self._versions() if str(v.version) != keep]
+        promoted = sorted(
+            (str(v.version) for v in versions if v.tags.get(PROMOTED_ON_TAG) == key), key=int
+        )
+        candidates = sorted(
+            (
+                str(v.version)
+                for v in versions
+                if v.tags.get(CANDIDATE_ON_TAG) == key and v.tags.get(STATUS_TAG) == CANDIDATE
+            ),
+            key=int,
+        )
+        for version in promoted:
+            self.untag_version(version, PROMOTED_ON_TAG)
+        champion = before
+        if promoted:
+            champion = self.recorded_champion()
+            if champion is None:
+                self.remove_alias()
+            else:
+                since = max(
+                    entry[0] for entry in champion_entries(self._model_version(champion.version))
+                )
+                champion = self._move_alias_to_recorded(key, before, since=since)
+        withdrawal = Withdrawal(promoted, candidates, before, champion)
+        for version in withdrawal.versions:
+            if champion is not None and version == champion.version:
+                continue  # still champion by a person's choice
+            self.tag_version(version, STATUS_TAG, WITHDRAWN)
+            self.tag_version(version, WITHDRAWN_ON_TAG, key)
+            self._tag_decision(version, decision)
+        return withdrawal
+
     def _tag_decision(self, version: str, decision: Decision) -> None:
         for key, value in decision.as_tags().items():
             self.tag_version(version, key, value)
 
     def _move_alias_to_recorded(
-        self, day: str, recorded_before: RegisteredModel | None
+        self, day: str, recorded_before: RegisteredModel | None, since: str | None = None
     ) -> RegisteredModel:
         """Point the alias at the recorded champion; relabel it and the champions it replaces
-        (the one recorded before the decision, and the one the alias pointed at)."""
+        (the one recorded before the decision, and the one the alias pointed at). A champion that
+        changed is labelled champion since `since` (default `day`)."""
         champion = self.recorded_champion()
         if champion is None:
             raise RegistryError(f"model {self.model_name!r}: no champion recorded to point at")
         aliased = self.current_champion()
-        self._call(
-            f"set_registered_model_alias({CHAMPION_ALIAS}={champion.version})",
-            self.client.set_registered_model_alias,
-            self.model_name,
-            CHAMPION_ALIAS,
-            champion.version,
-        )
+        self.point_alias_at(champion.version)
         if recorded_before is None or recorded_before.version != champion.version:
-            self.tag_version(champion.version, CHAMPION_SINCE_TAG, day)
+            self.tag_version(champion.version, CHAMPION_SINCE_TAG, since or day)
         self.tag_version(champion.version, STATUS_TAG, CHAMPION)
         replaced = {model.version for model in (recorded_before, aliased) if model is not None}
         for version in sorted(replaced - {champion.version}, key=int):
             self.tag_version(version, STATUS_TAG, RETIRED)
             self.tag_version(version, RETIRED_ON_TAG, day)
         return champion
-
-    def withdraw(self, model: RegisteredModel, day: date) -> None:
-        """Undo a promotion of `model` on `day` that a re-run of that day's evaluation reversed."""
-        version = self._call(
-            f"get_model_version(version={model.version})",
-            self.client.get_model_version,
-            self.model_name,
-            model.version,
-        )
-        if version.tags.get(PROMOTED_ON_TAG) == day.isoformat():
-            self._call(
-                f"delete_model_version_tag(version={model.version}, {PROMOTED_ON_TAG})",
-                self.client.delete_model_version_tag,
-                self.model_name,
-                model.version,
-                PROMOTED_ON_TAG,
-            )
-
-    def tag_version(self, version: str, key: str, value: str) -> None:
-        """Set tag `key=value` on `version`."""
-        self._call(
-            f"set_model_version_tag(version={version}, {key}={value})",
-            self.client.set_model_version_tag,
-            self.model_name,
-            version,
-            key,
-            value,
-        )
-
-    def load(self, model: RegisteredModel) -> Any:
-        """The registered scikit-learn pipeline itself."""
-        import mlflow
-
-        mlflow.set_tracking_uri(self.tracking_uri)
-        mlflow.set_registry_uri(self.tracking_uri)
-        return self._call(f"load_model({model.uri})", mlflow.sklearn.load_model, model.uri)

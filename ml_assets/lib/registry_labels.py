@@ -4,20 +4,23 @@ training (every daily model is a version: its evaluation, the day after, loads i
 - `trained_through=D` on every version: the last day of its training window.
 - `status`: absent on a model that never passed the promotion gate (most of them); `candidate`
   (passed the gate, waits for a person under `manual` approval), `champion` (the one the alias
-  points at), `retired` (was champion, replaced), `rejected` (a person rejected it).
+  points at), `retired` (was champion, replaced), `rejected` (a person rejected it), `withdrawn`
+  (a later gate of the day it was promoted or made a candidate on failed).
 - `candidate_on=D`: the day whose evaluation it passed the gate on; `champion_since=D`: the
-  decision day of the latest time it became champion; `retired_on=D`: when it was replaced.
-- The last decision about the version: `decision` (`promoted`, `approved`, `rejected`,
-  `rolled_back`, `moved_outside_dagster`), `decided_by`, `decided_at` (UTC), `decision_reason`,
-  `decision_metrics` (JSON: the RMSEs it was made on). Every decision is also an observation of
-  the `champion_model` asset in Dagster, which keeps the full history.
+  decision day of the latest time it became champion; `retired_on=D`: when it was replaced;
+  `withdrawn_on=D`: the day whose decision was withdrawn.
+- The last decision about the version: `decision` (`promoted`, `candidate`, `approved`,
+  `rejected`, `rolled_back`, `moved_outside_dagster`, `withdrawn`), `decided_by`, `decided_at`
+  (UTC), `decision_reason`, `decision_metrics` (JSON: the RMSEs it was made on). Every decision
+  is also an observation of the `champion_model` asset in Dagster, which keeps the full history.
 
 The champion history that predictions follow is kept in two tags: `promoted_on=D` (the gate of
 day D's evaluation promoted it automatically) and `chosen_on`, a comma-separated list of
 `D/<UTC time>` entries (a person approved it or rolled back to it, or the alias was moved to it
 outside Dagster, when day D was the latest evaluated day). The champion going into day X is the
 version of the latest such entry with D before X; on the same day a person's choice wins over the
-automatic promotion, and later choices over earlier ones.
+automatic promotion, and later choices over earlier ones. A withdrawn promotion loses its
+`promoted_on`: it never counted.
 """
 
 from __future__ import annotations
@@ -38,11 +41,13 @@ STATUS_TAG = "status"
 CANDIDATE_ON_TAG = "candidate_on"
 CHAMPION_SINCE_TAG = "champion_since"
 RETIRED_ON_TAG = "retired_on"
+WITHDRAWN_ON_TAG = "withdrawn_on"
 
 CANDIDATE = "candidate"
 CHAMPION = "champion"
 RETIRED = "retired"
 REJECTED = "rejected"
+WITHDRAWN = "withdrawn"
 
 
 def utc_now() -> str:
@@ -59,7 +64,8 @@ class Decision:
     """
 
     kind: str
-    """`promoted`, `approved`, `rejected`, `rolled_back` or `moved_outside_dagster`."""
+    """`promoted`, `candidate`, `approved`, `rejected`, `rolled_back`, `moved_outside_dagster` or
+    `withdrawn`."""
     day: str
     by: str
     reason: str

@@ -1,0 +1,99 @@
+"""Walk-forward order for the promotion gate: the decision of day D-1 is final before day D is
+judged.
+
+The gate of day D compares the challenger with the champion going into D, which the decision of
+D-1 may change. In a backfill or a catch-up the promotion of D-1 can run after the evaluation (even
+the validation) of D, so `challenger_validation` of D first waits, boundedly, for a pending
+decision of D-1, and fails naming it if it stays pending.
+"""
+
+import time
+from datetime import date, timedelta
+
+import dagster as dg
+
+MODEL_EVALUATION = dg.AssetKey("model_evaluation")
+CHALLENGER_VALIDATION = dg.AssetKey("challenger_validation")
+MODEL_PROMOTION = dg.AssetKey("model_promotion")
+DECISION_STEPS = (MODEL_EVALUATION, CHALLENGER_VALIDATION, MODEL_PROMOTION)
+
+POLL_SECONDS = 5.0
+"""How often a pending decision is looked at again while waiting for it."""
+
+
+def _latest(instance: dg.DagsterInstance, asset: dg.AssetKey, day: str) -> dg.EventLogRecord | None:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset, asset_partitions=[day]), limit=1
+    ).records
+    return records[0] if records else None
+
+
+def _passed_the_gate(validation: dg.EventLogRecord) -> bool:
+    materialization = validation.asset_materialization
+    metadata = materialization.metadata if materialization else {}
+    return all(
+        getattr(metadata.get(answer), "value", False) is True
+        for answer in ("beats_champion", "beats_baseline")
+    )
+
+
+def pending_decision(
+    instance: dg.DagsterInstance, day: str, partitions_def: dg.PartitionsDefinition
+) -> str | None:
+    """Why the promotion decision of `day` is not final yet, naming the step to run; None if it is
+    (decided, or nothing to decide: no evaluation, or a day before the first)."""
+    if not partitions_def.has_partition_key(day):
+        return None
+    for asset in DECISION_STEPS:
+        status = instance.get_status_by_partition(asset, [day], partitions_def) or {}
+        if status.get(day) == dg.AssetPartitionStatus.IN_PROGRESS:
+            return f"a run materializing {asset.to_user_string()} of {day} is queued or in progress"
+    evaluation, validation, promotion = (_latest(instance, a, day) for a in DECISION_STEPS)
+    if evaluation is not None and (
+        validation is None or validation.timestamp < evaluation.timestamp
+    ):
+        return (
+            f"model_evaluation of {day} is newer than its challenger_validation: run "
+            f"promotion_job for {day} first"
+        )
+    if (
+        validation is not None
+        and _passed_the_gate(validation)
+        and (promotion is None or promotion.timestamp < validation.timestamp)
+    ):
+        return (
+            f"challenger_validation of {day} passed the promotion gate but model_promotion of "
+            f"{day} has not run since: run promotion_job for {day} first"
+        )
+    return None
+
+
+def wait_for_decision_before(
+    context: dg.AssetExecutionContext, day: date, wait_seconds: float
+) -> None:
+    """Return once the decision of the day before `day` is final; wait at most `wait_seconds`
+    for it (a run of that day may be finishing), then fail naming what is pending."""
+    previous = (day - timedelta(days=1)).isoformat()
+    partitions_def = context.assets_def.partitions_def
+    if partitions_def is None:
+        raise TypeError(f"{context.assets_def.key.to_user_string()} must be daily partitioned")
+    pending = pending_decision(context.instance, previous, partitions_def)
+    if pending is None:
+        return
+    context.log.info(
+        f"partition {day}: waiting up to {wait_seconds:g} s for the promotion decision of "
+        f"{previous}: {pending}"
+    )
+    deadline = time.monotonic() + wait_seconds
+    while pending is not None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise dg.Failure(
+                f"partition {day}: the promotion decision of {previous} is still pending after "
+                f"{wait_seconds:g} s ({pending}); the gate of {day} must compare with the champion "
+                f"that decision leaves going into {day}. Then run promotion_job for {day} again.",
+                allow_retries=False,
+            )
+        time.sleep(min(POLL_SECONDS, remaining))
+        pending = pending_decision(context.instance, previous, partitions_def)
+    context.log.info(f"partition {day}: the promotion decision of {previous} is made")
