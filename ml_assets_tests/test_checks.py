@@ -139,7 +139,9 @@ def test_feature_checks_pass_on_sample_features(
     trips: pl.DataFrame, features: pl.DataFrame
 ) -> None:
     assert trip_features_schema(trip_features={DAY: features}).passed
-    assert trip_features_dropped_share(trip_features={DAY: features}, raw_trips={DAY: trips}).passed
+    assert trip_features_dropped_share(
+        trip_features={DAY: features}, raw_rows={DAY: trips.height}
+    ).passed
 
 
 def test_feature_schema_fails_on_a_target_out_of_range_and_nulls(features: pl.DataFrame) -> None:
@@ -167,7 +169,7 @@ def test_dropped_share_warns_then_errors(
     severity: dg.AssetCheckSeverity,
 ) -> None:
     kept = features.head(int(trips.height * kept_share))
-    result = trip_features_dropped_share(trip_features={DAY: kept}, raw_trips={DAY: trips})
+    result = trip_features_dropped_share(trip_features={DAY: kept}, raw_rows={DAY: trips.height})
     assert (result.passed, result.severity) == (passed, severity)
     assert result.metadata["dropped_share"].value == pytest.approx(1 - kept_share, abs=0.001)
 

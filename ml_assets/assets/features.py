@@ -1,11 +1,13 @@
 """Model-ready features: cleaned trips with what is known when a trip starts, and the target."""
 
+from collections.abc import Iterable
+
 import dagster as dg
 import polars as pl
 
 from ml_assets.assets.metadata import column_schema, table_metadata
 from ml_assets.assets.partition_cache import PartitionCache, stored_cache_keys
-from ml_assets.failures import failing_without_retries
+from ml_assets.failures import PERMANENT_ERRORS, failing_without_retries
 from ml_assets.lib.features import (
     FEATURE_SCHEMA,
     CleaningRules,
@@ -54,7 +56,7 @@ def _build_trip_features(
     raw_cache_keys = stored_cache_keys(io_manager, dg.AssetKey("raw_trips"), context.partition_keys)
     zones_version = frame_fingerprint(taxi_zones)
     outputs: dict[str, object] = {}
-    raw_rows = kept_rows = 0
+    to_build: dict[str, str] = {}
     for key in context.partition_keys:
         cache_key = fingerprint(
             TRIP_FEATURES_CODE_VERSION,
@@ -66,16 +68,16 @@ def _build_trip_features(
         reused = cache.reuse(key, cache_key)
         if reused is not None:
             outputs[key] = reused
-            continue
-        with failing_without_retries(where=f"partition {key}"):
-            trips = raw_trips[key].collect()
-            features = build_trip_features(trips.lazy(), taxi_zones.lazy(), rules).collect()
+        else:
+            to_build[key] = cache_key
+    raw_rows = kept_rows = 0
+    for key, (trips, features) in _built_days(raw_trips, taxi_zones, rules, to_build).items():
         raw_rows += trips.height
         kept_rows += features.height
         summary = cleaning_summary(trips.height, features.height)
         outputs[key] = cache.record_computed(
             key,
-            cache_key,
+            to_build[key],
             features,
             {
                 **table_metadata(features),
@@ -97,6 +99,34 @@ def _build_trip_features(
             **{f"run/cleaning/{name}": number for name, number in run_summary.items()},
         },
     )
+
+
+def _built_days(
+    raw_trips: dict[str, pl.LazyFrame],
+    taxi_zones: pl.DataFrame,
+    rules: CleaningRules,
+    days: Iterable[str],
+) -> dict[str, tuple[pl.DataFrame, pl.DataFrame]]:
+    """Each of `days`' raw trips and features, all read and built at once: polars runs the days
+    in parallel, where one day after the other leaves a core idle on small days.
+
+    An error that does not heal names the day it comes from: the days are built again one by one
+    until one fails.
+    """
+    days = list(days)
+    if not days:
+        return {}
+    try:
+        trips = pl.collect_all([raw_trips[day] for day in days])
+        features = pl.collect_all(
+            [build_trip_features(day.lazy(), taxi_zones.lazy(), rules) for day in trips]
+        )
+    except PERMANENT_ERRORS:
+        for day in days:
+            with failing_without_retries(where=f"partition {day}"):
+                build_trip_features(raw_trips[day], taxi_zones.lazy(), rules).collect()
+        raise
+    return dict(zip(days, zip(trips, features, strict=True), strict=True))
 
 
 def features_assets(days: DailyPartitioning) -> list[dg.AssetsDefinition]:

@@ -4,7 +4,7 @@ Checks of the asset (not daily): a range run of `trip_features` gets one evaluat
 days.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import dagster as dg
 import polars as pl
@@ -41,7 +41,7 @@ def trip_features_schema(trip_features: dict[str, pl.DataFrame]) -> dg.AssetChec
 
 
 def trip_features_dropped_share(
-    trip_features: dict[str, pl.DataFrame], raw_trips: dict[str, pl.DataFrame]
+    trip_features: dict[str, pl.DataFrame], raw_rows: dict[str, int]
 ) -> dg.AssetCheckResult:
     """Share of the day's trips removed by cleaning: WARN above 15%, ERROR (blocking) above 50%.
 
@@ -51,7 +51,7 @@ def trip_features_dropped_share(
     remainder would be misleading (ERROR, downstream assets are skipped).
     """
     shares = {
-        day: round(dropped_share(raw_trips[day].height, trip_features[day].height), 4)
+        day: round(dropped_share(raw_rows[day], trip_features[day].height), 4)
         for day in trip_features
     }
     severity = ERROR if any(share > DROPPED_SHARE_ERROR for share in shares.values()) else WARN
@@ -67,6 +67,23 @@ def trip_features_dropped_share(
         warn_above=DROPPED_SHARE_WARN,
         error_above=DROPPED_SHARE_ERROR,
     )
+
+
+def stored_row_counts(
+    io_manager: PartitionedFileIOManager, asset_key: dg.AssetKey, days: Sequence[str]
+) -> dict[str, int]:
+    """How many rows each stored day of `asset_key` holds, from the parquet footers alone: the
+    dropped share needs the raw days' sizes, not their trips."""
+    paths = {}
+    for day in days:
+        path = io_manager.stored_path(asset_key, day)
+        if path is None:
+            raise FileNotFoundError(
+                f"partition {day} of {asset_key.to_user_string()} has not been materialized"
+            )
+        paths[day] = path
+    counts = pl.collect_all([pl.scan_parquet(path).select(pl.len()) for path in paths.values()])
+    return {day: count.item() for day, count in zip(paths, counts, strict=True)}
 
 
 TRIP_FEATURES_CHECKS = {trip_features_schema: True, trip_features_dropped_share: True}
@@ -93,8 +110,8 @@ def trip_features_checks(
         yield from results
         return
     trip_features = io_manager.load_frames(dg.AssetKey(TRIP_FEATURES), days)
-    raw_trips = io_manager.load_frames(dg.AssetKey(RAW_TRIPS), days)
     schema = trip_features_schema(trip_features=trip_features)
     yield fresh(named(schema, trip_features_schema, TRIP_FEATURES, days), inputs)
-    dropped = trip_features_dropped_share(trip_features=trip_features, raw_trips=raw_trips)
+    raw_rows = stored_row_counts(io_manager, dg.AssetKey(RAW_TRIPS), days)
+    dropped = trip_features_dropped_share(trip_features=trip_features, raw_rows=raw_rows)
     yield fresh(named(dropped, trip_features_dropped_share, TRIP_FEATURES, days), inputs)
