@@ -126,6 +126,16 @@ def _score_and_report(
     # Predictions for day D come from the champion chosen before D was seen.
     serving = incumbent or challenger
 
+    # The scores the reports explain: in the metadata table and at the head of the reports.
+    comparison = rmse_comparison_markdown(
+        {
+            f"challenger v{challenger.version}": challenger_metrics["rmse"],
+            f"champion v{incumbent.version}" if incumbent else "champion": (
+                incumbent_metrics["rmse"] if incumbent_metrics else None
+            ),
+            "zone-pair baseline": baseline_metrics["rmse"],
+        }
+    )
     history = [
         *_earlier_errors(context.instance, day),
         DayError(
@@ -170,7 +180,7 @@ def _score_and_report(
                     history=history,
                 )
                 mlflow.log_artifacts(folder, artifact_path="reports")
-                report_md = reports_markdown(reports)
+                report_md = reports_markdown(reports, numbers=comparison)
         mlflow.end_run()
     except BaseException:
         mlflow.end_run(status="FAILED")
@@ -218,17 +228,7 @@ def _score_and_report(
             "serving_version": serving.version,
             "mlflow_run": dg.MetadataValue.url(run_url),
             "reports_uri": report_uri,
-            "rmse_comparison": dg.MetadataValue.md(
-                rmse_comparison_markdown(
-                    {
-                        f"challenger v{challenger.version}": challenger_metrics["rmse"],
-                        f"champion v{incumbent.version}" if incumbent else "champion": (
-                            incumbent_metrics["rmse"] if incumbent_metrics else None
-                        ),
-                        "zone-pair baseline": baseline_metrics["rmse"],
-                    }
-                )
-            ),
+            "rmse_comparison": dg.MetadataValue.md(comparison),
             "evaluation_report": dg.MetadataValue.md(report_md),
             # Links, not images: the asset page must not fetch from an MLflow UI that may not run.
             "evaluation_report_from_mlflow": dg.MetadataValue.md(
