@@ -10,13 +10,16 @@ Compared, each in fresh processes as users run them:
 - a single run of two assets that do nothing but return, over the same days with the same policy
   (`bench/bookkeeping_location.py`): what Dagster itself costs a range run, the floor under a
   re-run that records a materialization per partition; and the same with no-op check steps
-  shaped like the checks of `raw_trips` and `trip_features`, which Dagster runs with them.
+  shaped like the check steps of `raw_trips` and `trip_features`, which Dagster runs with them.
 
 Each is timed end to end (the process, from start to exit) and for the work itself: a Dagster
 run's own duration as Dagster records it (from the run's start, once its process has imported the
 code and planned the run, to its end), the script's time after its imports. The fixed cost of a
 `dagster` process (about 2 s of imports and planning here) weighs on a 90-day backfill that takes
-a few seconds but not on a year's; both figures are reported, goals against each.
+a few seconds but not on a year's; both figures are reported. The goals on the work: the first
+run within 1.5x the script's work, and a re-run over unchanged inputs within 1.2x the work of the
+no-op run with the same check steps (Dagster's floor under it); and, end to end, the single run
+at least 20x faster than one run per partition.
 
 Set up beforehand, not measured: the zone lookup and the month files downloaded into the
 project's cache (from a loopback HTTP server serving the TLC files).
@@ -47,9 +50,19 @@ from bench.tlc_files import tlc_files
 from ml_assets.lib.tlc_client import TLCClient
 
 ASSETS = "raw_trips,trip_features"
-GOAL_SINGLE_VS_SCRIPT = 2.0
+GOAL_FIRST_RUN_VS_SCRIPT = 1.5
+"""The first single run's work at most this many times the plain script's work."""
+GOAL_RERUN_VS_FLOOR = 1.2
+"""A re-run's work at most this many times that of the no-op run with the same check steps."""
 GOAL_PER_PARTITION_VS_SINGLE = 20.0
-GOAL_RERUN_SHARE = 0.10
+
+DROPPED_GOALS = (
+    "goals dropped as out of reach for any code on Dagster (issue 16): the single run within 2x "
+    "the script end to end (a `dagster` process that only records the same materializations "
+    "takes longer than the whole script), and a re-run under 10% of the first run (the no-op "
+    "run with the same check steps alone takes about that share of the first run's work); the "
+    "goals on the work against the script and against that no-op floor replace them"
+)
 
 
 def _failure(run: ChildRun) -> str:
@@ -99,7 +112,10 @@ SINGLE = "single run"
 SCRIPT = "plain polars script"
 RERUN = "single run again, inputs unchanged"
 BOOKKEEPING = "Dagster alone: two no-op assets, same days, same policy"
-BOOKKEEPING_CHECKED = "Dagster alone: the same with no-op check steps (5 + 2 checks) as ours"
+BOOKKEEPING_CHECKED = (
+    "Dagster alone: the same with no-op check steps as ours (5 + 1 checks after the first, "
+    "2 after the second)"
+)
 BOOKKEEPING_ASSETS = "bookkeeping_raw,bookkeeping_features"
 DAGSTER_EVENT_LOG = "single run, Dagster's own SQLite event log (no pooled connections)"
 
@@ -262,29 +278,30 @@ def run(context: BenchContext) -> CaseResult:
 
     single = timings[SINGLE]
     rerun = timings[RERUN]
-    for which, label in (("wall", "end to end"), ("work", "the work itself")):
-        single_s, script_s, rerun_s = (
-            single.median(which),
-            timings[SCRIPT].median(which),
-            rerun.median(which),
+    first_work = single.median("work")
+    result.goals.append(
+        Goal(
+            f"first single run within {GOAL_FIRST_RUN_VS_SCRIPT}x the plain script, the work "
+            "itself",
+            f"{ratio(first_work, script_work):.2f}x"
+            if first_work and script_work
+            else f"no single run: {failures.get(SINGLE)}",
+            bool(first_work and script_work)
+            and ratio(first_work, script_work) <= GOAL_FIRST_RUN_VS_SCRIPT,
         )
-        result.goals.append(
-            Goal(
-                f"single run within {GOAL_SINGLE_VS_SCRIPT:.0f}x the plain script, {label}",
-                f"{ratio(single_s, script_s):.2f}x"
-                if single_s and script_s
-                else f"no single run: {failures.get(SINGLE)}",
-                bool(single_s and script_s) and ratio(single_s, script_s) <= GOAL_SINGLE_VS_SCRIPT,
-            )
+    )
+    rerun_work, checked_floor = rerun.median("work"), timings[BOOKKEEPING_CHECKED].median("work")
+    result.goals.append(
+        Goal(
+            f"a re-run over unchanged inputs within {GOAL_RERUN_VS_FLOOR}x the no-op run with the "
+            "same check steps, the work itself",
+            f"{ratio(rerun_work, checked_floor):.2f}x"
+            if rerun_work and checked_floor
+            else f"not measured: {failures.get(RERUN, 'no no-op run')}",
+            bool(rerun_work and checked_floor)
+            and ratio(rerun_work, checked_floor) <= GOAL_RERUN_VS_FLOOR,
         )
-        result.goals.append(
-            Goal(
-                f"a re-run over unchanged inputs under {GOAL_RERUN_SHARE:.0%} of the first run, "
-                f"{label}",
-                f"{ratio(rerun_s, single_s):.0%}" if single_s and rerun_s else "not measured",
-                bool(single_s and rerun_s) and ratio(rerun_s, single_s) < GOAL_RERUN_SHARE,
-            )
-        )
+    )
     single_wall = single.median("wall")
     result.goals.append(
         Goal(
@@ -302,12 +319,11 @@ def run(context: BenchContext) -> CaseResult:
             f"feature rows differ: Dagster {rows.get(SINGLE)}, script {rows.get(SCRIPT)}"
         )
     floor = timings[BOOKKEEPING].median("work")
-    checked_floor = timings[BOOKKEEPING_CHECKED].median("work")
-    first_work = single.median("work")
+    result.notes.append(DROPPED_GOALS)
     result.notes.append(
         "a re-run over unchanged inputs reads and writes no trips and its checks carry their "
         "results over, but Dagster still records a planned and a finished materialization for "
-        "each partition (marked `cached: true`) and runs the two check steps. The no-op rows "
+        "each partition (marked `cached: true`) and runs the three check steps. The no-op rows "
         "(`bench/bookkeeping_location.py`) do only that"
         + (
             f": {floor:.2f} s of work for the materializations alone, "

@@ -3,9 +3,10 @@
 The `backfill` case runs these over the same 90 days as `raw_trips` and `trip_features`, with the
 same partitions and single-run backfill policy, to show what a run costs that only records a
 materialization per partition: the floor under a re-run whose every partition is unchanged.
-`defs_with_checks` adds what Dagster runs with those two assets besides: a step of five checks
-after the first and of two after the second (`raw_trips_checks`, `trip_features_checks`), each
-check of the asset, each passing at once.
+`defs_with_checks` adds the check steps Dagster runs with `raw_trips` and `trip_features`, shaped
+like theirs: a step of five checks and a step of one (`raw_trips_checks`, and `raw_trips`'
+freshness check `on_time`) after the first, a step of two (`trip_features_checks`) after the
+second; each check of the asset, each passing at once.
 """
 
 from collections.abc import Iterator
@@ -34,11 +35,15 @@ def bookkeeping_features(context: dg.AssetExecutionContext) -> dg.MaterializeRes
     return dg.MaterializeResult(metadata={"run/partitions": len(context.partition_keys)})
 
 
-def _no_op_checks(asset: dg.AssetsDefinition, count: int) -> dg.AssetChecksDefinition:
-    names = [f"passes_{number}" for number in range(1, count + 1)]
+CHECK_STEPS = {"bookkeeping_raw": (5, 1), "bookkeeping_features": (2,)}
+"""Per asset, the number of checks in each of its check steps, as ml_assets runs them."""
+
+
+def _no_op_checks(asset: dg.AssetsDefinition, step: int, count: int) -> dg.AssetChecksDefinition:
+    names = [f"passes_{step}_{number}" for number in range(1, count + 1)]
 
     @dg.multi_asset_check(
-        name=f"{asset.key.to_python_identifier()}_checks",
+        name=f"{asset.key.to_python_identifier()}_checks_{step}",
         specs=[dg.AssetCheckSpec(name, asset=asset, blocking=True) for name in names],
     )
     def checks() -> Iterator[dg.AssetCheckResult]:
@@ -51,5 +56,9 @@ def _no_op_checks(asset: dg.AssetsDefinition, count: int) -> dg.AssetChecksDefin
 defs = dg.Definitions(assets=[bookkeeping_raw, bookkeeping_features])
 defs_with_checks = dg.Definitions(
     assets=[bookkeeping_raw, bookkeeping_features],
-    asset_checks=[_no_op_checks(bookkeeping_raw, 5), _no_op_checks(bookkeeping_features, 2)],
+    asset_checks=[
+        _no_op_checks(asset, step, count)
+        for asset in (bookkeeping_raw, bookkeeping_features)
+        for step, count in enumerate(CHECK_STEPS[asset.key.to_user_string()], start=1)
+    ],
 )
