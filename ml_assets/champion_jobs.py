@@ -10,7 +10,8 @@ and the metrics it was made on: in the MLflow version's tags and as an observati
 predictions of the days after the latest evaluated day, so predictions already made never change.
 """
 
-from typing import Any, Literal
+import json
+from typing import Literal
 
 import dagster as dg
 from pydantic import Field
@@ -23,31 +24,25 @@ from ml_assets.resources.mlflow import ModelRegistryResource
 MODEL_EVALUATION = dg.AssetKey("model_evaluation")
 
 
-class CandidateReview(dg.Config):
+class ChampionDecision(dg.Config):
+    """What every decision about a version says: which version, why, and who decides."""
+
+    version: str = Field(description="The MLflow model version number, such as '7'.")
+    reason: str = Field(min_length=1, description="Why: recorded with the decision.")
+    decided_by: str = Field(
+        default="",
+        description="Who decides; empty: the run's `dagster/user` tag, if the UI sets one.",
+    )
+
+
+class CandidateReview(ChampionDecision):
     """A person's decision about a candidate version."""
 
-    version: str = Field(description="The candidate's MLflow model version number, such as '7'.")
     decision: Literal["approve", "reject"] = Field(description="approve or reject.")
-    reason: str = Field(min_length=1, description="Why: recorded with the decision.")
-    decided_by: str = Field(
-        default="",
-        description="Who decides; empty: the run's `dagster/user` tag, if the UI sets one.",
-    )
 
 
-class ChampionRollback(dg.Config):
+class ChampionRollback(ChampionDecision):
     """Move the champion back to an earlier version."""
-
-    version: str = Field(description="The MLflow model version to make champion, such as '5'.")
-    reason: str = Field(min_length=1, description="Why: recorded with the decision.")
-    decided_by: str = Field(
-        default="",
-        description="Who decides; empty: the run's `dagster/user` tag, if the UI sets one.",
-    )
-
-
-def _who(context: dg.OpExecutionContext, decided_by: str) -> str:
-    return decided_by.strip() or context.run.tags.get("dagster/user") or "unknown (no decided_by)"
 
 
 def decision_day(instance: dg.DagsterInstance, registry: ModelRegistry, floor: str) -> str:
@@ -57,23 +52,78 @@ def decision_day(instance: dg.DagsterInstance, registry: ModelRegistry, floor: s
     return max([*evaluated, registry.latest_decision_day() or "", floor])
 
 
-def _version_tags(registry: ModelRegistry, version: str) -> dict[str, str]:
-    try:
-        return registry.tags_of(version)
-    except RegistryError as error:
-        raise dg.Failure(
-            f"version {version!r} of model {registry.model_name!r}: cannot be read ({error})",
+class _Deciding:
+    """One person's decision about `config.version`: what the registry says of it now, and
+    recording the decision once the op has checked that it may be made."""
+
+    def __init__(
+        self,
+        context: dg.OpExecutionContext,
+        config: ChampionDecision,
+        model_registry: ModelRegistryResource,
+    ) -> None:
+        self.context = context
+        self.config = config
+        self.model_registry = model_registry
+        self.registry = model_registry.registry()
+        try:
+            self.tags = self.registry.tags_of(config.version)
+        except RegistryError as error:
+            raise dg.Failure(
+                f"version {config.version!r} of model {self.registry.model_name!r}: cannot be "
+                f"read ({error})",
+                allow_retries=False,
+            ) from error
+        self.champion = self.registry.current_champion()
+
+    def refused(self, why: str) -> dg.Failure:
+        """The failure of a decision that cannot be made, naming the config field."""
+        return dg.Failure(
+            f"{type(self.config).__name__}.version: v{self.config.version} {why}",
             allow_retries=False,
-        ) from error
+        )
 
-
-def _current_metrics(registry: ModelRegistry, version: str) -> dict[str, Any]:
-    """The numbers a person's decision is made on: the version's own evaluation metrics."""
-    import json
-
-    tags = registry.tags_of(version)
-    recorded = json.loads(tags.get("decision_metrics") or "{}")
-    return {"version": version, "trained_through": tags.get("trained_through"), **recorded}
+    def record(self, kind: str, floor: str) -> dg.Output[None]:
+        """Make the decision `kind` on the decision day (at least `floor`) and record who, when,
+        why and the metrics: in the version's tags, as an observation of `champion_model` and
+        in the op's output metadata."""
+        config = self.config
+        day = decision_day(self.context.instance, self.registry, floor)
+        # The numbers the decision is made on: the version's own evaluation metrics.
+        metrics = {
+            "version": config.version,
+            "trained_through": self.tags.get("trained_through"),
+            **json.loads(self.tags.get("decision_metrics") or "{}"),
+        }
+        if kind != "rejected":
+            metrics["replaced_version"] = self.champion.version if self.champion else None
+        who = (
+            config.decided_by.strip()
+            or self.context.run.tags.get("dagster/user")
+            or "unknown (no decided_by)"
+        )
+        decision = Decision(kind, day, who, config.reason, metrics)
+        if kind == "rejected":
+            self.registry.reject(config.version, decision)
+            champion = self.champion
+        else:
+            champion = self.registry.choose(config.version, decision)
+        serving = f"; v{champion.version} is champion from {serves_from(day)}" if champion else ""
+        self.context.log.info(
+            f"v{config.version} {kind.replace('_', ' ')} by {who}{serving}: {config.reason}"
+        )
+        if champion is not None:
+            self.context.log_event(champion_observation(champion, decision, self.model_registry))
+        return dg.Output(
+            None,
+            metadata={
+                "version": config.version,
+                "champion_version": champion.version if champion else None,
+                "serves_from": serves_from(day),
+                **decision.as_dict(),
+                "metrics": dg.MetadataValue.json(metrics),
+            },
+        )
 
 
 @dg.op(
@@ -89,36 +139,16 @@ def _current_metrics(registry: ModelRegistry, version: str) -> dict[str, Any]:
 def review_candidate(
     context: dg.OpExecutionContext, config: CandidateReview, model_registry: ModelRegistryResource
 ) -> dg.Output[None]:
-    registry = model_registry.registry()
-    tags = _version_tags(registry, config.version)
-    if tags.get(STATUS_TAG) != CANDIDATE:
-        raise dg.Failure(
-            f"CandidateReview.version: v{config.version} is not a candidate "
-            f"(status: {tags.get(STATUS_TAG) or 'none'}); candidates: "
-            + (
-                ", ".join(f"v{m.version}" for m in registry.versions_with_status(CANDIDATE))
-                or "none"
-            ),
-            allow_retries=False,
+    deciding = _Deciding(context, config, model_registry)
+    status = deciding.tags.get(STATUS_TAG)
+    if status != CANDIDATE:
+        candidates = deciding.registry.versions_with_status(CANDIDATE)
+        raise deciding.refused(
+            f"is not a candidate (status: {status or 'none'}); candidates: "
+            + (", ".join(f"v{m.version}" for m in candidates) or "none")
         )
-    day = decision_day(context.instance, registry, tags.get("candidate_on", ""))
     kind = "approved" if config.decision == "approve" else "rejected"
-    decision = Decision(
-        kind,
-        day,
-        _who(context, config.decided_by),
-        config.reason,
-        _current_metrics(registry, config.version),
-    )
-    if kind == "approved":
-        champion = registry.choose(config.version, decision)
-    else:
-        registry.reject(config.version, decision)
-        champion = registry.current_champion()
-    context.log.info(f"v{config.version} {kind} by {decision.by}: {config.reason}")
-    if champion is not None:
-        context.log_event(champion_observation(champion, decision, model_registry))
-    return _decision_output(config.version, decision, champion)
+    return deciding.record(kind, floor=deciding.tags.get("candidate_on", ""))
 
 
 @dg.op(
@@ -132,44 +162,10 @@ def review_candidate(
 def rollback_champion(
     context: dg.OpExecutionContext, config: ChampionRollback, model_registry: ModelRegistryResource
 ) -> dg.Output[None]:
-    registry = model_registry.registry()
-    tags = _version_tags(registry, config.version)
-    current = registry.current_champion()
-    if current is not None and current.version == config.version:
-        raise dg.Failure(
-            f"ChampionRollback.version: v{config.version} is already the champion",
-            allow_retries=False,
-        )
-    day = decision_day(context.instance, registry, tags.get("trained_through", ""))
-    metrics = _current_metrics(registry, config.version)
-    metrics["replaced_version"] = current.version if current else None
-    decision = Decision(
-        "rolled_back", day, _who(context, config.decided_by), config.reason, metrics
-    )
-    champion = registry.choose(config.version, decision)
-    context.log.info(
-        f"champion rolled back to v{champion.version} by {decision.by} (serves the days after "
-        f"{day}): {config.reason}"
-    )
-    context.log_event(champion_observation(champion, decision, model_registry))
-    return _decision_output(config.version, decision, champion)
-
-
-def _decision_output(version: str, decision: Decision, champion: Any) -> dg.Output[None]:
-    return dg.Output(
-        None,
-        metadata={
-            "version": version,
-            "champion_version": champion.version if champion else None,
-            "decision": decision.kind,
-            "decision_day": decision.day,
-            "serves_from": serves_from(decision.day),
-            "decided_by": decision.by,
-            "decided_at": decision.at,
-            "reason": decision.reason,
-            "metrics": dg.MetadataValue.json(decision.metrics),
-        },
-    )
+    deciding = _Deciding(context, config, model_registry)
+    if deciding.champion is not None and deciding.champion.version == config.version:
+        raise deciding.refused("is already the champion")
+    return deciding.record("rolled_back", floor=deciding.tags.get("trained_through", ""))
 
 
 @dg.job(
