@@ -33,6 +33,7 @@ CHROMIUM_ARGS = [
 ]
 GROUPS = ("ingestion", "features", "model", "predictions")
 CLICKED_DAY = "2021-01-03"
+EVALUATED_DAY = "2021-01-02"
 
 pytestmark = pytest.mark.slow
 
@@ -62,7 +63,7 @@ def _seed(home: Path, env: dict[str, str]) -> None:
         dg.materialize(assets, selection=["taxi_zones"], resources=resources, instance=instance)
         for day, selection in [
             ("2021-01-01", ["raw_trips", "trip_features", "duration_model"]),
-            ("2021-01-02", ["raw_trips", "trip_features", "duration_model", "model_evaluation"]),
+            (EVALUATED_DAY, ["raw_trips", "trip_features", "duration_model", "model_evaluation"]),
         ]:
             dg.materialize(
                 assets,
@@ -293,3 +294,43 @@ def test_model_metadata_and_evaluation_plot(browser_page, dagster_ui) -> None:
     page.locator("canvas").first.wait_for()
     page.get_by_text("Metadata", exact=True).first.scroll_into_view_if_needed()
     _screenshot(page, "evaluation_plots", readme=True)
+
+
+_IMAGES = """dialog => [...dialog.querySelectorAll('img')].map(image => ({
+  alt: image.alt, png: image.src.startsWith('data:image/png;base64,'),
+  width: image.naturalWidth, height: image.naturalHeight}))"""
+
+
+def test_evaluation_page_shows_the_report_next_to_the_numbers(browser_page, dagster_ui) -> None:
+    from playwright.sync_api import expect
+
+    from ml_assets.lib.evaluation_reports import DPI, FIGURE_INCHES, REPORTS
+
+    url, _ = dagster_ui
+    page = browser_page
+
+    page.goto(f"{url}/assets/model_evaluation")
+    page.get_by_text(EVALUATED_DAY, exact=True).first.wait_for()
+    rmse_row = page.locator("tr").filter(has=page.get_by_text("rmse", exact=True)).first
+    rmse = float(rmse_row.locator("td").last.inner_text())
+    # Over 1,000 characters, the report sits behind [Show Markdown] in the metadata table; the
+    # dialog renders its markdown, inline data: images included, fetching nothing.
+    report_row = page.locator("tr").filter(has=page.get_by_text("evaluation_report", exact=True))
+    report_row.get_by_text("[Show Markdown]").click()
+    dialog = page.get_by_role("dialog")
+    first_figure = dialog.locator("img").first
+    expect(first_figure).to_be_visible()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[role=dialog] img')].every(i => i.complete)"
+    )
+    expected_size = (int(FIGURE_INCHES[0] * DPI), int(FIGURE_INCHES[1] * DPI))
+    assert dialog.evaluate(_IMAGES) == [
+        {"alt": name, "png": True, "width": expected_size[0], "height": expected_size[1]}
+        for name in REPORTS
+    ]
+    # The numbers the figures explain head the report: the challenger's RMSE, the baseline's.
+    text = dialog.inner_text()
+    assert f"{rmse:.2f}" in text
+    assert "zone-pair baseline" in text
+    assert "predicted vs actual" in text
+    _screenshot(page, "evaluation_report", readme=True)
