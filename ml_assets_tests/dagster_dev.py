@@ -1,32 +1,198 @@
-"""`dagster dev` as a test fixture: started on a free loopback port, stopped by its own pid."""
+"""`dagster dev` for tests and benchmarks: started on a free loopback port, stopped by its own pid,
+and driven over GraphQL with the requests the UI sends (list the code locations, launch a run or a
+partition backfill, read their status).
+
+No pytest here: `bench/` starts `dagster dev` with it too (`bench/dagster_dev_client.py`).
+"""
 
 import contextlib
+import json
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import pytest
+from ml_assets_tests.processes import (
+    default_signal_handling,
+    free_port,
+    stop_process_group,
+    wait_until_answering,
+)
 
-from ml_assets_tests.processes import default_signal_handling, free_port, stop_process_group
+LOCATIONS = """
+{ workspaceOrError { __typename ... on Workspace { locationEntries {
+  name loadStatus
+  locationOrLoadError { __typename ... on PythonError { message causes { message } } }
+} } } }
+"""
+
+LAUNCH_RUN = """
+mutation Launch($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+    ... on InvalidSubsetError { message }
+    ... on UnauthorizedError { message }
+  }
+}
+"""
+
+RUN_STATUS = """
+query Status($id: ID!) {
+  runOrError(runId: $id) { __typename ... on Run { status } ... on PythonError { message } }
+}
+"""
+
+LAUNCH_BACKFILL = """
+mutation Launch($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message stack }
+    ... on UnauthorizedError { message }
+  }
+}
+"""
+
+BACKFILL_STATUS = """
+query Status($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    __typename
+    ... on PartitionBackfill {
+      status
+      runs(limit: 100) { runId status tags { key value } }
+      error { message }
+    }
+    ... on PythonError { message }
+  }
+}
+"""
+
+RUN_DONE = frozenset({"SUCCESS", "FAILURE", "CANCELED"})
+BACKFILL_DONE = frozenset(
+    {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
+)
 
 
-def _wait_until_serving(url: str, server: subprocess.Popen, log: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"dagster dev exited with {server.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/server_info", timeout=5) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            time.sleep(1)
-    pytest.fail(
-        f"dagster dev did not answer on {url} within {timeout:.0f}s:\n{log.read_text()[-3000:]}"
-    )
+@dataclass(frozen=True)
+class DagsterGraphQL:
+    """The GraphQL API of the `dagster dev` at `url`; every error in an answer raises."""
+
+    url: str
+
+    def query(self, query: str, variables: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        request = urllib.request.Request(
+            f"{self.url}/graphql",
+            data=json.dumps({"query": query, "variables": dict(variables or {})}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=120) as response:
+            body = json.loads(response.read())
+        if body.get("errors"):
+            raise RuntimeError(f"dagster dev GraphQL errors: {body['errors']}")
+        return body["data"]
+
+    def locations(self) -> list[dict[str, Any]]:
+        """The workspace's code locations: `name`, `loadStatus`, `locationOrLoadError`."""
+        return self.query(LOCATIONS)["workspaceOrError"]["locationEntries"]
+
+    def wait_for_code_location(self, timeout: float, log: Path) -> str:
+        """The name of the first code location loaded; the webserver answers before that.
+
+        Fails at once when a location failed to load, with its error, and after `timeout`
+        seconds with the end of `log`.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            for entry in self.locations():
+                loaded = entry["locationOrLoadError"] or {}
+                if loaded.get("__typename") == "RepositoryLocation":
+                    return entry["name"]
+                if loaded.get("__typename") == "PythonError":
+                    raise RuntimeError(
+                        f"code location {entry['name']} failed to load: {loaded['message']}"
+                    )
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"dagster dev loaded no code location within {timeout:.0f} s:\n"
+                    f"{log.read_text()[-3000:]}"
+                )
+            time.sleep(0.5)
+
+    def launch_run(self, location: str, assets: Sequence[str], tags: Mapping[str, str]) -> str:
+        """Launch a run of `assets` (their checks included) with `tags`, as the UI's Materialize
+        button does; the run's id."""
+        launched = self.query(
+            LAUNCH_RUN,
+            {
+                "params": {
+                    "selector": {
+                        "repositoryLocationName": location,
+                        "repositoryName": "__repository__",
+                        "jobName": "__ASSET_JOB",
+                        "assetSelection": [{"path": [name]} for name in assets],
+                    },
+                    "executionMetadata": {
+                        "tags": [{"key": key, "value": value} for key, value in tags.items()]
+                    },
+                    "runConfigData": {},
+                }
+            },
+        )["launchRun"]
+        if launched["__typename"] != "LaunchRunSuccess":
+            raise RuntimeError(f"dagster dev refused the run of {', '.join(assets)}: {launched}")
+        return launched["run"]["runId"]
+
+    def run_status(self, run_id: str) -> str:
+        return self.query(RUN_STATUS, {"id": run_id})["runOrError"]["status"]
+
+    def launch_backfill(self, ranges: Mapping[str, tuple[str, str]]) -> str:
+        """Launch a backfill of each asset over its (first, last) partition range; its id.
+
+        Exact ranges per asset: with `partitionNames`, Dagster would also backfill every
+        downstream partition that reads these (a model's whole window, for example).
+        """
+        launched = self.query(
+            LAUNCH_BACKFILL,
+            {
+                "params": {
+                    "partitionsByAssets": [
+                        {
+                            "assetKey": {"path": [name]},
+                            "partitions": {"range": {"start": first, "end": last}},
+                        }
+                        for name, (first, last) in ranges.items()
+                    ]
+                }
+            },
+        )["launchPartitionBackfill"]
+        if launched["__typename"] != "LaunchBackfillSuccess":
+            raise RuntimeError(f"dagster dev refused the backfill: {launched}")
+        return launched["backfillId"]
+
+    def backfill(self, backfill_id: str) -> dict[str, Any]:
+        """The backfill's `status`, `runs` (id, status, tags) and `error`."""
+        return self.query(BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]
+
+    @staticmethod
+    def wait_for(
+        poll: Callable[[], str], done: frozenset[str], timeout: float, what: str, every: float
+    ) -> str:
+        """Call `poll` every `every` seconds until it returns one of `done`; that status."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = poll()
+            if status in done:
+                return status
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not finish within {timeout:.0f} s (last: {status})")
+            time.sleep(every)
 
 
 @contextlib.contextmanager
@@ -64,7 +230,7 @@ def running_dagster_dev(
     try:
         if while_starting is not None:
             while_starting()
-        _wait_until_serving(url, server, log, timeout)
+        wait_until_answering(f"{url}/server_info", server, log, "dagster dev", timeout)
         yield url
     finally:
         stop_process_group(server)

@@ -1,4 +1,5 @@
-"""Child processes of tests and benchmarks: free loopback ports, default signals, stopping by pid.
+"""Child processes of tests and benchmarks: free loopback ports, default signals, waiting until a
+server answers, stopping by pid.
 
 Processes of a session here may start with SIGINT/SIGTERM ignored, and children inherit that; a
 server started by a test must stop when asked, with everything it started.
@@ -9,6 +10,9 @@ import os
 import signal
 import socket
 import subprocess
+import time
+import urllib.request
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -36,3 +40,25 @@ def stop_process_group(process: subprocess.Popen) -> None:
     # Children may outlive their leader: make sure none does.
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
+
+
+def wait_until_answering(
+    url: str, process: subprocess.Popen, log: Path, what: str, timeout: float
+) -> float:
+    """Poll `url` until it answers 200; the seconds it took. Fails naming `what` and its log."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"{what} exited with code {process.returncode} while starting:\n"
+                + log.read_text()[-3000:]
+            )
+        try:
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                if answer.status == 200:
+                    return time.monotonic() - started
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(
+        f"{what} did not answer on {url} within {timeout:.0f} s:\n" + log.read_text()[-3000:]
+    )

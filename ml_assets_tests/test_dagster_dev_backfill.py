@@ -1,8 +1,6 @@
 """`dagster dev` on 127.0.0.1: a partition backfill of every partitioned asset, over GraphQL."""
 
 import json
-import time
-import urllib.request
 from pathlib import Path
 
 import mlflow
@@ -10,7 +8,7 @@ import polars as pl
 import pytest
 
 from ml_assets.settings import Settings
-from ml_assets_tests.dagster_dev import running_dagster_dev
+from ml_assets_tests.dagster_dev import BACKFILL_DONE, DagsterGraphQL, running_dagster_dev
 
 # From the first partition: a model trains on the features of every day of its window. The
 # first day has no earlier model to evaluate or serve, so evaluation and predictions start a day
@@ -23,45 +21,6 @@ BACKFILLED = {
     "model_evaluation": DAYS[1:],
     "trip_duration_predictions": DAYS[1:],
 }
-
-LAUNCH = """
-mutation Launch($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message stack }
-    ... on UnauthorizedError { message }
-  }
-}
-"""
-
-STATUS = """
-query Status($id: String!) {
-  partitionBackfillOrError(backfillId: $id) {
-    __typename
-    ... on PartitionBackfill {
-      status
-      runs(limit: 50) { runId status tags { key value } }
-      error { message }
-    }
-    ... on PythonError { message }
-  }
-}
-"""
-
-FINISHED = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
-
-
-def graphql(url: str, query: str, variables: dict) -> dict:
-    request = urllib.request.Request(
-        f"{url}/graphql",
-        data=json.dumps({"query": query, "variables": variables}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        body = json.loads(response.read())
-    assert "errors" not in body, body["errors"]
-    return body["data"]
 
 
 @pytest.mark.slow
@@ -77,32 +36,18 @@ def test_a_backfill_launched_over_graphql_materializes_every_day(
     log = tmp_path / "dagster_dev.log"
     target = ("-m", "ml_assets.definitions")
     with running_dagster_dev(target, cwd=tmp_path, env=environment, log=log) as url:
-        launched = graphql(
-            url,
-            LAUNCH,
-            {
-                # Exact days per asset: with `partitionNames`, Dagster would also backfill every
-                # model whose 28-day window reads these days' features (27 more days).
-                "params": {
-                    "partitionsByAssets": [
-                        {
-                            "assetKey": {"path": [name]},
-                            "partitions": {"range": {"start": days[0], "end": days[-1]}},
-                        }
-                        for name, days in BACKFILLED.items()
-                    ]
-                }
-            },
-        )["launchPartitionBackfill"]
-        assert launched["__typename"] == "LaunchBackfillSuccess", launched
-        backfill_id = launched["backfillId"]
-
-        deadline = time.monotonic() + 420
-        while True:
-            backfill = graphql(url, STATUS, {"id": backfill_id})["partitionBackfillOrError"]
-            if backfill["status"] in FINISHED or time.monotonic() > deadline:
-                break
-            time.sleep(3)
+        api = DagsterGraphQL(url)
+        backfill_id = api.launch_backfill(
+            {name: (days[0], days[-1]) for name, days in BACKFILLED.items()}
+        )
+        api.wait_for(
+            lambda: api.backfill(backfill_id)["status"],
+            BACKFILL_DONE,
+            420,
+            f"backfill {backfill_id}",
+            every=3,
+        )
+        backfill = api.backfill(backfill_id)
 
     assert backfill["status"] in ("COMPLETED", "COMPLETED_SUCCESS"), (
         backfill,

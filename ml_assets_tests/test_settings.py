@@ -1,11 +1,9 @@
 """Settings read from the environment: defaults, overrides and clear errors."""
 
-import json
 import os
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import dagster as dg
@@ -15,7 +13,7 @@ from ml_assets.executors import executor_from_env
 from ml_assets.lib.tlc_client import TLC_TRIP_DATA_URL, TLC_ZONE_LOOKUP_URL
 from ml_assets.resources import build_resources
 from ml_assets.settings import Settings, SettingsError
-from ml_assets_tests.dagster_dev import running_dagster_dev
+from ml_assets_tests.dagster_dev import DagsterGraphQL, running_dagster_dev
 from ml_assets_tests.processes import default_signal_handling
 
 
@@ -290,16 +288,6 @@ def test_dagster_cli_prints_the_one_line_when_a_setting_is_invalid(tmp_path: Pat
     assert "TripSource" not in output and "pydantic" not in output
 
 
-LOCATION_STATUS = """
-{ workspaceOrError { ... on Workspace { locationEntries {
-    name loadStatus
-    locationOrLoadError {
-        __typename ... on PythonError { message causes { message } }
-    }
-} } } }
-"""
-
-
 @pytest.mark.slow
 def test_dagster_dev_shows_the_one_line_as_the_code_locations_error(tmp_path: Path) -> None:
     env = {
@@ -313,15 +301,7 @@ def test_dagster_dev_shows_the_one_line_as_the_code_locations_error(tmp_path: Pa
     with running_dagster_dev(target, cwd=tmp_path, env=env, log=log) as url:
         deadline = time.monotonic() + 180
         while True:
-            request = urllib.request.Request(
-                f"{url}/graphql",
-                data=json.dumps({"query": LOCATION_STATUS}).encode(),
-                headers={"Content-Type": "application/json"},
-            )
-            with urllib.request.urlopen(request, timeout=60) as response:
-                (entry,) = json.loads(response.read())["data"]["workspaceOrError"][
-                    "locationEntries"
-                ]
+            (entry,) = DagsterGraphQL(url).locations()
             if entry["loadStatus"] == "LOADED" or time.monotonic() > deadline:
                 break
             time.sleep(1)

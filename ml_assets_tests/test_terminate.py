@@ -7,42 +7,21 @@ GraphQL, with the mutations the UI's Launch and Terminate buttons send.
 
 from __future__ import annotations
 
-import json
 import os
 import time
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 import pytest
 
 from ml_assets_tests.conftest import local_instance, new_local_home
-from ml_assets_tests.dagster_dev import running_dagster_dev
+from ml_assets_tests.dagster_dev import DagsterGraphQL, running_dagster_dev
 from ml_assets_tests.http_fixtures import silent_server
 
 DAY = "2021-01-05"
 MONTH_FILE = "green_tripdata_2021-01.parquet"
 """The run's month file: sensors of `dagster dev` (freshness, summary) ask the same server about
 recent months, so the run's own requests are told apart by the file they name."""
-
-LOCATIONS = """
-{ workspaceOrError { __typename ... on Workspace { locationEntries {
-  name locationOrLoadError { __typename ... on PythonError { message } } } } } }
-"""
-
-LAUNCH_RUN = """
-mutation Launch($params: ExecutionParams!) {
-  launchRun(executionParams: $params) {
-    __typename
-    ... on LaunchRunSuccess { run { runId } }
-    ... on PythonError { message }
-    ... on RunConfigValidationInvalid { errors { message } }
-    ... on InvalidSubsetError { message }
-    ... on UnauthorizedError { message }
-  }
-}
-"""
 
 TERMINATE_RUN = """
 mutation Terminate($runId: String!) {
@@ -56,24 +35,6 @@ mutation Terminate($runId: String!) {
   }
 }
 """
-
-RUN_STATUS = """
-query Status($id: ID!) {
-  runOrError(runId: $id) { __typename ... on Run { status } ... on PythonError { message } }
-}
-"""
-
-
-def graphql(url: str, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-    request = urllib.request.Request(
-        f"{url}/graphql",
-        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        body = json.loads(response.read())
-    assert "errors" not in body, body["errors"]
-    return body["data"]
 
 
 def _run_requests(accepted: list[tuple[float, str]]) -> list[float]:
@@ -98,28 +59,9 @@ def test_terminate_in_the_ui_stops_a_run_waiting_on_a_silent_source_within_secon
         log = tmp_path / "dagster_dev.log"
         target = ("-m", "ml_assets.definitions")
         with running_dagster_dev(target, cwd=tmp_path, env=environment, log=log) as url:
-            workspace = graphql(url, LOCATIONS)["workspaceOrError"]
-            (location,) = workspace["locationEntries"]
-            assert location["locationOrLoadError"]["__typename"] == "RepositoryLocation", location
-
-            launched = graphql(
-                url,
-                LAUNCH_RUN,
-                {
-                    "params": {
-                        "selector": {
-                            "repositoryLocationName": location["name"],
-                            "repositoryName": "__repository__",
-                            "jobName": "__ASSET_JOB",
-                            "assetSelection": [{"path": ["raw_trips"]}],
-                        },
-                        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": DAY}]},
-                        "runConfigData": {},
-                    }
-                },
-            )["launchRun"]
-            assert launched["__typename"] == "LaunchRunSuccess", launched
-            run_id = launched["run"]["runId"]
+            api = DagsterGraphQL(url)
+            location = api.wait_for_code_location(180, log)
+            run_id = api.launch_run(location, ["raw_trips"], {"dagster/partition": DAY})
 
             deadline = time.monotonic() + 180
             while not _run_requests(accepted) and time.monotonic() < deadline:
@@ -130,12 +72,12 @@ def test_terminate_in_the_ui_stops_a_run_waiting_on_a_silent_source_within_secon
             time.sleep(1.0)  # well inside the download's 30 s read timeout
 
             told = time.monotonic()
-            terminated = graphql(url, TERMINATE_RUN, {"runId": run_id})["terminateRun"]
+            terminated = api.query(TERMINATE_RUN, {"runId": run_id})["terminateRun"]
             assert terminated["__typename"] == "TerminateRunSuccess", terminated
 
             status = None
             while time.monotonic() - told < 30:
-                status = graphql(url, RUN_STATUS, {"id": run_id})["runOrError"]["status"]
+                status = api.run_status(run_id)
                 if status in ("CANCELED", "FAILURE", "SUCCESS"):
                     break
                 time.sleep(0.25)
