@@ -34,7 +34,7 @@ def hanging_job() -> None:
 
 @dg.asset
 def hanging_asset(context: dg.AssetExecutionContext) -> None:
-    _attempt(context.run_id)
+    _attempt(context.run.run_id)
 
 
 defs = dg.Definitions(
