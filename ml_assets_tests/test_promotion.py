@@ -8,7 +8,7 @@ then `promotion_job` for each evaluated day, as the `promote_evaluated_day` sens
 
 import json
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from ml_assets.definitions import build_definitions
 from ml_assets.lib.evaluation_reports import DPI, FIGURE_INCHES, REPORTS
 from ml_assets.lib.promotion_gate import RMSE, gate
 from ml_assets.lib.registry import ModelRegistry
-from ml_assets.lib.registry_labels import CHAMPION_ALIAS
+from ml_assets.lib.registry_labels import CHAMPION_ALIAS, Decision
 from ml_assets.sensors.champion import champion_alias_sensor, promote_evaluated_day
 from ml_assets.sensors.success_alerts import success_notification
 from ml_assets.settings import Settings
@@ -92,6 +92,52 @@ def test_the_gate_checks_fail_with_error_naming_the_day_and_the_numbers() -> Non
     assert passed.description == (
         "2021-01-05: challenger RMSE 6.000 is 10.0% lower than the champion's 7.000"
     )
+
+
+# The registry's record of one day's decision, withdrawn.
+
+
+def test_withdrawing_a_day_restores_the_champion_before_it_and_ends_its_candidacy(
+    tmp_path: Path,
+) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.create_registered_model("m")
+    for number in range(3):
+        client.create_model_version("m", source=str(tmp_path / f"model{number}"))
+    registry = ModelRegistry(uri, "m")
+    first, second = date.fromisoformat(_day(1)), date.fromisoformat(_day(2))
+    gate_passed = Decision("promoted", _day(1), "promotion gate (auto)", "passed")
+    registry.promote(registry.version("1"), first, gate_passed)
+    registry.promote(registry.version("2"), second, replace(gate_passed, day=_day(2)))
+    registry.mark_candidate(registry.version("3"), second, replace(gate_passed, kind="candidate"))
+
+    withdrawal = registry.withdraw_decisions_of(
+        second, Decision("withdrawn", _day(2), "promotion gate", "failed on a later run")
+    )
+    assert (withdrawal.promoted, withdrawal.candidates) == (["2"], ["3"])
+    assert withdrawal.champion is not None and withdrawal.champion.version == "1"
+    assert registry.current_champion() == withdrawal.champion
+    assert registry.champion_going_into(date.fromisoformat(_day(3))) == withdrawal.champion
+    champion = registry.tags_of("1")
+    assert (champion["status"], champion["champion_since"]) == ("champion", _day(1))
+    for version in ("2", "3"):
+        tags = registry.tags_of(version)
+        assert (tags["status"], tags["withdrawn_on"], tags["decision"]) == (
+            "withdrawn",
+            _day(2),
+            "withdrawn",
+        )
+        assert "promoted_on" not in tags
+    assert registry.versions_with_status("candidate") == []
+
+    # The only promotion left, withdrawn: no champion, no alias.
+    last = registry.withdraw_decisions_of(
+        first, Decision("withdrawn", _day(1), "promotion gate", "failed on a later run")
+    )
+    assert (last.promoted, last.champion) == (["1"], None)
+    assert registry.current_champion() is None
+    assert registry.tags_of("1")["status"] == "withdrawn"
 
 
 # The loop, in-process.
@@ -225,114 +271,6 @@ def _failed_checks(result: dg.ExecuteInProcessResult) -> dict[str, str]:
     }
 
 
-@pytest.mark.slow
-def test_gate_rollback_and_an_alias_moved_outside_dagster(new_loop: Any) -> None:
-    loop: Loop = new_loop()
-    loop.run_day(_day(0))
-    loop.run_day(_day(1), promote=False)
-    # Day 1: v1 has no champion to beat and beats the baseline: promoted.
-    first = loop.promote(_day(1))
-    assert first.success
-    assert loop.champion() == "1"
-    assert loop.tags("1")["status"] == "champion"
-    assert loop.tags("1")["decision"] == "promoted"
-    promoted = first.asset_materializations_for_node("model_promotion")[0].metadata
-    assert promoted["outcome"].value == "promoted"
-    assert promoted["champion_version"].value == "1"
-    loop.run_day(_day(2), promote=False)
-
-    # Day 2, with a margin no challenger can meet: the gate fails, says why, nothing moves.
-    evaluation = loop.metadata(_day(2), "model_evaluation")
-    strict = loop.promote(_day(2), loop.defs(ML_ASSETS_PROMOTION_MARGIN="0.9"))
-    assert not strict.success
-    failed = _failed_checks(strict)
-    assert list(failed) == ["challenger_beats_champion"]
-    assert failed["challenger_beats_champion"].startswith(
-        f"{_day(2)}: challenger RMSE {evaluation['rmse']:.3f} is not 90.0% lower than the "
-        f"champion's {evaluation['champion_rmse']:.3f} on the same trips (MLflow: "
-    )
-    assert strict.asset_materializations_for_node("model_promotion") == []
-    assert loop.champion() == "1"
-    assert "status" not in loop.tags("2")
-    # The default margin (0): v2 is better than v1 on day 2's trips and is promoted.
-    assert evaluation["rmse"] < evaluation["champion_rmse"]
-    assert loop.promote(_day(2)).success
-    assert loop.champion() == "2"
-    assert (loop.tags("1")["status"], loop.tags("1")["retired_on"]) == ("retired", _day(2))
-
-    # Rollback to v1 from the Launchpad: recorded, and the next day's predictions use it.
-    rollback = loop.decide(
-        "rollback_champion_job",
-        {"version": "1", "reason": "v2 misbehaves on airport trips", "decided_by": "alice"},
-    )
-    assert rollback.success
-    assert loop.champion() == "1"
-    tags = loop.tags("1")
-    assert (tags["status"], tags["decision"], tags["decided_by"]) == (
-        "champion",
-        "rolled_back",
-        "alice",
-    )
-    assert tags["decision_reason"] == "v2 misbehaves on airport trips"
-    assert tags["chosen_on"].startswith(f"{_day(2)}/")
-    assert json.loads(tags["decision_metrics"])["replaced_version"] == "2"
-    assert loop.tags("2")["status"] == "retired"
-    observed = _observations(loop.instance)[-1]
-    assert (observed["champion_version"], observed["decision"]) == ("1", "rolled_back")
-    assert (observed["decided_by"], observed["serves_from"]) == ("alice", _day(3))
-    # The predictions of days already made are kept; day 3 is served by v1.
-    assert loop.registry.champion_going_into(date.fromisoformat(_day(2))).version == "1"
-    loop.run_day(_day(3), promote=False)
-    assert loop.metadata(_day(3), "trip_duration_predictions")["model_version"] == "1"
-    predictions = pl.read_parquet(
-        loop.settings.assets_dir / "trip_duration_predictions" / f"{_day(3)}.parquet"
-    )
-    assert predictions["model_version"].unique().to_list() == ["1"]
-    # Rolling back to the champion itself is refused, naming the field.
-    again = loop.decide("rollback_champion_job", {"version": "1", "reason": "again"})
-    assert not again.success
-    assert "ChampionRollback.version: v1 is already the champion" in str(
-        again.failure_data_for_node("rollback_champion").error  # type: ignore[union-attr]
-    )
-
-    # Someone moves the alias to v3 in MLflow: the sensor confirms it on a second tick, records
-    # it, and the next day's predictions use v3.
-    loop.client.set_registered_model_alias(loop.settings.model_name, CHAMPION_ALIAS, "3")
-    resources = {"model_registry": build_definitions(loop.settings).resources["model_registry"]}
-    with dg.build_sensor_context(instance=loop.instance, resources=resources) as context:
-        first_tick = champion_alias_sensor(context)
-        assert isinstance(first_tick, dg.SkipReason)
-        assert "confirming on the next tick" in (first_tick.skip_message or "")
-        second_tick = champion_alias_sensor(context)
-    assert isinstance(second_tick, dg.SensorResult)
-    (observation,) = second_tick.asset_events
-    assert observation.asset_key == dg.AssetKey("champion_model")
-    assert observation.metadata["champion_version"].value == "3"
-    assert observation.metadata["decision"].value == "moved_outside_dagster"
-    assert loop.tags("3")["decision"] == "moved_outside_dagster"
-    assert loop.tags("1")["status"] == "retired"
-    assert loop.registry.recorded_champion().version == "3"  # type: ignore[union-attr]
-    loop.run_day(_day(4), promote=False)
-    assert loop.metadata(_day(4), "trip_duration_predictions")["model_version"] == "3"
-    # Seen and recorded: the next tick has nothing to do.
-    with dg.build_sensor_context(instance=loop.instance, resources=resources) as context:
-        assert isinstance(champion_alias_sensor(context), dg.SkipReason)
-
-    # The run-status sensor asks for the promotion of each evaluated day.
-    run = loop.instance.get_run_by_id(loop.runs[_day(4)].run_id)
-    assert run is not None
-    (success,) = loop.instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_SUCCESS)
-    with dg.build_run_status_sensor_context(
-        sensor_name="promote_evaluated_day",
-        dagster_instance=loop.instance,
-        dagster_run=run,
-        dagster_event=success.dagster_event,  # type: ignore[arg-type]
-    ) as status_context:
-        request = promote_evaluated_day(status_context)
-    assert isinstance(request, dg.RunRequest)
-    assert request.partition_key == _day(4)
-
-
 def _validation_metadata(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
     (materialization,) = result.asset_materializations_for_node("challenger_validation")
     return {key: value.value for key, value in materialization.metadata.items()}
@@ -343,7 +281,10 @@ def _failure(result: dg.ExecuteInProcessResult, node: str) -> str:
 
 
 @pytest.mark.slow
-def test_days_are_decided_in_order_and_a_failed_rerun_withdraws_the_day(new_loop: Any) -> None:
+def test_the_gate_in_day_order_withdrawal_rollback_and_an_alias_moved_outside_dagster(
+    new_loop: Any,
+) -> None:
+    """One loop for every decision about the champion (each loop day fits a model: seconds)."""
     loop: Loop = new_loop()
     loop.run_day(_day(0))
     # Days 1 and 2 are evaluated before either is decided, as in a catch-up or a backfill.
@@ -384,38 +325,58 @@ def test_days_are_decided_in_order_and_a_failed_rerun_withdraws_the_day(new_loop
         f"{_day(1)} has not run since: run promotion_job for {_day(1)} first)"
     ) in _failure(loop.promote(_day(2), wait_seconds=0), "challenger_validation")
 
-    # Day 1 decided after day 2 was evaluated: v1 is the champion going into day 2, and the gate
-    # of day 2 scores it on day 2's trips itself instead of comparing with no champion.
-    assert loop.promote(_day(1)).success
+    # Day 1: v1 has no champion to beat and beats the baseline: promoted.
+    first = loop.promote(_day(1))
+    assert first.success
     assert loop.champion() == "1"
-    decided = loop.promote(_day(2))
-    validation = _validation_metadata(decided)
+    assert loop.tags("1")["status"] == "champion"
+    assert loop.tags("1")["decision"] == "promoted"
+    promoted = first.asset_materializations_for_node("model_promotion")[0].metadata
+    assert promoted["outcome"].value == "promoted"
+    assert promoted["champion_version"].value == "1"
+
+    # Day 2, with a margin no challenger can meet: the gate fails, says why, nothing moves. It
+    # compares with v1, the champion going into day 2 now (day 1 was decided after day 2 was
+    # evaluated), which the validation scores on day 2's trips itself.
+    evaluation = loop.metadata(_day(2), "model_evaluation")
+    strict = loop.promote(_day(2), loop.defs(ML_ASSETS_PROMOTION_MARGIN="0.9"))
+    assert not strict.success
+    validation = _validation_metadata(strict)
     assert validation["compared_with_champion"] == "1"
     assert validation["champion_scored_by_evaluation"] is None
     assert validation["champion_rescored"] is True
-    # The same RMSE model_evaluation of day 2 gives v1 when run now.
-    rescored = loop.promotions[_day(2)].output_for_node("challenger_validation")
-    champion_rmse = rescored["metrics"]["champion_rmse"]
+    assert validation["withdrawn_versions"] is None  # day 2 had decided nothing yet
+    champion_rmse = strict.output_for_node("challenger_validation")["metrics"]["champion_rmse"]
+    failed = _failed_checks(strict)
+    assert list(failed) == ["challenger_beats_champion"]
+    assert failed["challenger_beats_champion"].startswith(
+        f"{_day(2)}: challenger RMSE {evaluation['rmse']:.3f} is not 90.0% lower than the "
+        f"champion's {champion_rmse:.3f} on the same trips (MLflow: "
+    )
+    assert strict.asset_materializations_for_node("model_promotion") == []
+    assert loop.champion() == "1"
+    assert "status" not in loop.tags("2")
+    # The default margin (0): v2 is better than v1 on day 2's trips and is promoted.
+    assert evaluation["rmse"] < champion_rmse
+    assert loop.promote(_day(2)).success
+    assert loop.champion() == "2"
+    assert (loop.tags("1")["status"], loop.tags("1")["retired_on"]) == ("retired", _day(2))
+
+    # Day 2 evaluated again (as after a retrain) scores v1 as the validation did...
     reevaluated = (
         loop.defs()
         .resolve_job_def("model_evaluation_job")
         .execute_in_process(instance=loop.instance, partition_key=_day(2))
     )
-    (evaluation,) = reevaluated.asset_materializations_for_node("model_evaluation")
-    assert evaluation.metadata["champion_version"].value == "1"
-    assert champion_rmse == pytest.approx(evaluation.metadata["champion_rmse"].value)
-    assert validation["champion_gate"].endswith(f"the champion's {champion_rmse:.3f}")
-    assert decided.success  # v2 beats v1 on day 2's trips
-    assert loop.champion() == "2"
-    assert loop.tags("2")["promoted_on"] == _day(2)
-
-    # Day 2 again (its new evaluation), now with a gate v2 fails: the earlier promotion of day 2
-    # is withdrawn, recorded, and the champion is v1 again.
-    failed = loop.promote(_day(2), loop.defs(ML_ASSETS_PROMOTION_MARGIN="0.9"))
-    assert not failed.success
-    assert list(_failed_checks(failed)) == ["challenger_beats_champion"]
-    assert failed.asset_materializations_for_node("model_promotion") == []
-    validation = _validation_metadata(failed)
+    (scored,) = reevaluated.asset_materializations_for_node("model_evaluation")
+    assert scored.metadata["champion_version"].value == "1"
+    assert scored.metadata["champion_rmse"].value == pytest.approx(champion_rmse)
+    # ...and its gate, now failed, withdraws the earlier promotion of day 2: v1 is back.
+    withdrawn = loop.promote(_day(2), loop.defs(ML_ASSETS_PROMOTION_MARGIN="0.9"))
+    assert not withdrawn.success
+    assert list(_failed_checks(withdrawn)) == ["challenger_beats_champion"]
+    assert withdrawn.asset_materializations_for_node("model_promotion") == []
+    validation = _validation_metadata(withdrawn)
     assert (validation["withdrawn_versions"], validation["champion_rescored"]) == ("2", False)
     assert loop.champion() == "1"
     tags = loop.tags("2")
@@ -435,10 +396,82 @@ def test_days_are_decided_in_order_and_a_failed_rerun_withdraws_the_day(new_loop
     assert (observed["decision"], observed["champion_version"]) == ("withdrawn", "1")
     assert (observed["decision_day"], observed["serves_from"]) == (_day(2), _day(3))
     assert observed["metrics"]["withdrawn_versions"] == ["2"]
-    assert loop.registry.champion_going_into(date.fromisoformat(_day(3))).version == "1"  # type: ignore[union-attr]
     # The next day's predictions are made by the restored champion.
     loop.run_day(_day(3), promote=False)
     assert loop.metadata(_day(3), "trip_duration_predictions")["model_version"] == "1"
+
+    # A person overrules the gate from the Launchpad: back to v2. Recorded, and the next day's
+    # predictions use it.
+    rollback = loop.decide(
+        "rollback_champion_job",
+        {"version": "2", "reason": "the 90 % margin was a typo", "decided_by": "alice"},
+    )
+    assert rollback.success
+    assert loop.champion() == "2"
+    tags = loop.tags("2")
+    assert (tags["status"], tags["decision"], tags["decided_by"]) == (
+        "champion",
+        "rolled_back",
+        "alice",
+    )
+    assert tags["decision_reason"] == "the 90 % margin was a typo"
+    assert tags["chosen_on"].startswith(f"{_day(3)}/")  # the latest evaluated day
+    assert json.loads(tags["decision_metrics"])["replaced_version"] == "1"
+    assert loop.tags("1")["status"] == "retired"
+    observed = _observations(loop.instance)[-1]
+    assert (observed["champion_version"], observed["decision"]) == ("2", "rolled_back")
+    assert (observed["decided_by"], observed["serves_from"]) == ("alice", _day(4))
+    # The predictions of days already made are kept; day 4 is served by v2.
+    assert loop.registry.champion_going_into(date.fromisoformat(_day(3))).version == "1"  # type: ignore[union-attr]
+    loop.run_day(_day(4), promote=False)
+    assert loop.metadata(_day(4), "trip_duration_predictions")["model_version"] == "2"
+    predictions = pl.read_parquet(
+        loop.settings.assets_dir / "trip_duration_predictions" / f"{_day(4)}.parquet"
+    )
+    assert predictions["model_version"].unique().to_list() == ["2"]
+    # Rolling back to the champion itself is refused, naming the field.
+    again = loop.decide("rollback_champion_job", {"version": "2", "reason": "again"})
+    assert not again.success
+    assert "ChampionRollback.version: v2 is already the champion" in _failure(
+        again, "rollback_champion"
+    )
+
+    # Someone moves the alias to v3 in MLflow: the sensor confirms it on a second tick, records
+    # it, and the next day's predictions use v3.
+    loop.client.set_registered_model_alias(loop.settings.model_name, CHAMPION_ALIAS, "3")
+    resources = {"model_registry": build_definitions(loop.settings).resources["model_registry"]}
+    with dg.build_sensor_context(instance=loop.instance, resources=resources) as context:
+        first_tick = champion_alias_sensor(context)
+        assert isinstance(first_tick, dg.SkipReason)
+        assert "confirming on the next tick" in (first_tick.skip_message or "")
+        second_tick = champion_alias_sensor(context)
+    assert isinstance(second_tick, dg.SensorResult)
+    (observation,) = second_tick.asset_events
+    assert observation.asset_key == dg.AssetKey("champion_model")
+    assert observation.metadata["champion_version"].value == "3"
+    assert observation.metadata["decision"].value == "moved_outside_dagster"
+    assert loop.tags("3")["decision"] == "moved_outside_dagster"
+    assert loop.tags("2")["status"] == "retired"
+    assert loop.registry.recorded_champion().version == "3"  # type: ignore[union-attr]
+    loop.run_day(_day(5), promote=False)
+    assert loop.metadata(_day(5), "trip_duration_predictions")["model_version"] == "3"
+    # Seen and recorded: the next tick has nothing to do.
+    with dg.build_sensor_context(instance=loop.instance, resources=resources) as context:
+        assert isinstance(champion_alias_sensor(context), dg.SkipReason)
+
+    # The run-status sensor asks for the promotion of each evaluated day.
+    run = loop.instance.get_run_by_id(loop.runs[_day(5)].run_id)
+    assert run is not None
+    (success,) = loop.instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_SUCCESS)
+    with dg.build_run_status_sensor_context(
+        sensor_name="promote_evaluated_day",
+        dagster_instance=loop.instance,
+        dagster_run=run,
+        dagster_event=success.dagster_event,  # type: ignore[arg-type]
+    ) as status_context:
+        request = promote_evaluated_day(status_context)
+    assert isinstance(request, dg.RunRequest)
+    assert request.partition_key == _day(5)
 
 
 @pytest.mark.slow

@@ -44,23 +44,17 @@ __all__ = ["ModelRegistry", "RegisteredModel", "RegistryError", "Withdrawal"]
 
 @dataclass(frozen=True)
 class Withdrawal:
-    """What withdrawing one day's gate decisions undid, and the champion before and after."""
+    """What withdrawing one day's gate decisions undid, and the champion after it."""
 
     promoted: list[str]
     """Versions whose promotion of the day was withdrawn."""
     candidates: list[str]
     """Versions whose candidacy of the day was withdrawn (they no longer await approval)."""
-    champion_before: RegisteredModel | None
     champion: RegisteredModel | None
 
     @property
     def versions(self) -> list[str]:
         return sorted({*self.promoted, *self.candidates}, key=int)
-
-    @property
-    def champion_changed(self) -> bool:
-        before, after = self.champion_before, self.champion
-        return (before.version if before else None) != (after.version if after else None)
 
 
 class ModelRegistry(RegistryClient):
@@ -170,7 +164,7 @@ class ModelRegistry(RegistryClient):
                     entry[0] for entry in champion_entries(self._model_version(champion.version))
                 )
                 champion = self._move_alias_to_recorded(key, before, since=since)
-        withdrawal = Withdrawal(promoted, candidates, before, champion)
+        withdrawal = Withdrawal(promoted, candidates, champion)
         for version in withdrawal.versions:
             if champion is not None and version == champion.version:
                 continue  # still champion by a person's choice
