@@ -57,6 +57,8 @@ def test_derived_inputs_of_hand_made_trips() -> None:
     assert inputs["pickup_whole_minute"].tolist() == [1.0, 0.0, 0.0]
     assert inputs["borough_pair"].tolist() == ["Queens_Manhattan", "None", "Bronx_Bronx"]
     assert inputs["PU_whole_minute"].tolist() == ["7_1", "8_0", "9_0"]
+    # 2021-01-18 is day 18,645 since 1970; 7:45 is 0.3229 of a day.
+    assert inputs["pickup_days"].round(4).tolist() == [18645.3229, 18646.9994, 18673.0]
 
 
 def test_each_model_gets_the_derived_inputs_of_its_groups() -> None:
@@ -72,6 +74,7 @@ def test_each_model_gets_the_derived_inputs_of_its_groups() -> None:
         "pickup_minute",
         "pickup_holiday",
         "pickup_whole_minute",
+        "pickup_days",
     ]
     assert set(ModelParams().inputs) == set(OLD_INPUTS) | {
         "pickup_minute",
@@ -79,6 +82,7 @@ def test_each_model_gets_the_derived_inputs_of_its_groups() -> None:
         "pickup_whole_minute",
         "borough_pair",
         "PU_whole_minute",
+        "pickup_days",
     }
 
 
@@ -120,3 +124,16 @@ def test_a_model_registered_before_the_derived_inputs_scores_todays_frame() -> N
     predicted = old.predict(model_input(scored, ALL_FEATURES))
 
     assert predicted.shape == (50,) and np.isfinite(predicted).all()
+
+
+def test_a_linear_model_leaves_the_pickup_time_out() -> None:
+    """Ridge would extrapolate a trend in `pickup_days` past its window; trees use its latest level."""
+    frame = model_input(features_frame(300), ALL_FEATURES)
+    ridge = train_model(features_frame(300), ModelParams(family="ridge"))
+    trees = train_model(features_frame(300), ModelParams(max_iter=10))
+
+    ridge_columns = ridge.pipeline.named_steps["encode"].get_feature_names_out()
+    tree_columns = trees.pipeline.named_steps["encode"].get_feature_names_out()
+    assert "pickup_days" in frame.columns
+    assert not [name for name in ridge_columns if "pickup_days" in name]
+    assert "pickup_days" in tree_columns

@@ -232,7 +232,7 @@ def training_assets(days: DailyPartitioning) -> list[dg.AssetsDefinition]:
             partitions_def=days.partitions,
             ins={"trip_features": dg.AssetIn(partition_mapping=days.training_window)},
             kinds={"scikit-learn", "mlflow"},
-            code_version="1",
+            code_version="2",  # 2: the default model also reads the pickup time (pickup_days)
             retry_policy=mlflow_retry,
             # One training at a time on a small machine, however many days a backfill asks for
             # (deploy/dagster.yaml: pools without their own limit run one step at a time).

@@ -30,6 +30,7 @@ from ml_assets.lib.model_params import CATEGORICAL as CATEGORICAL
 from ml_assets.lib.model_params import DERIVED_INPUTS as DERIVED_INPUTS
 from ml_assets.lib.model_params import FEATURE_GROUPS as FEATURE_GROUPS
 from ml_assets.lib.model_params import MODEL_FAMILIES as MODEL_FAMILIES
+from ml_assets.lib.model_params import TREE_ONLY_INPUTS
 from ml_assets.lib.model_params import ModelFamily as ModelFamily
 from ml_assets.lib.model_params import ModelParams as ModelParams
 from ml_assets.lib.model_params import model_inputs as model_inputs
@@ -44,7 +45,11 @@ def build_pipeline(params: ModelParams) -> Pipeline:
     inputs = params.inputs
     if params.family == "ridge":
         categorical = [column for column in inputs if column in CATEGORICAL]
-        numeric = [column for column in inputs if column not in CATEGORICAL]
+        numeric = [
+            column
+            for column in inputs
+            if column not in CATEGORICAL and column not in TREE_ONLY_INPUTS
+        ]
         encode = ColumnTransformer(
             [
                 ("onehot", OneHotEncoder(handle_unknown="ignore"), categorical),

@@ -30,6 +30,8 @@ def _derived(name: str, features: pl.DataFrame) -> pl.Expr:
         return pl.format("{}_{}", "pu_borough", "do_borough").alias(name)
     if name == "PU_whole_minute":
         return pl.format("{}_{}", "PULocationID", whole_minute.cast(pl.Int8)).alias(name)
+    if name == "pickup_days":
+        return (pickup.dt.epoch("us").cast(pl.Float64) / 86_400e6).alias(name)
     raise ValueError(f"derived model input {name!r} is not one of {sorted(DERIVED_INPUTS)}")
 
 
