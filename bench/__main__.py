@@ -1,4 +1,4 @@
-"""`python -m bench [CASE] [--json PATH] [--repeat N] [--tiny]`: run the benchmark cases.
+"""`python -m bench [CASE] [--json PATH] [--repeat N] [--tiny] [--days N]`: run the benchmark cases.
 
 Every case prints a markdown table of what it compared, the medians and ratios, and its goals,
 saying MISSED plainly when one is not met. Comparisons are measured side by side in the same run
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bench.harness import BenchContext, CaseResult, CaseSkipped, render_markdown, write_json
 
-CASES = ("features", "model", "daily", "backfill", "scale", "peers")
+CASES = ("features", "model", "daily", "backfill", "models", "scale", "peers")
 
 
 def run_case(name: str, context: BenchContext) -> CaseResult:
@@ -37,13 +37,18 @@ def main(argv: list[str] | None = None) -> int:
         "--tiny", action="store_true", help="tiny synthetic inputs: checks the cases run, no more"
     )
     parser.add_argument(
+        "--days", type=int, help="days a case covers, for cases that take a count (models)"
+    )
+    parser.add_argument(
         "--keep", action="store_true", help="keep the work folder (instances, data) afterwards"
     )
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    if args.days is not None and args.days < 1:
+        parser.error("--days must be at least 1")
     work_dir = Path(tempfile.mkdtemp(prefix="ml_assets_bench_"))
-    context = BenchContext(repeat=args.repeat, tiny=args.tiny, work_dir=work_dir)
+    context = BenchContext(repeat=args.repeat, tiny=args.tiny, work_dir=work_dir, days=args.days)
     results: list[CaseResult] = []
     try:
         for name in [args.case] if args.case else CASES:

@@ -34,6 +34,8 @@ class BenchContext:
     repeat: int = 3
     tiny: bool = False
     """Tiny inputs (a few synthetic days): checks that a case runs, measures nothing meaningful."""
+    days: int | None = None
+    """How many days a case that takes a count of days covers (`--days`); None: its default."""
     work_dir: Path = field(
         default_factory=lambda: Path(tempfile.mkdtemp(prefix="ml_assets_bench_"))
     )
