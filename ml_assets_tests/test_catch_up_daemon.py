@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import mlflow
@@ -24,6 +25,7 @@ from ml_assets.assets import build_assets
 from ml_assets.lib.catch_up import days_between
 from ml_assets.partitions import DailyPartitioning
 from ml_assets.resources import build_resources
+from ml_assets.sensors.catch_up import CATCH_UP_INTERVAL_SECONDS
 from ml_assets.sensors.loop_reading import CATCH_UP_STEP_TAG, IN_PROGRESS, run_days
 from ml_assets.settings import Settings
 from ml_assets_tests.conftest import local_instance
@@ -69,6 +71,25 @@ def _filled(instance: dg.DagsterInstance, window: list[date]) -> bool:
     have = {asset: set(instance.get_materialized_partitions(dg.AssetKey(asset))) for asset in LOOP}
     everything = all(day.isoformat() in have[asset] for asset in LOOP for day in window)
     return everything and not instance.get_runs(filters=dg.RunsFilter(statuses=IN_PROGRESS))
+
+
+def _next_tick(
+    instance: dg.DagsterInstance,
+    sensor: str,
+    since: float,
+    daemon: subprocess.Popen,
+    log: Path,
+) -> Any:
+    """The first finished tick of `sensor` that started after `since` (a Unix time)."""
+    (state,) = (s for s in instance.all_instigator_state() if s.instigator_name == sensor)
+    deadline = time.monotonic() + 3 * CATCH_UP_INTERVAL_SECONDS
+    while time.monotonic() < deadline and daemon.poll() is None:
+        ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, after=since)
+        finished = [tick for tick in ticks if tick.status.value != "STARTED"]
+        if finished:
+            return min(finished, key=lambda tick: tick.timestamp)
+        time.sleep(2)
+    pytest.fail(f"no tick of {sensor} after the window was filled:\n{log.read_text()[-3000:]}")
 
 
 @pytest.mark.slow
@@ -138,8 +159,10 @@ def test_the_daemon_fills_three_days_of_downtime_oldest_first_and_nothing_else(
                     pytest.fail(f"the window was not filled in time:\n{log.read_text()[-3000:]}")
                 time.sleep(5)
             took = time.monotonic() - clock
-            # One more tick of the sensor, to see that it launches nothing once the window is full.
-            time.sleep(40)
+            # The sensor's next tick, once the window is full, launches nothing.
+            after_fill = _next_tick(instance, "catch_up_sensor", time.time(), daemon, log)
+            assert after_fill.status.value == "SKIPPED", (after_fill.status, after_fill.run_ids)
+            assert not after_fill.run_ids
     finally:
         stop_process_group(daemon)
 
