@@ -7,7 +7,9 @@ was trained on. No Dagster and no scikit-learn here.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from datetime import date
 
 import pandas as pd
 import polars as pl
@@ -41,8 +43,16 @@ def _holidays(features: pl.DataFrame) -> pl.Series:
     first, last = days.min(), days.max()
     if first is None or last is None:
         return pl.Series("holiday", [], dtype=pl.Date)
-    calendar = USFederalHolidayCalendar().holidays(start=first, end=last)
-    return pl.Series("holiday", list(calendar.date), dtype=pl.Date)
+    holidays = [day for year in range(first.year, last.year + 1) for day in _holidays_of(year)]  # type: ignore[union-attr]
+    return pl.Series("holiday", holidays, dtype=pl.Date)
+
+
+@functools.cache
+def _holidays_of(year: int) -> tuple[date, ...]:
+    """The observed US federal holidays of `year`: pandas takes some 25 ms to work a year out, and
+    a process scoring day after day asks for the same year each time."""
+    calendar = USFederalHolidayCalendar().holidays(start=f"{year}-01-01", end=f"{year}-12-31")
+    return tuple(calendar.date)
 
 
 def model_input(features: pl.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
