@@ -28,14 +28,18 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from bench.harness import REPO_ROOT, CaseSkipped
-from ml_assets_tests.processes import default_signal_handling, free_port, stop_process_group
+from ml_assets_tests.processes import (
+    default_signal_handling,
+    free_port,
+    stop_process_group,
+    wait_until_answering,
+)
 
 PREFECT_VERSION = "3.9.1"
 """The latest Prefect release that installs here (`pip index versions prefect`, 2026-12-02)."""
@@ -249,28 +253,6 @@ def _step(
             f"the Prefect {PREFECT_VERSION} environment could not be built in {root}: "
             f"{what} took more than {_INSTALL_TIMEOUT_SECONDS} s"
         ) from error
-
-
-def wait_until_answering(
-    url: str, process: subprocess.Popen, log: Path, what: str, timeout: float
-) -> float:
-    """Poll `url` until it answers 200; the seconds it took. Fails naming `what` and its log."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if process.poll() is not None:
-            raise RuntimeError(
-                f"{what} exited with code {process.returncode} while starting:\n"
-                + log.read_text()[-3000:]
-            )
-        try:
-            with urllib.request.urlopen(url, timeout=5) as answer:
-                if answer.status == 200:
-                    return time.monotonic() - started
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError(
-        f"{what} did not answer on {url} within {timeout:.0f} s:\n" + log.read_text()[-3000:]
-    )
 
 
 @contextlib.contextmanager

@@ -91,7 +91,8 @@ def _score_and_report(
 ) -> Iterator[dg.Output]:
     import mlflow
 
-    from ml_assets.lib.model import ZonePairBaseline, model_input, regression_metrics
+    from ml_assets.lib.model import ZonePairBaseline, regression_metrics
+    from ml_assets.lib.model_input import model_input
     from ml_assets.lib.promotion_gate import mlflow_regression_metrics
 
     day = date.fromisoformat(context.partition_key)

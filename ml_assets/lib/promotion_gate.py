@@ -54,7 +54,7 @@ def model_metrics_on(pipeline: Any, day_features: pl.DataFrame, prefix: str) -> 
     """MLflow's regressor metrics of a registered `pipeline` on one day's `day_features`, as
     `model_evaluation` scores the challenger and the champion (see `mlflow_regression_metrics`)."""
     from ml_assets.lib.features import TARGET
-    from ml_assets.lib.model import model_input
+    from ml_assets.lib.model_input import model_input
     from ml_assets.lib.model_params import ALL_FEATURES
 
     predicted = pipeline.predict(model_input(day_features, ALL_FEATURES))
