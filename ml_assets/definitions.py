@@ -5,6 +5,7 @@ load `defs`, which reads the settings from the environment when the code locatio
 this module is imported).
 """
 
+import functools
 import warnings
 
 import dagster as dg
@@ -47,7 +48,14 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     return defs
 
 
+@functools.cache
+def _definitions_for(settings: Settings) -> dg.Definitions:
+    """`build_definitions`, once per settings and process: Dagster loads the code location some
+    seven times in a `dagster asset materialize` process and twice in each step's process."""
+    return build_definitions(settings)
+
+
 @dg.definitions
 def defs() -> dg.Definitions:
     """The code location, from the settings in the environment (and `.env`, which it fills in)."""
-    return build_definitions(Settings.from_env())
+    return _definitions_for(Settings.from_env())

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from ml_assets.definitions import build_definitions
 from ml_assets.settings import Settings
@@ -122,3 +123,19 @@ def test_definitions_are_built_for_two_settings_in_one_process(tmp_path: Path) -
     assert first.resources["trip_source"].source == "sample"
     assert second.resources["trip_source"].source == "tlc"
     assert first.resources["io_manager"].base_dir == str(tmp_path / "a" / "assets")
+
+
+def test_the_code_location_is_built_once_per_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dagster loads `defs` several times per process: built once, unless the settings change."""
+    from ml_assets.definitions import defs
+
+    monkeypatch.setenv("ML_ASSETS_SOURCE", "sample")
+    monkeypatch.setenv("ML_ASSETS_DATA_DIR", str(tmp_path / "a"))
+    first = defs()
+    assert defs() is first
+    monkeypatch.setenv("ML_ASSETS_DATA_DIR", str(tmp_path / "b"))
+    moved = defs()
+    assert moved is not first
+    assert moved.resources["io_manager"].base_dir == str(tmp_path / "b" / "assets")
