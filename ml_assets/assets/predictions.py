@@ -1,14 +1,15 @@
 """Daily batch predictions from the champion model."""
 
+from datetime import date
 from typing import Any
 
 import dagster as dg
 import polars as pl
 
+from ml_assets.assets.evaluation import serving_model
 from ml_assets.assets.metadata import table_metadata
 from ml_assets.failures import failing_without_retries
 from ml_assets.lib.model_params import ALL_FEATURES
-from ml_assets.lib.registry import RegisteredModel
 from ml_assets.partitions import DailyPartitioning
 from ml_assets.resources.mlflow import ModelRegistryResource
 from ml_assets.retry_policies import mlflow_retry
@@ -23,18 +24,26 @@ def trip_duration_predictions(
     """Predicted duration in minutes of every trip of the day, with its trip key.
 
     Scored by the champion going into the day: a model trained, and chosen, on days before it, so
-    nothing about the day leaks into its predictions. On the first evaluated day, when no champion
-    exists yet, the model trained through the day before is used.
+    nothing about the day leaks into its predictions. The champion is read from the registry when
+    the predictions are made, so a decision of the day before, a rollback or an alias moved in
+    MLflow after the day's evaluation is used. On the first evaluated day, when no champion exists
+    yet, the model trained through the day before (the one the evaluation scored) is used.
     """
     # Imported here: it imports scikit-learn and pandas, which only this step needs.
     from ml_assets.lib.model_input import model_input
 
-    serving = RegisteredModel(
-        **{key: value for key, value in model_evaluation["serving_model"].items() if key != "uri"}
-    )
+    day = date.fromisoformat(context.partition_key)
+    registry = model_registry.registry()
+    evaluated = serving_model(model_evaluation)
+    serving = registry.champion_going_into(day) or evaluated
+    if serving.version != evaluated.version:
+        context.log.info(
+            f"partition {day}: the champion going into the day is v{serving.version} (the "
+            f"evaluation named v{evaluated.version}; the registry changed since)"
+        )
     # A run told to stop stops here instead of being retried (see `failing_without_retries`).
     with failing_without_retries(f"partition {context.partition_key}"):
-        pipeline = model_registry.registry().load(serving)
+        pipeline = registry.load(serving)
         predicted = pipeline.predict(model_input(trip_features, ALL_FEATURES))
     predictions = trip_features.select(
         "trip_key", "pickup_datetime", "PULocationID", "DOLocationID", "trip_distance"
@@ -63,7 +72,7 @@ def predictions_assets(days: DailyPartitioning) -> list[dg.AssetsDefinition]:
             group_name="predictions",
             partitions_def=days.partitions,
             kinds={"scikit-learn", "polars", "parquet"},
-            code_version="1",
+            code_version="2",  # the champion is read when the predictions are made
             retry_policy=mlflow_retry,  # the champion is loaded from the MLflow registry
             tags={"stage": "serve"},
         )(trip_duration_predictions),

@@ -20,10 +20,13 @@ OUTSIDE_DAGSTER = "outside Dagster (the MLflow alias was moved)"
 
 
 # Every job of the code location is watched, not a list: the catch-up sensor and backfills score
-# days in runs of Dagster's asset jobs, and their evaluations must be promoted too.
+# days in runs of Dagster's asset jobs, and their evaluations must be promoted too. It looks every
+# 5 s (Dagster's default: 30 s): in a backfill or a catch-up the gate of the next day waits for
+# this day's decision, so each look saved is time the walk-forward loop does not wait.
 @dg.run_status_sensor(
     run_status=dg.DagsterRunStatus.SUCCESS,
     request_job=promotion_job,
+    minimum_interval_seconds=5,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "After a run that evaluated a day succeeded, run `promotion_job` for that day: the "
