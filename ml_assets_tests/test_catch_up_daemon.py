@@ -37,6 +37,7 @@ PROMOTION_JOB = "promotion_job"
 CATCH_UP_DAYS = 3
 TRAINING_WINDOW_DAYS = 2
 DAILY = ("raw_trips", "trip_features", "duration_model", "model_evaluation")
+DECISION = ("challenger_validation", "model_promotion")
 LOOP = (*DAILY, "trip_duration_predictions")
 FINISHED_WITHIN_SECONDS = 480
 MODULE = ("-m", "ml_assets.definitions")
@@ -45,10 +46,11 @@ MODULE = ("-m", "ml_assets.definitions")
 def _materialize_before_downtime(
     instance: dg.DagsterInstance, settings: Settings, assets: list[dg.AssetsDefinition], first: date
 ) -> None:
-    """The first day (no evaluation: no model before it), then the second, whose predictions were
+    """The first day (no evaluation: no model before it), then the second, evaluated and decided
+    (the promotion gate of the first caught-up day waits for that decision), whose predictions were
     never made: a day outside the catch-up window that it must leave alone."""
     resources = build_resources(settings)
-    for day, names in ((first, DAILY[:3]), (first + timedelta(days=1), DAILY)):
+    for day, names in ((first, DAILY[:3]), (first + timedelta(days=1), (*DAILY, *DECISION))):
         result = dg.materialize(
             assets,
             selection=list(names),
