@@ -22,11 +22,11 @@ import mlflow
 import pytest
 
 from ml_assets.assets import build_assets
-from ml_assets.lib.catch_up import days_between
+from ml_assets.lib.catch_up import CATCH_UP_STEP_TAG, days_between
 from ml_assets.partitions import DailyPartitioning
 from ml_assets.resources import build_resources
 from ml_assets.sensors.catch_up import CATCH_UP_INTERVAL_SECONDS
-from ml_assets.sensors.loop_reading import CATCH_UP_STEP_TAG, IN_PROGRESS, run_days
+from ml_assets.sensors.loop_reading import IN_PROGRESS, run_days
 from ml_assets.settings import Settings
 from ml_assets_tests.conftest import local_instance
 from ml_assets_tests.processes import default_signal_handling, stop_process_group

@@ -213,6 +213,22 @@ class Loop:
         self.promotions[day] = result
         return result
 
+    def predict(self, day: str, wait_seconds: float) -> dg.ExecuteInProcessResult:
+        """trip_duration_predictions of `day` alone, in a run tagged as a backfill's."""
+        config = {"previous_decision_wait_seconds": wait_seconds}
+        return (
+            self.defs()
+            .resolve_job_def("ml_loop_job")
+            .execute_in_process(
+                instance=self.instance,
+                partition_key=day,
+                asset_selection=[dg.AssetKey("trip_duration_predictions")],
+                tags={"dagster/backfill": "walk-forward"},
+                run_config={"ops": {"trip_duration_predictions": {"config": config}}},
+                raise_on_error=False,
+            )
+        )
+
     def decide(self, job: str, config: dict[str, str]) -> dg.ExecuteInProcessResult:
         op = "review_candidate" if job == "review_candidate_job" else "rollback_champion"
         return (
@@ -319,6 +335,15 @@ def test_the_gate_in_day_order_withdrawal_rollback_and_an_alias_moved_outside_da
         )
         for message in logged
     )
+    # Day 2's predictions in a backfill, where days are scored side by side, wait for it too.
+    in_backfill = loop.predict(_day(2), wait_seconds=1)
+    assert not in_backfill.success
+    assert (
+        f"partition {_day(2)}: the promotion decision of {_day(1)} is still pending after 1 s "
+        f"(model_evaluation of {_day(1)} is newer than its challenger_validation: run "
+        f"promotion_job for {_day(1)} first); trip_duration_predictions of {_day(2)} must use "
+        f"the champion that decision leaves going into {_day(2)}"
+    ) in _failure(in_backfill, "trip_duration_predictions")
     # Validated and passed, but not promoted yet: still pending, on model_promotion.
     validated = (
         loop.defs()
@@ -344,18 +369,12 @@ def test_the_gate_in_day_order_withdrawal_rollback_and_an_alias_moved_outside_da
     promoted = first.asset_materializations_for_node("model_promotion")[0].metadata
     assert promoted["outcome"].value == "promoted"
     assert promoted["champion_version"].value == "1"
-    # Day 2 was scored before day 1 was decided, so its predictions came from v2, the model its
-    # evaluation named. Made again, they come from v1: the champion going into day 2 now.
+    # Day 2 was scored before day 1 was decided (outside a backfill, nothing waited), so its
+    # predictions came from v2, the model its evaluation named. Made again, now that day 1 is
+    # decided, they come from v1: the champion going into day 2.
     assert loop.metadata(_day(2), "trip_duration_predictions")["model_version"] == "2"
-    repredicted = (
-        loop.defs()
-        .resolve_job_def("ml_loop_job")
-        .execute_in_process(
-            instance=loop.instance,
-            partition_key=_day(2),
-            asset_selection=[dg.AssetKey("trip_duration_predictions")],
-        )
-    )
+    repredicted = loop.predict(_day(2), wait_seconds=0)
+    assert repredicted.success
     (made,) = repredicted.asset_materializations_for_node("trip_duration_predictions")
     assert made.metadata["model_version"].value == "1"
 

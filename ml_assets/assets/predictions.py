@@ -8,6 +8,11 @@ import polars as pl
 
 from ml_assets.assets.evaluation import serving_model
 from ml_assets.assets.metadata import table_metadata
+from ml_assets.assets.previous_decision import (
+    PreviousDecisionConfig,
+    runs_days_out_of_order,
+    wait_for_decision_before,
+)
 from ml_assets.failures import failing_without_retries
 from ml_assets.lib.model_params import ALL_FEATURES
 from ml_assets.partitions import DailyPartitioning
@@ -15,8 +20,14 @@ from ml_assets.resources.mlflow import ModelRegistryResource
 from ml_assets.retry_policies import mlflow_retry
 
 
+class PredictionsConfig(PreviousDecisionConfig):
+    """How long the predictions of a day, in a backfill or a catch-up, wait for the promotion
+    decision of the day before."""
+
+
 def trip_duration_predictions(
     context: dg.AssetExecutionContext,
+    config: PredictionsConfig,
     trip_features: pl.DataFrame,
     model_evaluation: dict[str, Any],
     model_registry: ModelRegistryResource,
@@ -28,11 +39,17 @@ def trip_duration_predictions(
     the predictions are made, so a decision of the day before, a rollback or an alias moved in
     MLflow after the day's evaluation is used. On the first evaluated day, when no champion exists
     yet, the model trained through the day before (the one the evaluation scored) is used.
+
+    In a backfill or a catch-up, where days are scored side by side and their promotions follow,
+    it first waits (at most `previous_decision_wait_seconds`) for a pending promotion decision of
+    the day before, as the promotion gate does, and fails naming it if it stays pending.
     """
     # Imported here: it imports scikit-learn and pandas, which only this step needs.
     from ml_assets.lib.model_input import model_input
 
     day = date.fromisoformat(context.partition_key)
+    if runs_days_out_of_order(context.run.tags):
+        wait_for_decision_before(context, day, config.previous_decision_wait_seconds)
     registry = model_registry.registry()
     evaluated = serving_model(model_evaluation)
     serving = registry.champion_going_into(day) or evaluated
@@ -72,7 +89,7 @@ def predictions_assets(days: DailyPartitioning) -> list[dg.AssetsDefinition]:
             group_name="predictions",
             partitions_def=days.partitions,
             kinds={"scikit-learn", "polars", "parquet"},
-            code_version="2",  # the champion is read when the predictions are made
+            code_version="2",  # the champion going into the day, read when the predictions are made
             retry_policy=mlflow_retry,  # the champion is loaded from the MLflow registry
             tags={"stage": "serve"},
         )(trip_duration_predictions),

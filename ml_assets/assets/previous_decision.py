@@ -4,13 +4,18 @@ judged.
 The gate of day D compares the challenger with the champion going into D, which the decision of
 D-1 may change. In a backfill or a catch-up the promotion of D-1 can run after the evaluation (even
 the validation) of D, so `challenger_validation` of D first waits, boundedly, for a pending
-decision of D-1, and fails naming it if it stays pending.
+decision of D-1, and fails naming it if it stays pending. `trip_duration_predictions` of D waits
+the same way in backfill and catch-up runs, so the day is served by the champion going into it.
 """
 
 import time
+from collections.abc import Mapping
 from datetime import date, timedelta
 
 import dagster as dg
+from pydantic import Field
+
+from ml_assets.lib.catch_up import CATCH_UP_STEP_TAG
 
 MODEL_EVALUATION = dg.AssetKey("model_evaluation")
 CHALLENGER_VALIDATION = dg.AssetKey("challenger_validation")
@@ -19,6 +24,29 @@ DECISION_STEPS = (MODEL_EVALUATION, CHALLENGER_VALIDATION, MODEL_PROMOTION)
 
 POLL_SECONDS = 5.0
 """How often a pending decision is looked at again while waiting for it."""
+
+BACKFILL_TAG = "dagster/backfill"
+
+
+class PreviousDecisionConfig(dg.Config):
+    """How long a step of a day waits for the promotion decision of the day before."""
+
+    previous_decision_wait_seconds: float = Field(
+        default=600.0,
+        ge=0.0,
+        description=(
+            "How long to wait for a pending promotion decision of the day before (its "
+            "promotion_job not run yet, or running) before failing with what is pending; 0: "
+            "fail at once."
+        ),
+    )
+
+
+def runs_days_out_of_order(run_tags: Mapping[str, str]) -> bool:
+    """Whether a run is part of a backfill or a catch-up, where a day can be scored before the
+    decision of the day before: the backfill daemon and the catch-up sensor launch the days'
+    scoring runs side by side, and the promotions follow them."""
+    return BACKFILL_TAG in run_tags or CATCH_UP_STEP_TAG in run_tags
 
 
 def _latest(instance: dg.DagsterInstance, asset: dg.AssetKey, day: str) -> dg.EventLogRecord | None:
@@ -74,9 +102,10 @@ def wait_for_decision_before(
     """Return once the decision of the day before `day` is final; wait at most `wait_seconds`
     for it (a run of that day may be finishing), then fail naming what is pending."""
     previous = (day - timedelta(days=1)).isoformat()
+    asset = context.assets_def.key.to_user_string()
     partitions_def = context.assets_def.partitions_def
     if partitions_def is None:
-        raise TypeError(f"{context.assets_def.key.to_user_string()} must be daily partitioned")
+        raise TypeError(f"{asset} must be daily partitioned")
     pending = pending_decision(context.instance, previous, partitions_def)
     if pending is None:
         return
@@ -90,8 +119,8 @@ def wait_for_decision_before(
         if remaining <= 0:
             raise dg.Failure(
                 f"partition {day}: the promotion decision of {previous} is still pending after "
-                f"{wait_seconds:g} s ({pending}); the gate of {day} must compare with the champion "
-                f"that decision leaves going into {day}. Then run promotion_job for {day} again.",
+                f"{wait_seconds:g} s ({pending}); {asset} of {day} must use the champion that "
+                f"decision leaves going into {day}. Then materialize {asset} of {day} again.",
                 allow_retries=False,
             )
         time.sleep(min(POLL_SECONDS, remaining))

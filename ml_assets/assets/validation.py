@@ -17,10 +17,9 @@ from typing import Any
 
 import dagster as dg
 import polars as pl
-from pydantic import Field
 
 from ml_assets.assets.champion import champion_observation
-from ml_assets.assets.previous_decision import wait_for_decision_before
+from ml_assets.assets.previous_decision import PreviousDecisionConfig, wait_for_decision_before
 from ml_assets.failures import failing_without_retries
 from ml_assets.lib.promotion_gate import RMSE, GateResult, gate, model_metrics_on
 from ml_assets.lib.registry import ModelRegistry, RegisteredModel
@@ -31,18 +30,8 @@ from ml_assets.resources.promotion import PromotionPolicy
 WITHDRAWN_BY = "promotion gate (a later run of the day failed it)"
 
 
-class ValidationConfig(dg.Config):
+class ValidationConfig(PreviousDecisionConfig):
     """How long the gate of a day waits for the decision of the day before."""
-
-    previous_decision_wait_seconds: float = Field(
-        default=600.0,
-        ge=0.0,
-        description=(
-            "How long to wait for a pending promotion decision of the day before (its "
-            "promotion_job not run yet, or running) before failing with what is pending; 0: "
-            "fail at once."
-        ),
-    )
 
 
 def gate_metrics(

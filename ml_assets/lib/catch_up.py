@@ -26,6 +26,9 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from enum import StrEnum
 
+CATCH_UP_STEP_TAG = "ml_assets/catch_up"
+"""Run tag of the catch-up's runs: the step (`ingest`, `train`, `score`, `zones`)."""
+
 MAX_TRAININGS_IN_FLIGHT = 2
 """At most this many catch-up trainings are queued or running at once, so evaluations (which
 wait for the model of the day before) are not queued behind a month of training runs."""

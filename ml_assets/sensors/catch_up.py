@@ -14,11 +14,17 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from ml_assets.lib.catch_up import CatchUpPlan, LoopState, PlannedRun, Step, plan_catch_up
+from ml_assets.lib.catch_up import (
+    CATCH_UP_STEP_TAG,
+    CatchUpPlan,
+    LoopState,
+    PlannedRun,
+    Step,
+    plan_catch_up,
+)
 from ml_assets.partitions import DailyPartitioning
 from ml_assets.resources.trip_source import TripSource
 from ml_assets.sensors.loop_reading import (
-    CATCH_UP_STEP_TAG,
     LOOP_ASSETS,
     busy_days,
     catch_up_runs,

@@ -13,13 +13,10 @@ from datetime import date, datetime
 import dagster as dg
 from dagster import DagsterEventType, DagsterRunStatus
 
-from ml_assets.lib.catch_up import Step, StepRuns, days_between
+from ml_assets.lib.catch_up import CATCH_UP_STEP_TAG, Step, StepRuns, days_between
 from ml_assets.lib.freshness import RunFacts
 from ml_assets.sensors.check_alerts import failed_checks_of_run
 from ml_assets.sensors.run_events import PARTITION_TAG, RANGE_TAGS, root_cause_message
-
-CATCH_UP_STEP_TAG = "ml_assets/catch_up"
-"""Run tag of the catch-up's runs: the step (`ingest`, `train`, `score`, `zones`)."""
 
 LOOP_ASSETS = (
     "taxi_zones",
