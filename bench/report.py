@@ -81,8 +81,8 @@ work they time grew since (issues 12, 14, 15 and 16), not because the same work 
   also checks the day's freshness (`on_time`) and repeated trips and asks TLC whether the month
   changed, and with the default executor every check step is a process that loads the code
   location again. Dagster also built the definitions seven times in the CLI's process and twice in
-  each step's (60 to 190 ms each); `defs` now builds them once per settings and process (measured
-  after this run).
+  each step's (60 to 190 ms each); `defs` now builds them once per settings and process (not yet in a
+  recorded run).
 - **backfill**, the first run's own work, **MISSED** (1.65x then, 2.15x now; goal 1.5x): of its
   2.7 s, the raw trips' check step spends about 0.8 s importing pandera, which imports pandas even
   for polars schemas (pandera 0.35) and which the script, checking nothing, never does; the rest is
@@ -91,18 +91,20 @@ work they time grew since (issues 12, 14, 15 and 16), not because the same work 
   steps (goal 1.2x, **MISSED**): it reads each day's stamp from its parquet footer, asks TLC once
   per month whether a file changed and checks the on-time deadline, which the no-op run does not.
   The single run stays 65x faster than a run per partition.
-- **models**, **MISSED** (3.74x the script until the last promotion, 3.10x until the backfill
-  completed; goal 1.5x): the backfill daemon queues a training run per day, which the `training`
-  pool starts one at a time (about 12 s of fit and 6 s of MLflow each, as against 6.5 s and 2.2 s
-  in the script); the queue started no scoring run while training runs were left (none had
-  started when 28 of the 30 models were done), so the scoring runs then ran three at a time on 2 cores (28 s per evaluation step against 1.8 s in
-  the script) and the promotions, each waiting for the decision of the day before, came last, one
-  after the other. A run costs 4.6 s (median) before its first step: process start, imports, code
-  location, plan. A run per day cannot get within 1.5x of a loop in one process; a range run
-  walking the days in order in one process could. In that run 27 of the 30 days were predicted by
-  an older champion than the script's: the scoring runs ran ahead of the promotions. Predictions in
-  a backfill or catch-up now read the champion when they run and wait for the decision of the day
-  before (measured after this run).
+- **models**, **MISSED** (3.55x the script until the last promotion; goal 1.5x), in
+  `bench/recorded/2026-12-03-models.json`. Every day is now predicted by the same version as in
+  the script (30 of 30). The first run of the day (`2026-12-03-idle.json`, 3.74x) had 27 of 30
+  days predicted by an older champion: the scoring runs ran ahead of the promotions. Predictions
+  in a backfill or a catch-up now read the champion when they run and wait for the decision of the
+  day before, like the promotion gate; that wait is the predict row's 47 s a day, spent while
+  other runs work. Where the rest goes: the backfill daemon queues a training run per day, which
+  the `training` pool starts one at a time (12 s of fit and 6 s of MLflow each, against 7.2 s and
+  2.4 s in the script); the queue started no scoring run while training runs were left (none had
+  started when 28 of the 30 models were done); then scoring runs (three at a time) and
+  promotions (one at a time, each after the decision of the day before) walk the days. A run
+  costs about 3 to 5 s (median) before its first step: process start, imports, code location,
+  plan. A run per day cannot get within 1.5x of a loop in one process; a range run walking the
+  days in order in one process could.
 
 The local instance's pooled event log stays the laptop default: on the same first backfill it
 does the work in 2.66 s against 6.14 s with Dagster's own SQLite event log (2.31x; the `backfill`
