@@ -81,8 +81,8 @@ work they time grew since (issues 12, 14, 15 and 16), not because the same work 
   also checks the day's freshness (`on_time`) and repeated trips and asks TLC whether the month
   changed, and with the default executor every check step is a process that loads the code
   location again. Dagster also built the definitions seven times in the CLI's process and twice in
-  each step's (60 to 190 ms each); `defs` now builds them once per settings and process (not yet in a
-  recorded run).
+  each step's (60 to 190 ms each); `defs` now builds them once per settings and process (not yet
+  in a recorded run).
 - **backfill**, the first run's own work, **MISSED** (1.65x then, 2.15x now; goal 1.5x): of its
   2.7 s, the raw trips' check step spends about 0.8 s importing pandera, which imports pandas even
   for polars schemas (pandera 0.35) and which the script, checking nothing, never does; the rest is
