@@ -320,13 +320,14 @@ def test_the_gate_in_day_order_withdrawal_rollback_and_an_alias_moved_outside_da
 
     # The decision of day 1 is pending (evaluated, not validated): the gate of day 2 waits for it,
     # then fails naming the step to run.
-    waited = loop.promote(_day(2), wait_seconds=1)
-    assert not waited.success
-    assert (
+    still_pending = (
         f"partition {_day(2)}: the promotion decision of {_day(1)} is still pending after 1 s "
         f"(model_evaluation of {_day(1)} is newer than its challenger_validation: run "
         f"promotion_job for {_day(1)} first)"
-    ) in _failure(waited, "challenger_validation")
+    )
+    waited = loop.promote(_day(2), wait_seconds=1)
+    assert not waited.success
+    assert still_pending in _failure(waited, "challenger_validation")
     logged = [entry.user_message for entry in loop.instance.all_logs(waited.run_id)]
     assert any(
         message.startswith(
@@ -339,10 +340,8 @@ def test_the_gate_in_day_order_withdrawal_rollback_and_an_alias_moved_outside_da
     in_backfill = loop.predict(_day(2), wait_seconds=1)
     assert not in_backfill.success
     assert (
-        f"partition {_day(2)}: the promotion decision of {_day(1)} is still pending after 1 s "
-        f"(model_evaluation of {_day(1)} is newer than its challenger_validation: run "
-        f"promotion_job for {_day(1)} first); trip_duration_predictions of {_day(2)} must use "
-        f"the champion that decision leaves going into {_day(2)}"
+        f"{still_pending}; trip_duration_predictions of {_day(2)} must use the champion that "
+        f"decision leaves going into {_day(2)}"
     ) in _failure(in_backfill, "trip_duration_predictions")
     # Validated and passed, but not promoted yet: still pending, on model_promotion.
     validated = (
