@@ -25,7 +25,9 @@ from ml_assets.settings import Settings
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     """Every definition of the loop, configured from `settings`; any number per process."""
-    days = DailyPartitioning.starting(settings.start_date, settings.training_window_days)
+    days = DailyPartitioning.starting(
+        settings.start_date, settings.training_window_days, settings.end_date
+    )
     defs = dg.Definitions(
         assets=build_assets(days),
         asset_checks=[

@@ -113,11 +113,19 @@ def main(argv: list[str] | None = None) -> int:
         or min(args.start.isoformat(), "2021-01-01"),
     }
     try:
-        defs = build_definitions(Settings.from_env(environment))
+        settings = Settings.from_env(environment)
     except SettingsError as error:
         # The one line naming the variable says it all; a traceback would bury it.
         print(f"ml-assets-demo: {error}", file=sys.stderr)
         return 2
+    if settings.end_date is not None and args.end.isoformat() > settings.end_date:
+        print(
+            f"ml-assets-demo: --end {args.end} is after ML_ASSETS_END_DATE={settings.end_date}, "
+            "the last day of the partitions",
+            file=sys.stderr,
+        )
+        return 2
+    defs = build_definitions(settings)
 
     # Dagster's logs always go to the instance (the UI shows them); here only with --verbose.
     quiet = {} if args.verbose else {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -183,6 +191,11 @@ def main(argv: list[str] | None = None) -> int:
         ]
         print(_row(row), flush=True)
     print(f"\nDone. Open the UI with `dagster dev` (DAGSTER_HOME={os.environ['DAGSTER_HOME']}).")
+    if settings.end_date is None:
+        print(
+            f"`ML_ASSETS_END_DATE={args.end} dagster dev` shows these days alone, every asset "
+            "materialized; plain `dagster dev` shows every day up to today."
+        )
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from datetime import date, timedelta
 
 import dagster as dg
 
@@ -12,7 +13,8 @@ import dagster as dg
 class DailyPartitioning:
     """The days of the loop and the windows of days a model reads, built from the settings.
 
-    `partitions`: one partition per calendar day of pickups, from `ML_ASSETS_START_DATE`.
+    `partitions`: one partition per calendar day of pickups, from `ML_ASSETS_START_DATE` to
+    `ML_ASSETS_END_DATE` when set (a historical run), else to the last complete day.
     `training_window_days`: how many days a model trains on (`ML_ASSETS_TRAINING_WINDOW_DAYS`).
     """
 
@@ -20,8 +22,29 @@ class DailyPartitioning:
     training_window_days: int
 
     @classmethod
-    def starting(cls, start_date: str, training_window_days: int) -> DailyPartitioning:
-        return cls(dg.DailyPartitionsDefinition(start_date=start_date), training_window_days)
+    def starting(
+        cls, start_date: str, training_window_days: int, end_date: str | None = None
+    ) -> DailyPartitioning:
+        # Dagster's end date is the first day left out.
+        end = (date.fromisoformat(end_date) + timedelta(days=1)).isoformat() if end_date else None
+        return cls(
+            dg.DailyPartitionsDefinition(start_date=start_date, end_date=end), training_window_days
+        )
+
+    @property
+    def first_day(self) -> date:
+        """The first day of the loop: no model was trained before it."""
+        return self.partitions.start.date()
+
+    @property
+    def last_day(self) -> date | None:
+        """The last day of a historical run (`ML_ASSETS_END_DATE`); None when the days go on."""
+        end = self.partitions.end
+        return None if end is None else end.date() - timedelta(days=1)
+
+    def newest_of(self, day: date) -> date:
+        """`day`, or the last day of a historical run if it ends before `day`."""
+        return day if self.last_day is None else min(day, self.last_day)
 
     @property
     def training_window(self) -> dg.TimeWindowPartitionMapping:

@@ -20,9 +20,14 @@ def day_before(scheduled_time: datetime) -> date:
     return scheduled_time.astimezone(UTC).date() - timedelta(days=1)
 
 
-def _before_first_partition(day: date, days: DailyPartitioning) -> dg.SkipReason | None:
-    first = days.partitions.start.date()
-    return dg.SkipReason(f"{day} is before the first partition ({first})") if day < first else None
+def _outside_partitions(day: date, days: DailyPartitioning) -> dg.SkipReason | None:
+    if day < days.first_day:
+        return dg.SkipReason(f"{day} is before the first partition ({days.first_day})")
+    if days.newest_of(day) < day:
+        return dg.SkipReason(
+            f"{day} is after the last partition ({days.last_day}, ML_ASSETS_END_DATE)"
+        )
+    return None
 
 
 def daily_tick(
@@ -36,7 +41,7 @@ def daily_tick(
     (the catch-up sensor or a backfill made them) is skipped, not run twice.
     """
     day = day_before(context.scheduled_execution_time)
-    if skip := _before_first_partition(day, days):
+    if skip := _outside_partitions(day, days):
         return skip
     if _materialized(context.instance, "trip_duration_predictions", day):
         return dg.SkipReason(
@@ -76,7 +81,7 @@ def training_tick(
     run failed or is late) the tick is skipped with that reason instead of failing a training run.
     """
     day = day_before(context.scheduled_execution_time)
-    if skip := _before_first_partition(day, days):
+    if skip := _outside_partitions(day, days):
         return skip
     if not _materialized(context.instance, "trip_features", day):
         return dg.SkipReason(

@@ -93,6 +93,8 @@ class Settings:
     """The time (HH:MM, UTC) of day D+1 by which day D's raw trips and predictions must exist."""
     summary_configured: bool = False
     """Whether ML_ASSETS_SUMMARY_URLS is set; its value (it holds secrets) is read only when sent."""
+    end_date: str | None = None
+    """The last daily partition (a historical run, such as the demo's week); None: up to today."""
 
     @property
     def cache_dir(self) -> Path:
@@ -125,6 +127,7 @@ class Settings:
         """
         env = _Environment(os.environ if environ is None else environ)
         data_dir = env.read("ML_ASSETS_DATA_DIR", "data", values.directory)
+        start_date = env.read("ML_ASSETS_START_DATE", "2021-01-01", values.iso_date)
         tracking_uri = env.get("MLFLOW_TRACKING_URI")
         return cls(
             data_dir=data_dir,
@@ -134,7 +137,8 @@ class Settings:
             tlc_zone_lookup_url=env.read(
                 "ML_ASSETS_TLC_ZONE_LOOKUP_URL", TLC_ZONE_LOOKUP_URL, values.http_url
             ),
-            start_date=env.read("ML_ASSETS_START_DATE", "2021-01-01", values.iso_date),
+            start_date=start_date,
+            end_date=env.read_optional("ML_ASSETS_END_DATE", values.last_day_from(start_date)),
             training_window_days=env.read("ML_ASSETS_TRAINING_WINDOW_DAYS", "28", values.days),
             # Four slashes: sqlite wants an absolute path after `sqlite:///`.
             mlflow_tracking_uri=tracking_uri or f"sqlite:///{data_dir / 'mlflow.db'}",
@@ -209,3 +213,9 @@ class _Environment:
         except ValueError as complaint:
             shown = values.redact_url(value if value is not None else default)
             raise SettingsError(f"{name}={shown!r}: {complaint}") from None
+
+    def read_optional(self, name: str, check: Callable[[str], _T]) -> _T | None:
+        """`read` for a variable without a default: None when unset."""
+        if self.get(name) is None:
+            return None
+        return self.read(name, "", check)

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from datetime import date
 from pathlib import Path
+from unittest import mock
 
 import dagster as dg
 import pytest
@@ -14,6 +15,22 @@ from ml_assets.lib.sample_source import sample_trips, sample_zones
 from ml_assets_tests.conftest import local_instance, new_local_home
 
 DAYS = ["2021-01-01", "2021-01-02", "2021-01-03"]
+
+
+def test_the_demo_refuses_days_after_the_end_date(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ml_assets.demo import main
+
+    environment = {"ML_ASSETS_END_DATE": "2021-01-02", "DAGSTER_HOME": str(tmp_path)}
+    with mock.patch.dict(os.environ, environment):
+        code = main(["--start", "2021-01-01", "--end", "2021-01-03"])
+
+    assert code == 2
+    assert capsys.readouterr().err == (
+        "ml-assets-demo: --end 2021-01-03 is after ML_ASSETS_END_DATE=2021-01-02, the last day "
+        "of the partitions\n"
+    )
 
 
 @pytest.mark.slow
@@ -81,6 +98,7 @@ def test_demo_runs_the_loop_day_by_day_and_prints_what_each_day_produced(tmp_pat
     assert "STEP_START" not in completed.stderr + completed.stdout
     assert "DEBUG" not in completed.stderr + completed.stdout
     assert f"DAGSTER_HOME={home}" in completed.stdout
+    assert f"`ML_ASSETS_END_DATE={DAYS[-1]} dagster dev` shows these days alone" in completed.stdout
 
     data_dir = tmp_path / "data"
     assert sorted(p.name for p in (data_dir / "assets" / "raw_trips").iterdir()) == [
@@ -97,6 +115,7 @@ def test_demo_runs_the_loop_day_by_day_and_prints_what_each_day_produced(tmp_pat
             sorted(run.tags["dagster/partition"] for run in runs if "dagster/partition" in run.tags)
             == DAYS
         )
-        # Each evaluated day then has its promotion decision (a lost gate fails that run only).
+        # Each day then has its promotion decision (a lost gate fails that run only); the first
+        # day's decides nothing, there being no challenger.
         promotions = [run for run in every_run if run.job_name == "promotion_job"]
-        assert sorted(run.tags["dagster/partition"] for run in promotions) == DAYS[1:]
+        assert sorted(run.tags["dagster/partition"] for run in promotions) == DAYS

@@ -27,6 +27,10 @@ def test_due_days_follow_the_deadline() -> None:
         D("2026-11-28"), D("2026-11-30")
     )
     assert due_days(after, D("2026-11-01"), 3, "08:00")[-1] == D("2026-12-01")
+    # A historical run (ML_ASSETS_END_DATE): no day after its last is ever due.
+    assert due_days(after, D("2026-11-01"), 3, "08:00", D("2026-11-20")) == days_between(
+        D("2026-11-18"), D("2026-11-20")
+    )
     assert Settings.from_env({}).freshness_deadline == "08:00"
     with pytest.raises(SettingsError, match=r"^ML_ASSETS_FRESHNESS_DEADLINE='8am': expected"):
         Settings.from_env({"ML_ASSETS_FRESHNESS_DEADLINE": "8am"})

@@ -151,6 +151,25 @@ def test_ticks_before_the_first_partition_skip():
     assert result.skip_message == "2020-12-31 is before the first partition (2021-01-01)"
 
 
+def test_a_historical_run_has_no_days_after_its_end_date_and_its_ticks_skip():
+    historical = build_definitions(
+        Settings.from_env({**SETTINGS, "ML_ASSETS_END_DATE": "2021-01-07"})
+    )
+    daily = historical.resolve_job_def("daily_job")
+    assert daily.partitions_def is not None
+    assert daily.partitions_def.get_partition_keys() == [f"2021-01-0{day}" for day in range(1, 8)]
+
+    result = tick(
+        historical.get_schedule_def("training_schedule"), datetime(2026, 12, 3, 6, tzinfo=UTC)
+    )
+
+    assert result.run_requests == []
+    assert (
+        result.skip_message
+        == "2026-12-02 is after the last partition (2021-01-07, ML_ASSETS_END_DATE)"
+    )
+
+
 def test_the_daily_schedule_skips_a_day_whose_predictions_exist(
     tmp_path: Path, instance: dg.DagsterInstance
 ):

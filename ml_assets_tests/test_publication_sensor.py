@@ -6,7 +6,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import UTC, date, datetime
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -23,7 +23,11 @@ from ml_assets.lib.publication import (
 )
 from ml_assets.lib.sample_source import sample_raw_trips
 from ml_assets.resources.trip_source import TripSource
-from ml_assets.sensors.publication import FILE_VERSION_TAG, build_publication_sensor
+from ml_assets.sensors.publication import (
+    FILE_VERSION_TAG,
+    build_publication_sensor,
+    month_partition_range,
+)
 from ml_assets_tests.graph import DAYS
 from ml_assets_tests.http_fixtures import FileServer, LoopbackHTTPServer
 
@@ -263,3 +267,17 @@ def test_an_unchanged_version_keeps_the_cached_copy(published: FileServer, tmp_p
     assert not forget_outdated_cached_month(client, "green", date(2021, 1, 1), remote)
     again = client.fetch_month("green", date(2021, 1, 1))
     assert (again.downloaded, again.sha256, again.version) == (False, cached.sha256, cached.version)
+
+
+def test_a_month_is_ingested_over_its_days_within_the_partitions() -> None:
+    now = datetime(2021, 3, 15, 9, tzinfo=UTC)
+    january, march = date(2021, 1, 1), date(2021, 3, 1)
+
+    assert month_partition_range(january, now, date(2021, 1, 10)) == ("2021-01-10", "2021-01-31")
+    assert month_partition_range(march, now, january) == ("2021-03-01", "2021-03-14")
+    # A historical run (ML_ASSETS_END_DATE) has no partition after its last day.
+    assert month_partition_range(january, now, january, date(2021, 1, 7)) == (
+        "2021-01-01",
+        "2021-01-07",
+    )
+    assert month_partition_range(march, now, january, date(2021, 1, 7)) is None

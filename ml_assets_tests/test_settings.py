@@ -225,6 +225,21 @@ def test_an_invalid_setting_is_one_line_naming_variable_value_and_what_is_accept
     assert isinstance(raised.value, ValueError)
 
 
+def test_the_end_date_makes_a_historical_run_and_is_checked_against_the_start() -> None:
+    assert Settings.from_env({}).end_date is None
+    assert Settings.from_env({"ML_ASSETS_END_DATE": "2021-01-07"}).end_date == "2021-01-07"
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env(
+            {"ML_ASSETS_START_DATE": "2021-02-01", "ML_ASSETS_END_DATE": "2021-01-31"}
+        )
+    assert str(raised.value) == (
+        "ML_ASSETS_END_DATE='2021-01-31': expected a day on or after ML_ASSETS_START_DATE "
+        "(2021-02-01)"
+    )
+    with pytest.raises(SettingsError, match=r"^ML_ASSETS_END_DATE='Jan 7': expected a calendar"):
+        Settings.from_env({"ML_ASSETS_END_DATE": "Jan 7"})
+
+
 def test_a_data_dir_that_is_a_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "data").write_text("")
     with pytest.raises(SettingsError) as raised:

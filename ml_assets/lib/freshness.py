@@ -34,11 +34,15 @@ def deadline_of(day: date, deadline: str) -> datetime:
     return datetime.combine(day + timedelta(days=1), time(hours, minutes), tzinfo=UTC)
 
 
-def due_days(now: datetime, first_day: date, lookback_days: int, deadline: str) -> list[date]:
-    """The days past their deadline at `now`, the newest `lookback_days` of them at most."""
+def due_days(
+    now: datetime, first_day: date, lookback_days: int, deadline: str, last_day: date | None = None
+) -> list[date]:
+    """The days past their deadline at `now`, the newest `lookback_days` of them at most, none
+    after `last_day` (the end of a historical run) if set."""
     last = now.astimezone(UTC).date() - timedelta(days=1)
     if deadline_of(last, deadline) > now:
         last -= timedelta(days=1)
+    last = min(last, last_day or date.max)
     return days_between(max(first_day, last - timedelta(days=lookback_days - 1)), last)
 
 

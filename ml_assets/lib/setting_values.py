@@ -70,6 +70,17 @@ def iso_date(value: str) -> str:
     raise ValueError("expected a calendar date as YYYY-MM-DD, such as 2021-01-01")
 
 
+def last_day_from(start_date: str) -> Callable[[str], str]:
+    """A check of a last day: a calendar date not before `start_date`."""
+
+    def last_day(value: str) -> str:
+        if iso_date(value) < start_date:
+            raise ValueError(f"expected a day on or after ML_ASSETS_START_DATE ({start_date})")
+        return value
+
+    return last_day
+
+
 def time_of_day(value: str) -> str:
     if re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
         return value

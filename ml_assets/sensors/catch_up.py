@@ -87,8 +87,10 @@ def catch_up_tick(
     """
     cursor = load_cursor(context.cursor)
     publications = PublishedMonths(trip_source, cursor.get("published") or {}, now)  # type: ignore[arg-type]
-    first_day = days.partitions.start.date()
+    first_day = days.first_day
     newest = publications.newest_available_day(now.date())
+    if newest is not None:
+        newest = days.newest_of(newest)
     if newest is None:
         plan = CatchUpPlan(window=[])
         reason = (

@@ -43,6 +43,8 @@ class FreshnessRule:
     deadline: str
     lookback_days: int
     ui_url: str
+    last_day: date | None = None
+    """The last day of a historical run (ML_ASSETS_END_DATE): no later day is ever due."""
 
     def describe(self, asset: str) -> str:
         return (
@@ -59,7 +61,8 @@ class FreshnessRule:
 def freshness_rule(settings: Settings, days: DailyPartitioning) -> FreshnessRule:
     """The freshness rule of `settings` over the days of `days`."""
     return FreshnessRule(
-        first_day=days.partitions.start.date(),
+        first_day=days.first_day,
+        last_day=days.last_day,
         deadline=settings.freshness_deadline,
         lookback_days=settings.catch_up_days,
         ui_url=settings.ui_url,
@@ -74,7 +77,7 @@ def evaluate_freshness(
 ) -> list[Freshness]:
     """The freshness of each checked asset at `now`."""
     materialized = materialized_days(instance, rule.first_day)
-    due = due_days(now, rule.first_day, rule.lookback_days, rule.deadline)
+    due = due_days(now, rule.first_day, rule.lookback_days, rule.deadline, rule.last_day)
     late_anywhere = [
         day for asset in CHECKED_ASSETS for day in due if day not in materialized[asset]
     ]

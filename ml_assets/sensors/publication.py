@@ -23,20 +23,25 @@ PUBLICATION_CHECK_INTERVAL_SECONDS = 6 * 60 * 60
 FILE_VERSION_TAG = "ml_assets/tlc_file_version"
 
 
-def month_partition_range(month: date, now: datetime, first_day: date) -> tuple[str, str] | None:
+def month_partition_range(
+    month: date, now: datetime, first_day: date, last_day: date | None = None
+) -> tuple[str, str] | None:
     """The first and last daily partition of `month` that exist at `now`, the partitions starting
-    on `first_day` (None if none do)."""
+    on `first_day` and ending on `last_day` if set (None if none do)."""
     first = max(month, first_day)
-    last_day = month.replace(day=calendar.monthrange(month.year, month.month)[1])
-    # Daily partitions end with the last complete day.
-    last = min(last_day, now.date() - timedelta(days=1))
+    month_end = month.replace(day=calendar.monthrange(month.year, month.month)[1])
+    # Daily partitions end with the last complete day, or the last day of a historical run.
+    last = min(month_end, now.date() - timedelta(days=1), last_day or date.max)
     if last < first:
         return None
     return first.isoformat(), last.isoformat()
 
 
 def publication_tick(
-    context: dg.SensorEvaluationContext, trip_source: TripSource, first_day: date
+    context: dg.SensorEvaluationContext,
+    trip_source: TripSource,
+    first_day: date,
+    last_day: date | None = None,
 ) -> dg.SensorResult | dg.SkipReason:
     """Watches TLC for month files that are new or changed, and ingests each such month in one run.
 
@@ -53,14 +58,14 @@ def publication_tick(
             "watched. Set ML_ASSETS_SOURCE=tlc to ingest months as TLC publishes them."
         )
     now = datetime.now(UTC)
-    months = months_between(first_day, now.date())
+    months = months_between(first_day, min(now.date(), last_day or date.max))
     seen = parse_seen(context.cursor)
     client = trip_source.client()
     scan = scan_publications(client, trip_source.taxi_type, months, seen)
 
     run_requests = []
     for found in scan.new_or_changed:
-        partition_range = month_partition_range(found.month, now, first_day)
+        partition_range = month_partition_range(found.month, now, first_day, last_day)
         if partition_range is None:
             continue
         # Also for a month this sensor has not seen before: a copy cached by an earlier run may
@@ -113,6 +118,6 @@ def build_publication_sensor(days: DailyPartitioning) -> dg.SensorDefinition:
     def tlc_publication_sensor(
         context: dg.SensorEvaluationContext, trip_source: TripSource
     ) -> dg.SensorResult | dg.SkipReason:
-        return publication_tick(context, trip_source, days.partitions.start.date())
+        return publication_tick(context, trip_source, days.first_day, days.last_day)
 
     return tlc_publication_sensor
