@@ -100,11 +100,10 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
         runs, promotions = {}, {}
         for day in DAYS:
             runs[day] = job.execute_in_process(instance=instance, partition_key=day)
-            if day != DAYS[0]:
-                # A challenger that fails the gate fails this run and is not promoted.
-                promotions[day] = promotion.execute_in_process(
-                    instance=instance, partition_key=day, raise_on_error=False
-                )
+            # A challenger that fails the gate fails this run and is not promoted.
+            promotions[day] = promotion.execute_in_process(
+                instance=instance, partition_key=day, raise_on_error=False
+            )
         yield Loop(settings, instance, zones_run, runs, promotions)
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(registry_uri)
@@ -123,22 +122,62 @@ def test_every_day_runs_and_writes_its_files_under_the_data_dir(loop: Loop) -> N
     assert listing["raw_trips"] == [f"{day}.parquet" for day in DAYS]
     assert listing["trip_features"] == [f"{day}.parquet" for day in DAYS]
     assert listing["duration_model"] == [f"{day}.json" for day in DAYS]
-    # No model exists before the first day: nothing to evaluate, nothing to predict with.
-    assert listing["model_evaluation"] == [f"{day}.json" for day in DAYS[1:]]
-    assert listing["trip_duration_predictions"] == [f"{day}.parquet" for day in DAYS[1:]]
+    # Every step writes every day, the first day's evaluation and predictions included.
+    assert listing["model_evaluation"] == [f"{day}.json" for day in DAYS]
+    assert listing["trip_duration_predictions"] == [f"{day}.parquet" for day in DAYS]
     assert (loop.settings.data_dir / "mlflow.db").is_file()
     assert any((loop.settings.data_dir / "mlartifacts").rglob("MLmodel"))
     assert not list(loop.settings.data_dir.rglob("*.tmp"))
 
 
-def test_the_first_day_materializes_no_evaluation_and_no_predictions(loop: Loop) -> None:
+def test_the_first_day_is_complete_and_says_that_nothing_was_scored_or_predicted(
+    loop: Loop,
+) -> None:
     first = loop.runs[DAYS[0]]
-    materialized = {
-        event.asset_key.to_user_string() for event in first.get_asset_materialization_events()
-    }
+    decided = loop.promotions[DAYS[0]]
+    note = "the first day of the loop (ML_ASSETS_START_DATE): no model was trained before it; "
 
-    assert materialized == {"raw_trips", "trip_features", "duration_model"}
-    assert loop.metadata(DAYS[0], "model_evaluation") is None
+    assert first.success and decided.success
+    assert {e.asset_key.to_user_string() for e in first.get_asset_materialization_events()} == {
+        "raw_trips",
+        "trip_features",
+        "duration_model",
+        "model_evaluation",
+        "trip_duration_predictions",
+    }
+    evaluated = loop.metadata(DAYS[0], "model_evaluation")
+    assert evaluated == {
+        "first_day": True,
+        "note": note + "nothing is scored",
+        "dagster/row_count": 0,
+    }
+    assert loop.output("model_evaluation", DAYS[0]) == {
+        "date": DAYS[0],
+        "first_day": True,
+        "note": note + "nothing is scored",
+    }
+    predictions = loop.output("trip_duration_predictions", DAYS[0])
+    assert predictions.height == 0
+    assert predictions.columns == loop.output("trip_duration_predictions", DAYS[1]).columns
+    predicted = loop.metadata(DAYS[0], "trip_duration_predictions")
+    assert predicted is not None
+    assert predicted["model_version"] is None
+    assert predicted["note"] == note + "no trip of the day is predicted"
+    # The gate has nothing to judge and passes, saying why; the decision decides nothing.
+    (beats_champion, beats_baseline) = decided.get_asset_check_evaluations()
+    assert beats_champion.passed and beats_baseline.passed
+    assert beats_champion.description == f"{DAYS[0]}: {note}there is no challenger to gate"
+    decisions = {
+        event.asset_key.to_user_string(): {
+            key: value.value for key, value in event.materialization.metadata.items()
+        }
+        for event in decided.get_asset_materialization_events()
+    }
+    assert decisions["model_promotion"] == {
+        "first_day": True,
+        "note": note + "there is nothing to decide; the champion stays",
+        "outcome": "nothing to decide",
+    }
 
 
 def test_outputs_are_the_sample_trips_and_their_features(loop: Loop) -> None:

@@ -112,6 +112,19 @@ def test_the_window_bounds_how_far_back_catch_up_goes() -> None:
     assert catch_up_window(D("2026-11-25"), D("2026-12-01"), 14)[0] == D("2026-11-25")
 
 
+def test_the_first_day_is_scored_without_a_model_and_the_second_after_its_model() -> None:
+    # A loop started on 11-25: its first day has no model before it, so its scoring (the records
+    # saying so) waits for nothing; the next day waits for the model of the first.
+    have = {asset: days_between(D("2026-11-25"), D("2026-12-01")) for asset in ALL[:2]}
+    plan = plan_catch_up(_state(have, first="2026-11-25"), catch_up_days=10, training_window_days=3)
+    assert _runs(plan) == [
+        ("train", "2026-11-25", ("duration_model",)),
+        ("train", "2026-11-26", ("duration_model",)),
+        ("score", "2026-11-25", ("model_evaluation", "trip_duration_predictions")),
+    ]
+    assert plan.waiting[D("2026-11-26")] == "evaluation waits for the evaluation of an earlier day"
+
+
 def test_only_missing_ranges_are_ingested_and_failures_or_other_runs_block_their_days() -> None:
     have = _through("2026-11-30")
     for asset in ("raw_trips", "trip_features"):
@@ -245,6 +258,22 @@ def test_the_sensor_after_four_days_of_downtime(
     _materialize(instance, ALL, days_between(D("2026-11-27"), D("2026-11-30")))
     requests, cursor, skip = _tick(sensor, instance, resources, cursor)
     assert requests == [] and skip == "window 2026-11-24..2026-11-30: launching nothing"
+
+
+def test_a_historical_run_is_caught_up_to_its_last_day_only(
+    instance: dg.DagsterInstance, resources: dict[str, object]
+) -> None:
+    days = DailyPartitioning.starting("2026-11-01", training_window_days=3, end_date="2026-11-28")
+    now = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    sensor = build_catch_up_sensor(days, catch_up_days=7, clock=lambda: now)
+    instance.report_runless_asset_event(dg.AssetMaterialization("taxi_zones"))
+    _materialize(instance, ALL, days_between(D("2026-11-01"), D("2026-11-26")))
+
+    requests, _, _ = _tick(sensor, instance, resources)
+
+    assert _requested(requests) == [
+        ("ingest", "2026-11-27..2026-11-28", ("raw_trips", "trip_features"))
+    ]
 
 
 def test_with_tlc_the_window_ends_with_the_newest_published_month(

@@ -46,7 +46,7 @@ MODULE = ("-m", "ml_assets.definitions")
 def _materialize_before_downtime(
     instance: dg.DagsterInstance, settings: Settings, assets: list[dg.AssetsDefinition], first: date
 ) -> None:
-    """The first day (no evaluation: no model before it), then the second, evaluated and decided
+    """The first day (its data and model), then the second, evaluated and decided
     (the promotion gate of the first caught-up day waits for that decision), whose predictions were
     never made: a day outside the catch-up window that it must leave alone."""
     resources = build_resources(settings)

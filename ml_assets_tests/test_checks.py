@@ -205,6 +205,23 @@ def test_missing_predictions_are_an_error(features: pl.DataFrame) -> None:
     assert result.description == f"{DAY}: 5 feature row(s) without a prediction"
 
 
+def test_the_first_day_of_the_loop_has_no_prediction_and_must_have_none(
+    features: pl.DataFrame,
+) -> None:
+    first_day = date.fromisoformat(DAY)
+    none = predictions_for(features).clear()
+    assert trip_duration_predictions_complete_and_plausible(
+        trip_duration_predictions={DAY: none}, trip_features={DAY: features}, first_day=first_day
+    ).passed
+    made_up = trip_duration_predictions_complete_and_plausible(
+        trip_duration_predictions={DAY: predictions_for(features).head(3)},
+        trip_features={DAY: features},
+        first_day=first_day,
+    )
+    assert (made_up.passed, made_up.severity) == (False, ERROR)
+    assert made_up.description == f"{DAY}: 3 prediction(s) for trips not in trip_features"
+
+
 def test_a_few_implausible_predictions_warn_many_are_an_error(features: pl.DataFrame) -> None:
     def with_negatives(count: int) -> pl.DataFrame:
         return predictions_for(features).with_columns(

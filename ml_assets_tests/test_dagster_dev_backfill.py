@@ -11,15 +11,18 @@ from ml_assets.settings import Settings
 from ml_assets_tests.dagster_dev import BACKFILL_DONE, DagsterGraphQL, running_dagster_dev
 
 # From the first partition: a model trains on the features of every day of its window. The
-# first day has no earlier model to evaluate or serve, so evaluation and predictions start a day
-# later.
+# first day has no earlier model to evaluate or serve: its evaluation and predictions are records
+# saying so, and the backfill completes over every day.
 DAYS = ["2021-01-01", "2021-01-02"]
 BACKFILLED = {
-    "raw_trips": DAYS,
-    "trip_features": DAYS,
-    "duration_model": DAYS,
-    "model_evaluation": DAYS[1:],
-    "trip_duration_predictions": DAYS[1:],
+    name: DAYS
+    for name in (
+        "raw_trips",
+        "trip_features",
+        "duration_model",
+        "model_evaluation",
+        "trip_duration_predictions",
+    )
 }
 
 
@@ -85,3 +88,5 @@ def test_a_backfill_launched_over_graphql_materializes_every_day(
     features = pl.read_parquet(settings.assets_dir / "trip_features" / f"{DAYS[1]}.parquet")
     assert predictions["trip_key"].to_list() == features["trip_key"].to_list()
     assert predictions["model_version"].unique().to_list() == [models[0]["version"]]
+    first_day = settings.assets_dir / "trip_duration_predictions" / f"{DAYS[0]}.parquet"
+    assert pl.read_parquet(first_day).height == 0

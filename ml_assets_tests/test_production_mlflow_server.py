@@ -147,4 +147,4 @@ def test_mlflow_server_on_postgres_matches_the_local_store(
 
     # The served predictions came from models loaded back through the server.
     served_predictions = tmp_path / "served" / "assets" / "trip_duration_predictions"
-    assert sorted(path.stem for path in served_predictions.iterdir()) == DAYS[1:]
+    assert sorted(path.stem for path in served_predictions.iterdir()) == DAYS

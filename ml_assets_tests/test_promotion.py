@@ -20,6 +20,7 @@ import pytest
 from mlflow import MlflowClient
 from PIL import Image
 
+from ml_assets.assets.first_day import first_day_record
 from ml_assets.checks.promotion_gate import challenger_beats_baseline, challenger_beats_champion
 from ml_assets.definitions import build_definitions
 from ml_assets.lib.evaluation_reports import DPI, FIGURE_INCHES, REPORTS
@@ -92,6 +93,17 @@ def test_the_gate_checks_fail_with_error_naming_the_day_and_the_numbers() -> Non
     assert passed.description == (
         "2021-01-05: challenger RMSE 6.000 is 10.0% lower than the champion's 7.000"
     )
+
+
+def test_the_gate_of_the_first_day_has_nothing_to_judge_and_says_so() -> None:
+    record = first_day_record(date(2021, 1, 1), "there is no challenger to gate")
+    for check in (challenger_beats_champion, challenger_beats_baseline):
+        result = check({"2021-01-01": record})
+        assert result.passed
+        assert result.description == (
+            "2021-01-01: the first day of the loop (ML_ASSETS_START_DATE): no model was trained "
+            "before it; there is no challenger to gate"
+        )
 
 
 # The registry's record of one day's decision, withdrawn.

@@ -1,4 +1,5 @@
-"""End to end in a real browser: `dagster dev` on loopback, driven through Debian's chromium.
+"""End to end in a real browser: `dagster dev` on loopback, driven through Debian's chromium,
+after `ml-assets-demo` ran the loop over a historical run of four days (ML_ASSETS_END_DATE).
 
 Screenshots go to `test-artifacts/` in the repository root. With `ML_ASSETS_UPDATE_SCREENSHOTS=1`
 the README's screenshots in `docs/images/` are refreshed from the same run.
@@ -7,16 +8,18 @@ the README's screenshots in `docs/images/` are refreshed from the same run.
 import os
 import re
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import dagster as dg
 import pytest
 
+from ml_assets.definitions import build_definitions
+from ml_assets.settings import Settings
 from ml_assets_tests.conftest import REPO_ROOT, local_instance, new_local_home
 from ml_assets_tests.dagster_dev import running_dagster_dev
-from ml_assets_tests.graph import WITHOUT_PREDICTIONS
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 README_IMAGES = REPO_ROOT / "docs" / "images"
@@ -32,6 +35,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 GROUPS = ("ingestion", "features", "model", "predictions")
+DEMO_DAYS = ("2021-01-01", "2021-01-04")
 CLICKED_DAY = "2021-01-03"
 EVALUATED_DAY = "2021-01-02"
 
@@ -52,55 +56,81 @@ def _require_chromium() -> None:
     pytest.skip(reason)
 
 
-def _seed(home: Path, env: dict[str, str]) -> None:
-    """Materialize a model and its evaluation, in-process, into the instance dagster dev shows."""
-    from ml_assets.resources import build_resources
-    from ml_assets.settings import Settings
-
-    assets = WITHOUT_PREDICTIONS
-    resources = build_resources(Settings.from_env(env))
-    with local_instance(home) as instance:
-        dg.materialize(assets, selection=["taxi_zones"], resources=resources, instance=instance)
-        for day, selection in [
-            ("2021-01-01", ["raw_trips", "trip_features", "duration_model"]),
-            (EVALUATED_DAY, ["raw_trips", "trip_features", "duration_model", "model_evaluation"]),
-        ]:
-            dg.materialize(
-                assets,
-                selection=selection,
-                partition_key=day,
-                resources=resources,
-                instance=instance,
-            )
+def _run_the_demo(cwd: Path, env: dict[str, str], log: Path) -> None:
+    """`ml-assets-demo` over the demo days, as the README's quickstart runs it."""
+    first, last = DEMO_DAYS
+    with log.open("w") as output:
+        finished = subprocess.run(
+            [sys.executable, "-m", "ml_assets.demo", "--start", first, "--end", last],
+            cwd=cwd,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            timeout=400,
+        )
+    assert finished.returncode == 0, log.read_text()[-3000:]
 
 
 @pytest.fixture(scope="module")
 def dagster_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """A seeded `dagster dev` on a free loopback port; yields its URL and DAGSTER_HOME."""
+    """`dagster dev` on a free loopback port, showing what `ml-assets-demo` made of a historical
+    run (ML_ASSETS_END_DATE: the demo's last day); yields its URL and DAGSTER_HOME."""
     _require_chromium()
     base = tmp_path_factory.mktemp("dagster_ui")
     home = new_local_home(base)
-    settings_env = {"ML_ASSETS_SOURCE": "sample", "ML_ASSETS_DATA_DIR": str(base / "data")}
+    settings_env = {
+        "ML_ASSETS_SOURCE": "sample",
+        "ML_ASSETS_DATA_DIR": str(base / "data"),
+        "ML_ASSETS_START_DATE": DEMO_DAYS[0],
+        "ML_ASSETS_END_DATE": DEMO_DAYS[1],
+    }
     env = {**os.environ, **settings_env, "DAGSTER_HOME": str(home)}
     env.pop("MLFLOW_TRACKING_URI", None)
+    # The instance's storage is created once, here: the demo and dagster dev creating it at the
+    # same moment race on its schema migrations (a deployment creates it once, too).
+    with local_instance(home):
+        pass
 
     log = base / "dagster_dev.log"
     target = ("-w", str(REPO_ROOT / "workspace.yaml"))
     try:
-        # Seed while dagster dev starts: its daemon's first ticks are slow on a busy machine, and
-        # the run launched from the UI waits in the queue until the daemon dequeues it.
+        # The demo runs while dagster dev starts: its daemon's first ticks are slow on a busy
+        # machine, and the run launched from the UI waits in the queue until it dequeues it.
         with running_dagster_dev(
             target,
             cwd=base,
             env=env,
             log=log,
             timeout=180,
-            while_starting=lambda: _seed(home, settings_env),
+            while_starting=lambda: _run_the_demo(base, env, base / "demo.log"),
         ) as url:
             yield url, home
     finally:
         ARTIFACTS.mkdir(exist_ok=True)
         shutil.copy(log, ARTIFACTS / "dagster_dev.log")
+        if (base / "demo.log").exists():
+            shutil.copy(base / "demo.log", ARTIFACTS / "demo.log")
+
+
+def _missing_partitions(home: Path) -> dict[str, list[str]]:
+    """The days (or `(unpartitioned)`) of each asset not materialized, read from the instance."""
+    definitions = build_definitions(
+        Settings.from_env(
+            {"ML_ASSETS_START_DATE": DEMO_DAYS[0], "ML_ASSETS_END_DATE": DEMO_DAYS[1]}
+        )
+    )
+    graph = definitions.resolve_asset_graph()
+    missing = {}
+    with local_instance(home) as instance:
+        for key in graph.materializable_asset_keys:
+            partitions = graph.get(key).partitions_def
+            expected = partitions.get_partition_keys() if partitions else ["(unpartitioned)"]
+            if partitions is None:
+                done = ["(unpartitioned)"] if instance.get_latest_materialization_event(key) else []
+            else:
+                done = list(instance.get_materialized_partitions(key))
+            missing[key.to_user_string()] = sorted(set(expected) - set(done))
+    return missing
 
 
 @pytest.fixture(scope="module")
@@ -198,8 +228,10 @@ def _node_at(nodes: list[dict], x: float, y: float) -> str | None:
     return None
 
 
-def test_asset_graph_shows_every_asset_and_edge(browser_page, dagster_ui) -> None:
-    url, _ = dagster_ui
+def test_asset_graph_shows_every_asset_and_edge_all_materialized_after_the_demo(
+    browser_page, dagster_ui
+) -> None:
+    url, home = dagster_ui
     expected_edges = _expected_edges()
     expected_assets = {name for edge in expected_edges for name in edge}
     expanded = ",".join(f"global@global:{group}" for group in GROUPS)
@@ -225,6 +257,9 @@ def test_asset_graph_shows_every_asset_and_edge(browser_page, dagster_ui) -> Non
     _screenshot(page, "asset_graph", readme=True)
     assert expected_assets <= shown_assets
     assert shown_edges == expected_edges
+    # Green in the UI: every day of every asset materialized, the first day's evaluation, gate,
+    # decision and predictions included (records saying there was nothing to score).
+    assert _missing_partitions(home) == {name: [] for name in expected_assets - {"champion_model"}}
 
 
 def test_materialize_a_partition_by_clicking(browser_page, dagster_ui) -> None:
@@ -244,15 +279,17 @@ def test_materialize_a_partition_by_clicking(browser_page, dagster_ui) -> None:
     _screenshot(page, "materialize_dialog")
     dialog.get_by_role("button").filter(has_text=re.compile(r"^Launch")).click()
 
-    # Wait for the run's output file; polling the instance from here would compete with the
-    # daemon for the SQLite storage. The UI then has to show the materialization itself.
+    # Wait for the run to write the day's file again (the demo wrote it first; outputs are
+    # replaced atomically); polling the instance from here would compete with the daemon for the
+    # SQLite storage. The UI then has to show the materialization itself.
     written = home.parent / "data" / "assets" / "raw_trips" / f"{CLICKED_DAY}.parquet"
+    demo_written = written.stat().st_mtime_ns
     # An open asset page keeps polling the webserver, whose SQLite reads can starve the daemon's
     # dequeue of the run on a busy machine: leave the UI while the run goes through the queue.
     page.wait_for_timeout(2000)
     page.goto("about:blank")
     deadline = time.monotonic() + 300
-    while not written.exists():
+    while written.stat().st_mtime_ns == demo_written:
         assert time.monotonic() < deadline, "the run launched from the UI did not succeed"
         time.sleep(2)
 

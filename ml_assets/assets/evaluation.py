@@ -14,6 +14,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
+from ml_assets.assets.first_day import first_day_metadata, first_day_record
 from ml_assets.assets.metadata import rmse_comparison_markdown
 from ml_assets.assets.training import MODEL_GROUP
 from ml_assets.failures import failing_without_retries
@@ -48,8 +49,8 @@ def model_evaluation(
 
     Nothing is promoted here: `model_promotion` decides, downstream, behind the blocking checks
     of the promotion gate. `champion_version` is the champion going into the day (the one that
-    serves its predictions), chosen before the day was seen. The first day has no earlier model:
-    nothing is materialized for it.
+    serves its predictions), chosen before the day was seen. The first day of the loop has no
+    earlier model: its evaluation is a record saying so (`first_day`), and nothing is scored.
     """
     # A run told to stop stops here instead of being retried (see `failing_without_retries`).
     with failing_without_retries(f"partition {context.partition_key}"):
@@ -96,8 +97,10 @@ def _score_and_report(
     from ml_assets.lib.promotion_gate import mlflow_regression_metrics
 
     day = date.fromisoformat(context.partition_key)
-    if not duration_model:
-        context.log.info(f"{day}: no model was trained before this day; nothing to evaluate")
+    if not duration_model:  # the day before is not a partition: the first day of the loop
+        record = first_day_record(day, "nothing is scored")
+        context.log.info(f"{day}: {record['note']}")
+        yield dg.Output(record, metadata={**first_day_metadata(record), "dagster/row_count": 0})
         return
     (challenger_record,) = duration_model.values()
     pickup_day = pl.col("pickup_datetime").dt.date()
@@ -262,7 +265,6 @@ def evaluation_assets(days: DailyPartitioning) -> list[dg.AssetsDefinition]:
             kinds={"scikit-learn", "mlflow"},
             code_version="2",  # scores only; promotion is its own step
             retry_policy=mlflow_retry,
-            output_required=False,
             tags={"stage": "evaluate"},
         )(model_evaluation),
     ]

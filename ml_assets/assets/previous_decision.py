@@ -15,6 +15,7 @@ from datetime import date, timedelta
 import dagster as dg
 from pydantic import Field
 
+from ml_assets.assets.first_day import FIRST_DAY
 from ml_assets.lib.catch_up import CATCH_UP_STEP_TAG
 
 MODEL_EVALUATION = dg.AssetKey("model_evaluation")
@@ -56,12 +57,15 @@ def _latest(instance: dg.DagsterInstance, asset: dg.AssetKey, day: str) -> dg.Ev
     return records[0] if records else None
 
 
-def _passed_the_gate(validation: dg.EventLogRecord) -> bool:
-    materialization = validation.asset_materialization
+def _metadata_flag(record: dg.EventLogRecord, name: str) -> bool:
+    materialization = record.asset_materialization
     metadata = materialization.metadata if materialization else {}
+    return getattr(metadata.get(name), "value", False) is True
+
+
+def _passed_the_gate(validation: dg.EventLogRecord) -> bool:
     return all(
-        getattr(metadata.get(answer), "value", False) is True
-        for answer in ("beats_champion", "beats_baseline")
+        _metadata_flag(validation, answer) for answer in ("beats_champion", "beats_baseline")
     )
 
 
@@ -69,7 +73,7 @@ def pending_decision(
     instance: dg.DagsterInstance, day: str, partitions_def: dg.PartitionsDefinition
 ) -> str | None:
     """Why the promotion decision of `day` is not final yet, naming the step to run; None if it is
-    (decided, or nothing to decide: no evaluation, or a day before the first)."""
+    (decided, or nothing to decide: no evaluation, the first day of the loop, or a day before)."""
     if not partitions_def.has_partition_key(day):
         return None
     for asset in DECISION_STEPS:
@@ -77,6 +81,8 @@ def pending_decision(
         if status.get(day) == dg.AssetPartitionStatus.IN_PROGRESS:
             return f"a run materializing {asset.to_user_string()} of {day} is queued or in progress"
     evaluation, validation, promotion = (_latest(instance, a, day) for a in DECISION_STEPS)
+    if evaluation is not None and _metadata_flag(evaluation, FIRST_DAY):
+        return None
     if evaluation is not None and (
         validation is None or validation.timestamp < evaluation.timestamp
     ):

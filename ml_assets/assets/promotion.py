@@ -25,6 +25,7 @@ from typing import Any
 import dagster as dg
 
 from ml_assets.assets.champion import CHAMPION_MODEL, champion_observation, serves_from
+from ml_assets.assets.first_day import first_day_metadata, first_day_record, is_first_day
 from ml_assets.assets.training import MODEL_GROUP
 from ml_assets.assets.validation import challenger_validation
 from ml_assets.failures import failing_without_retries
@@ -58,6 +59,7 @@ def model_promotion(
     challenger becomes champion (the MLflow alias `champion` moves, effective for the next day's
     predictions); with `manual` it becomes a candidate (`status=candidate` on its MLflow
     version) that a person approves or rejects from the Launchpad with `review_candidate_job`.
+    On the first day of the loop there is nothing to decide: its record says so (`first_day`).
     """
     with failing_without_retries(f"partition {context.partition_key}"):
         yield from _decide(context, challenger_validation, model_registry, promotion_policy)
@@ -70,6 +72,13 @@ def _decide(
     policy: PromotionPolicy,
 ) -> Iterator[dg.Output | dg.AssetObservation]:
     day = date.fromisoformat(context.partition_key)
+    if is_first_day(validation):
+        record = first_day_record(day, "there is nothing to decide; the champion stays")
+        yield dg.Output(
+            {**record, "outcome": "nothing to decide"},
+            metadata={**first_day_metadata(record), "outcome": "nothing to decide"},
+        )
+        return
     # The blocking checks gate this step in a job; asked for alone (without them), the same
     # answers are read here so that nothing can promote around the gate.
     failed = [
@@ -146,9 +155,7 @@ def promotion_assets(days: DailyPartitioning) -> list[dg.AssetsDefinition]:
     from self-dependencies (previous day) on these assets: in an asset backfill, what a failed
     run planned and did not materialize counts as failed, and so does everything downstream of
     it, later days of a self-dependent asset included. One day's failed gate (which skips its
-    model_promotion) would then fail the decisions of every later day, and the first day, which
-    has no evaluation and so no validation, would leave the second day waiting for a parent that
-    is never materialized.
+    model_promotion) would then fail the decisions of every later day.
     """
     validation = dg.asset(
         group_name=MODEL_GROUP,

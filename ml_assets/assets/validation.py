@@ -19,6 +19,7 @@ import dagster as dg
 import polars as pl
 
 from ml_assets.assets.champion import champion_observation
+from ml_assets.assets.first_day import first_day_metadata, first_day_record, is_first_day
 from ml_assets.assets.previous_decision import PreviousDecisionConfig, wait_for_decision_before
 from ml_assets.failures import failing_without_retries
 from ml_assets.lib.promotion_gate import RMSE, GateResult, gate, model_metrics_on
@@ -77,6 +78,8 @@ def challenger_validation(
     when the answer is no: the blocking checks then skip `model_promotion`, and checks only
     report. The withdrawal is recorded like any decision (MLflow tags, this step's metadata, an
     observation of `champion_model`).
+
+    On the first day of the loop there is no challenger: its record says so (`first_day`).
     """
     with failing_without_retries(f"partition {context.partition_key}"):
         yield from _validate(
@@ -100,6 +103,10 @@ def _validate(
     policy: PromotionPolicy,
 ) -> Iterator[dg.Output | dg.AssetObservation]:
     day = date.fromisoformat(context.partition_key)
+    if is_first_day(evaluation):
+        record = first_day_record(day, "there is no challenger to gate")
+        yield dg.Output(record, metadata=first_day_metadata(record))
+        return
     scored = evaluation.get("mlflow_metrics")
     if scored is None:
         raise dg.Failure(

@@ -4,6 +4,7 @@ A daily check: predictions run one day per run.
 """
 
 from collections.abc import Iterator
+from datetime import date
 
 import dagster as dg
 import polars as pl
@@ -21,11 +22,14 @@ TRIP_FEATURES = "trip_features"
 
 
 def trip_duration_predictions_complete_and_plausible(
-    trip_duration_predictions: dict[str, pl.DataFrame], trip_features: dict[str, pl.DataFrame]
+    trip_duration_predictions: dict[str, pl.DataFrame],
+    trip_features: dict[str, pl.DataFrame],
+    first_day: date | None = None,
 ) -> dg.AssetCheckResult:
     """Exactly one prediction per `trip_features` row (same trip keys, none missing), and values
     within 0..120 minutes: ERROR if rows are missing or extra, or more than 1% of values are
-    implausible; WARN for a few implausible values.
+    implausible; WARN for a few implausible values. On the first day of the loop, which no model
+    predicts, none (no row at all).
 
     Not blocking (nothing runs after predictions). ERROR means consumers must not use the day's
     predictions; the failed-check alert says so even though the run itself succeeded. A handful
@@ -39,7 +43,8 @@ def trip_duration_predictions_complete_and_plausible(
     schema_failures = schema_problems_by_key(PREDICTION_FRAME_SCHEMA, trip_duration_predictions)
     for day, predictions in trip_duration_predictions.items():
         problems = [str(problem) for problem in schema_failures.get(day, [])]
-        expected = set(trip_features[day]["trip_key"])
+        unpredictable = first_day is not None and day == first_day.isoformat()
+        expected = set() if unpredictable else set(trip_features[day]["trip_key"])
         predicted = set(predictions["trip_key"])
         if missing := len(expected - predicted):
             problems.append(f"{missing} feature row(s) without a prediction")
@@ -88,7 +93,9 @@ def predictions_checks(days: DailyPartitioning) -> list[dg.AssetChecksDefinition
         """Completeness and plausibility of the day's predictions."""
         yield named(
             trip_duration_predictions_complete_and_plausible(
-                trip_duration_predictions=trip_duration_predictions, trip_features=trip_features
+                trip_duration_predictions=trip_duration_predictions,
+                trip_features=trip_features,
+                first_day=days.first_day,
             ),
             trip_duration_predictions_complete_and_plausible,
             PREDICTIONS,

@@ -8,7 +8,8 @@ The loop of one day D is four steps, each needing what the steps before it produ
 - `score`: `model_evaluation` of D, which reads `duration_model` of D-1 and `trip_features` of
   D-window..D, then `trip_duration_predictions` of D, which read the evaluation (it names the model
   that serves D). Each day's promotion (after its evaluation) may move the champion the next
-  day is scored against, so evaluations run strictly one day after the other, oldest first; a day whose evaluation exists but whose predictions do not is scored on its own.
+  day is scored against, so evaluations run strictly one day after the other, oldest first; a day whose evaluation exists but whose predictions do not is scored on its own. The first
+  day of the loop has no model before it: its scoring records that and needs no model.
 
 `plan_catch_up` looks at what exists and what is running, and returns the runs that can start
 now, oldest first, plus why each other day of the window waits. Days are never requested twice:
@@ -233,8 +234,7 @@ def _plan_scoring(
     state: LoopState, plan: CatchUpPlan, window: list[date], training_window_days: int
 ) -> None:
     score = state.runs(Step.score)
-    # The first partition has no model before it: nothing is evaluated or predicted for it.
-    days = [day for day in window if day > state.first_day]
+    days = window
     evaluation_running = bool(score.running & set(days))
     chain_open = True  # evaluations go one day at a time, oldest first
     for day in days:
@@ -259,7 +259,7 @@ def _plan_scoring(
         chain_open = False
         if evaluation_running:
             plan.wait(day, "evaluation waits for the evaluation of an earlier day")
-        elif not state.has("duration_model", day - timedelta(days=1)):
+        elif day > state.first_day and not state.has("duration_model", day - timedelta(days=1)):
             plan.wait(day, f"evaluation waits for duration_model of {day - timedelta(days=1)}")
         elif missing := _missing_features(state, day - timedelta(days=training_window_days), day):
             plan.wait(day, f"evaluation waits for trip_features of {_span(missing)}")

@@ -45,7 +45,7 @@ def promote_evaluated_day(context: dg.RunStatusSensorContext):
         and entry.asset_materialization.asset_key == MODEL_EVALUATION
     ]
     if day is None or not evaluated:
-        return dg.SkipReason(f"run {run.run_id} evaluated no day (the first day has no model)")
+        return dg.SkipReason(f"run {run.run_id} evaluated no day")
     return dg.RunRequest(
         run_key=run.run_id, partition_key=day, tags={"ml_assets/evaluation_run": run.run_id}
     )

@@ -53,7 +53,7 @@ def run_numbers(instance: dg.DagsterInstance, run_id: str) -> RunNumbers:
             evaluated = values
         elif key == "model_promotion":
             decided = values
-    if evaluated:
+    if evaluated.get("rmse") is not None:  # the first day's evaluation scores nothing
         rmse, baseline = evaluated.get("rmse"), evaluated.get("baseline_rmse")
     else:
         rmse, baseline = trained.get("val_rmse"), trained.get("baseline_val_rmse")
