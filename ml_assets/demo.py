@@ -193,8 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nDone. Open the UI with `dagster dev` (DAGSTER_HOME={os.environ['DAGSTER_HOME']}).")
     if settings.end_date is None:
         print(
-            f"`ML_ASSETS_END_DATE={args.end} dagster dev` shows these days alone, every asset "
-            "materialized; plain `dagster dev` shows every day up to today."
+            f"`ML_ASSETS_END_DATE={args.end} dagster dev` shows these days alone; plain "
+            "`dagster dev` shows every day up to today."
         )
     return 0
 

@@ -98,7 +98,9 @@ def test_demo_runs_the_loop_day_by_day_and_prints_what_each_day_produced(tmp_pat
     assert "STEP_START" not in completed.stderr + completed.stdout
     assert "DEBUG" not in completed.stderr + completed.stdout
     assert f"DAGSTER_HOME={home}" in completed.stdout
-    assert f"`ML_ASSETS_END_DATE={DAYS[-1]} dagster dev` shows these days alone" in completed.stdout
+    assert (
+        f"`ML_ASSETS_END_DATE={DAYS[-1]} dagster dev` shows these days alone;" in completed.stdout
+    )
 
     data_dir = tmp_path / "data"
     assert sorted(p.name for p in (data_dir / "assets" / "raw_trips").iterdir()) == [
