@@ -305,7 +305,9 @@ class CliRun:
         )
 
 
-_RECORD_START = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4} - ", re.MULTILINE)
+# Anywhere, not only at a line's start: stdout and stderr share the pipe, so a record can follow
+# output of the other stream that did not end its line yet.
+_RECORD_START = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4} - ")
 
 
 REFETCH_CONFIG = '{"ops": {"raw_trips": {"config": {"refetch_source": true}}}}'
