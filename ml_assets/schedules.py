@@ -23,7 +23,7 @@ def day_before(scheduled_time: datetime) -> date:
 def _outside_partitions(day: date, days: DailyPartitioning) -> dg.SkipReason | None:
     if day < days.first_day:
         return dg.SkipReason(f"{day} is before the first partition ({days.first_day})")
-    if days.newest_of(day) < day:
+    if days.last_day is not None and day > days.last_day:
         return dg.SkipReason(
             f"{day} is after the last partition ({days.last_day}, ML_ASSETS_END_DATE)"
         )

@@ -218,15 +218,21 @@ def _requested(requests: list[dg.RunRequest]) -> list[tuple[object, ...]]:
     ]
 
 
+def _back_after_downtime(
+    instance: dg.DagsterInstance, days: DailyPartitioning
+) -> dg.SensorDefinition:
+    """The catch-up sensor of `days` (7-day window) when the daemon stopped after the loop of
+    11-26 and comes back on 12-01 at 09:00 UTC."""
+    now = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    instance.report_runless_asset_event(dg.AssetMaterialization("taxi_zones"))
+    _materialize(instance, ALL, days_between(D("2026-11-01"), D("2026-11-26")))
+    return build_catch_up_sensor(days, catch_up_days=7, clock=lambda: now)
+
+
 def test_the_sensor_after_four_days_of_downtime(
     instance: dg.DagsterInstance, resources: dict[str, object]
 ) -> None:
-    days = DailyPartitioning.starting("2026-11-01", training_window_days=3)
-    # The daemon stopped after the loop of 11-26; it comes back on 12-01 at 09:00 UTC.
-    now = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-    sensor = build_catch_up_sensor(days, catch_up_days=7, clock=lambda: now)
-    instance.report_runless_asset_event(dg.AssetMaterialization("taxi_zones"))
-    _materialize(instance, ALL, days_between(D("2026-11-01"), D("2026-11-26")))
+    sensor = _back_after_downtime(instance, DailyPartitioning.starting("2026-11-01", 3))
 
     requests, cursor, _ = _tick(sensor, instance, resources)
     assert _requested(requests) == [
@@ -263,11 +269,8 @@ def test_the_sensor_after_four_days_of_downtime(
 def test_a_historical_run_is_caught_up_to_its_last_day_only(
     instance: dg.DagsterInstance, resources: dict[str, object]
 ) -> None:
-    days = DailyPartitioning.starting("2026-11-01", training_window_days=3, end_date="2026-11-28")
-    now = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-    sensor = build_catch_up_sensor(days, catch_up_days=7, clock=lambda: now)
-    instance.report_runless_asset_event(dg.AssetMaterialization("taxi_zones"))
-    _materialize(instance, ALL, days_between(D("2026-11-01"), D("2026-11-26")))
+    days = DailyPartitioning.starting("2026-11-01", 3, end_date="2026-11-28")
+    sensor = _back_after_downtime(instance, days)
 
     requests, _, _ = _tick(sensor, instance, resources)
 

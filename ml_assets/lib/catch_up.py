@@ -8,8 +8,9 @@ The loop of one day D is four steps, each needing what the steps before it produ
 - `score`: `model_evaluation` of D, which reads `duration_model` of D-1 and `trip_features` of
   D-window..D, then `trip_duration_predictions` of D, which read the evaluation (it names the model
   that serves D). Each day's promotion (after its evaluation) may move the champion the next
-  day is scored against, so evaluations run strictly one day after the other, oldest first; a day whose evaluation exists but whose predictions do not is scored on its own. The first
-  day of the loop has no model before it: its scoring records that and needs no model.
+  day is scored against, so evaluations run strictly one day after the other, oldest first; a
+  day whose evaluation exists but whose predictions do not is scored on its own. The first day
+  of the loop has no model before it: its scoring records that and needs no model.
 
 `plan_catch_up` looks at what exists and what is running, and returns the runs that can start
 now, oldest first, plus why each other day of the window waits. Days are never requested twice:
@@ -234,10 +235,9 @@ def _plan_scoring(
     state: LoopState, plan: CatchUpPlan, window: list[date], training_window_days: int
 ) -> None:
     score = state.runs(Step.score)
-    days = window
-    evaluation_running = bool(score.running & set(days))
+    evaluation_running = bool(score.running & set(window))
     chain_open = True  # evaluations go one day at a time, oldest first
-    for day in days:
+    for day in window:
         evaluated = state.has("model_evaluation", day)
         if evaluated and state.has("trip_duration_predictions", day):
             continue
