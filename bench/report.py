@@ -63,26 +63,38 @@ entry to say what else ran on the machine. Each case below shows its newest reco
 ANALYSIS = """\
 ## Reading the figures
 
-This analysis was written for the runs of 2026-12-03 (`bench/recorded/2026-12-03-idle.json`, one
-case at a time on an otherwise idle machine) and quotes them; the tables below are the current
-ones. Several cases are slower than in the full run of 2026-11-29 (see Earlier runs) because the
-work they time grew since (issues 12, 14, 15 and 16), not because the same work got slower:
+This analysis was written for the runs of 2026-12-03, one case at a time on an otherwise idle
+machine: `bench/recorded/2026-12-03-pm.json` (features, model, daily, scale, peers),
+`2026-12-03-idle.json` (backfill) and `2026-12-03-models.json` (models), and quotes them; the
+tables below are the current ones. Several cases are slower than in the full run of 2026-11-29 (see
+Earlier runs) because the work they time grew since (issues 12, 14, 15 and 16), not because the
+same work got slower; the machine itself was slower in the afternoon (the course's pandas took
+0.92 s against 0.66 s then, the daily script 6.2 s against 5.0 s):
 
-- **features** (6.5x then, 3.7x now) and **model** (fit CPU 1.2 s then, 3.6 s now; goal 5 s): the
+- **features** (6.5x then, 3.1x now) and **model** (fit CPU 1.2 s then, 3.4 s now; goal 5 s): the
   model reads more inputs, which `model_input` builds (minute of day, holidays, whole-minute
   pickups, borough pair, zone by recording, pickup time) and which took the course protocol's RMSE
   from 5.35 to 5.11 (goal 5.2); every trip also gets a content digest as its key (trip identity).
-  The holidays of a year are now worked out once per process (pandas took 25 ms a call).
-- **scale**, **MISSED**: peak memory at 10,000,000 trips is 5.77 GiB (3.89 GiB then). The model's
-  input frame holds seven string columns as pandas objects (0.34 GiB more per 2,000,000 rows) and
-  14 inputs, which the encoders copy to floats for the fit. Categorical dtypes would cut it but
-  change the logged models' signatures; not done yet.
-- **daily** (in-process 1.39x then, 1.60x now; default executor 3.33x then, 4.39x now): the run
+  For January's 76,518 trips the digests take about 32 ms, `build_trip_features` 38 ms (dropping
+  repeated trips and sorting by pickup and key included) and `model_input` 30 ms. `model_input`
+  now hands its seven category columns to pandas as `category` columns, codes plus each distinct
+  string once (37 MB down to 6 MB for January), at the same speed; the fit got a little faster
+  (3.6 s to 3.4 s of CPU) and predicts exactly as before.
+- **scale**, both goals **MISSED**: peak memory at 10,000,000 trips is 5.40 GiB (5.77 GiB before
+  the category columns, 3.89 GiB on 2026-11-29). By their sizes (not yet measured one by one), the
+  largest pieces left are the features frame (its 32-digit trip keys alone are about 0.45 GiB at
+  this size), held while the pipeline's column transformer builds its 14 float64 inputs, about
+  1 GiB, as pieces and then stacked. CPU time per trip at 10,000,000 is 1.26x that at 1,000,000
+  (goal 1.25x; 1.13x then): the small run was faster this time (28.2 s of CPU against 30.3 s),
+  the large one about the same (35.5 s per million trips against 34.4 s).
+- **daily** (in-process 1.39x then, 1.64x now; default executor 3.33x then, 4.72x now): the run
   also checks the day's freshness (`on_time`) and repeated trips and asks TLC whether the month
   changed, and with the default executor every check step is a process that loads the code
-  location again. Dagster also built the definitions seven times in the CLI's process and twice in
-  each step's (60 to 190 ms each); `defs` now builds them once per settings and process (not yet
-  in a recorded run).
+  location again (eight steps). `defs` now builds the definitions once per settings and process
+  (Dagster built them seven times in the CLI's process, 60 to 190 ms each), which this run
+  includes; the step that predicts spends most of its 5.5 s importing MLflow and skops (skops
+  alone takes about 2 s to list the scikit-learn types it may trust) and loading the model, as the
+  script does.
 - **backfill**, the first run's own work, **MISSED** (1.65x then, 2.15x now; goal 1.5x): of its
   2.7 s, the raw trips' check step spends about 0.8 s importing pandera, which imports pandas even
   for polars schemas (pandera 0.35) and which the script, checking nothing, never does; the rest is
@@ -106,15 +118,16 @@ work they time grew since (issues 12, 14, 15 and 16), not because the same work 
   plan. A run per day cannot get within 1.5x of a loop in one process; a range run walking the
   days in order in one process could.
 
-- **peers**, first full run (`bench/recorded/2026-12-03-peers.json`, idle machine): 8 of 12
-  pairings met. Through the `dagster` CLI, ml_assets beats Prefect 3.9.1 both ephemeral and with
-  its server on every piece of work: scoring a day 7.6 s against 21.5 s and 12.3 s; the 90-day
-  backfill 5.1 s against 17.6 s and 6.6 s; its re-run 2.7 s against 15.4 s and 5.6 s. Through
-  `dagster dev`, a run launched directly (`launchRun`) does too: 7.4 s, 4.8 s and 3.1 s. A
-  partition backfill through the daemon and the run queue (`launchPartitionBackfill`), which the
-  dagster dev goals compare, **MISSED**: 44.6 s first, 60.0 s re-run. Most of that is waiting:
-  the backfill daemon looks for new backfills every 30 s, then the queue every 5 s; the run
-  itself is the same single run over the range. Everyone wrote the same trips.
+- **peers**, all 14 goals met (`bench/recorded/2026-12-03-pm.json`): through the `dagster` CLI
+  and through a run launched on a running `dagster dev`, ml_assets beats Prefect 3.9.1 both
+  ephemeral and with its server on every piece of work: scoring a day 11.1 s against 29.9 s and
+  19.4 s; the 90-day backfill 6.9 s (7.3 s on dagster dev) against 25.4 s and 10.0 s; its re-run
+  4.3 s (3.9 s) against 23.4 s and 8.2 s. Everyone wrote the same trips. The goals pair what
+  issue 16 names, the CLI and a run launched through `dagster dev`; the first full run (8 of 12,
+  `2026-12-03-peers.json`) paired the UI's partition backfill instead. That backfill is reported
+  beside them: 37.1 s first, 60.0 s re-run, for the same single run plus Dagster's backfill
+  daemon, which looks for new backfills every 30 s (a constant of the daemon in Dagster 1.13, not
+  a setting) and marks a backfill completed on its next look after the last run.
 
 The local instance's pooled event log stays the laptop default: on the same first backfill it
 does the work in 2.66 s against 6.14 s with Dagster's own SQLite event log (2.31x; the `backfill`
