@@ -75,10 +75,14 @@ same work got slower; the machine itself was slower in the afternoon (the course
   model reads more inputs, which `model_input` builds (minute of day, holidays, whole-minute
   pickups, borough pair, zone by recording, pickup time) and which took the course protocol's RMSE
   from 5.35 to 5.11 (goal 5.2); every trip also gets a content digest as its key (trip identity).
-  For January's 76,518 trips the digests take about 32 ms, `build_trip_features` 38 ms (dropping
-  repeated trips and sorting by pickup and key included) and `model_input` 30 ms. `model_input`
+  For January's 76,518 trips the digests take about 32 ms, `build_trip_features` 26 ms and
+  `model_input` 36 ms. `build_trip_features` took 32 ms before it dropped repeated trips with a
+  filter on each key's first row instead of `unique`, which copied every column through a hash
+  table (the same rows; the step's peak memory on 2,000,000 trips about 0.3 GB less; not yet in a recorded
+  run). `model_input`
   now hands its seven category columns to pandas as `category` columns, codes plus each distinct
-  string once (37 MB down to 6 MB for January), at the same speed; the fit got a little faster
+  string once (37 MB down to 6 MB for January; the conversion about 8 ms slower, within the
+  case's noise); the fit got a little faster
   (3.6 s to 3.4 s of CPU) and predicts exactly as before.
 - **scale**, both goals **MISSED**: peak memory at 10,000,000 trips is 5.40 GiB (5.77 GiB before
   the category columns, 3.89 GiB on 2026-11-29). By their sizes (not yet measured one by one), the
