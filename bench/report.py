@@ -77,20 +77,21 @@ same work got slower; the machine itself was slower in the afternoon (the course
   from 5.35 to 5.11 (goal 5.2); every trip also gets a content digest as its key (trip identity).
   For January's 76,518 trips the digests take about 32 ms, `build_trip_features` 26 ms and
   `model_input` 36 ms. `build_trip_features` took 32 ms before it dropped repeated trips with a
-  filter on each key's first row instead of `unique`, which copied every column through a hash
-  table (the same rows; the step's peak memory on 2,000,000 trips about 0.3 GB less; not yet in a recorded
-  run). `model_input`
-  now hands its seven category columns to pandas as `category` columns, codes plus each distinct
-  string once (37 MB down to 6 MB for January; the conversion about 8 ms slower, within the
-  case's noise); the fit got a little faster
-  (3.6 s to 3.4 s of CPU) and predicts exactly as before.
-- **scale**, both goals **MISSED**: peak memory at 10,000,000 trips is 5.40 GiB (5.77 GiB before
-  the category columns, 3.89 GiB on 2026-11-29). By their sizes (not yet measured one by one), the
-  largest pieces left are the features frame (its 32-digit trip keys alone are about 0.45 GiB at
-  this size), held while the pipeline's column transformer builds its 14 float64 inputs, about
-  1 GiB, as pieces and then stacked. CPU time per trip at 10,000,000 is 1.26x that at 1,000,000
-  (goal 1.25x; 1.13x then): the small run was faster this time (28.2 s of CPU against 30.3 s),
-  the large one about the same (35.5 s per million trips against 34.4 s).
+  filter on each key's first row instead of `unique`, which copied every column through a hash table
+  (the same rows; the step's peak memory on 2,000,000 trips about 0.3 GB less; not yet in a recorded
+  run). `model_input` now hands its seven category columns to pandas as `category` columns, codes
+  plus each distinct string once (37 MB down to 6 MB for January; the conversion about 8 ms slower,
+  within the case's noise); the fit got a little faster (3.6 s to 3.4 s of CPU) and predicts exactly
+  as before.
+- **scale**, both goals **MISSED**: peak memory at 10,000,000 trips is 5.40 GiB (5.77 GiB before the
+  category columns, 3.89 GiB on 2026-11-29). Sampled every few milliseconds on 2,000,000 trips, the
+  process's resident memory climbs through the stages and hardly falls between them: what polars
+  frees (the raw file, the trips, the intermediate frames) seems to stay with its allocator, which
+  the fit's numpy arrays do not reuse, so the peak is close to the sum of the stages' high-water
+  marks (the column transformer's 14 float64 inputs, built as pieces and then stacked, are about 1
+  GiB at 10,000,000). CPU time per trip at 10,000,000 is 1.26x that at 1,000,000 (goal 1.25x; 1.13x
+  then): the small run was faster this time (28.2 s of CPU against 30.3 s), the large one about the
+  same (35.5 s per million trips against 34.4 s).
 - **daily** (in-process 1.39x then, 1.64x now; default executor 3.33x then, 4.72x now): the run
   also checks the day's freshness (`on_time`) and repeated trips and asks TLC whether the month
   changed, and with the default executor every check step is a process that loads the code
