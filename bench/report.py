@@ -64,34 +64,34 @@ ANALYSIS = """\
 ## Reading the figures
 
 This analysis was written for the runs of 2026-12-03, one case at a time on an otherwise idle
-machine: `bench/recorded/2026-12-03-pm.json` (features, model, daily, scale, peers),
-`2026-12-03-idle.json` (backfill) and `2026-12-03-models.json` (models), and quotes them; the
-tables below are the current ones. Several cases are slower than in the full run of 2026-11-29 (see
-Earlier runs) because the work they time grew since (issues 12, 14, 15 and 16), not because the
-same work got slower; the machine itself was slower in the afternoon (the course's pandas took
-0.92 s against 0.66 s then, the daily script 6.2 s against 5.0 s):
+machine: `bench/recorded/2026-12-03-late.json` (features, scale), `2026-12-03-pm.json` (model,
+daily, peers), `2026-12-03-idle.json` (backfill) and `2026-12-03-models.json` (models), and quotes
+them; the tables below are the current ones. Several cases are slower than in the full run of
+2026-11-29 (see Earlier runs) because the work they time grew since (issues 12, 14, 15 and 16), not
+because the same work got slower; the machine itself was slower in the afternoon (the course's
+pandas took 0.9 to 1.1 s against 0.66 s then, the daily script 6.2 s against 5.0 s):
 
-- **features** (6.5x then, 3.1x now) and **model** (fit CPU 1.2 s then, 3.4 s now; goal 5 s): the
-  model reads more inputs, which `model_input` builds (minute of day, holidays, whole-minute
-  pickups, borough pair, zone by recording, pickup time) and which took the course protocol's RMSE
-  from 5.35 to 5.11 (goal 5.2); every trip also gets a content digest as its key (trip identity).
-  For January's 76,518 trips the digests take about 32 ms, `build_trip_features` 26 ms and
-  `model_input` 36 ms. `build_trip_features` took 32 ms before it dropped repeated trips with a
-  filter on each key's first row instead of `unique`, which copied every column through a hash table
-  (the same rows; the step's peak memory on 2,000,000 trips about 0.3 GB less; not yet in a recorded
-  run). `model_input` now hands its seven category columns to pandas as `category` columns, codes
-  plus each distinct string once (37 MB down to 6 MB for January; the conversion about 8 ms slower,
-  within the case's noise); the fit got a little faster (3.6 s to 3.4 s of CPU) and predicts exactly
-  as before.
-- **scale**, both goals **MISSED**: peak memory at 10,000,000 trips is 5.40 GiB (5.77 GiB before the
-  category columns, 3.89 GiB on 2026-11-29). Sampled every few milliseconds on 2,000,000 trips, the
-  process's resident memory climbs through the stages and hardly falls between them: what polars
-  frees (the raw file, the trips, the intermediate frames) seems to stay with its allocator, which
-  the fit's numpy arrays do not reuse, so the peak is close to the sum of the stages' high-water
-  marks (the column transformer's 14 float64 inputs, built as pieces and then stacked, are about 1
-  GiB at 10,000,000). CPU time per trip at 10,000,000 is 1.26x that at 1,000,000 (goal 1.25x; 1.13x
-  then): the small run was faster this time (28.2 s of CPU against 30.3 s), the large one about the
-  same (35.5 s per million trips against 34.4 s).
+- **features** (6.5x then, 3.6x now; the project's path 0.10 s then, 0.30 s now) and **model** (fit
+  CPU 1.2 s then, 3.4 s now; goal 5 s): the model reads more inputs, which `model_input` builds
+  (minute of day, holidays, whole-minute pickups, borough pair, zone by recording, pickup time) and
+  which took the course protocol's RMSE from 5.35 to 5.11 (goal 5.2); every trip also gets a content
+  digest as its key (trip identity). For January's 76,518 trips the digests take about 32 ms,
+  `build_trip_features` 26 ms and `model_input` 36 ms. `build_trip_features` took 32 ms before it
+  dropped repeated trips with a filter on each key's first row instead of `unique`, which copied
+  every column through a hash table (the same rows; at 10,000,000 trips the features stage took 6.0
+  s against 11.5 s). `model_input` now hands its seven category columns to pandas as `category`
+  columns, codes plus each distinct string once (37 MB down to 6 MB for January; the conversion
+  about 8 ms slower, within the case's noise); the fit got a little faster (3.6 s to 3.4 s of CPU)
+  and predicts exactly as before.
+- **scale**, peak memory **MISSED**: 5.22 GiB at 10,000,000 trips (5.77 GiB before the category
+  columns and the filter, 3.89 GiB on 2026-11-29; goal 4 GiB). Sampled every few milliseconds on
+  2,000,000 trips, the process's resident memory climbs through the stages and hardly falls between
+  them: what polars frees (the raw file, the trips, the intermediate frames) seems to stay with its
+  allocator, which the fit's numpy arrays do not reuse, so the peak is close to the sum of the
+  stages' high-water marks (the column transformer's 14 float64 inputs, built as pieces and then
+  stacked, are about 1 GiB at 10,000,000). Time grows linearly (1.05x; goal 1.25x). The run before
+  (`2026-12-03-pm.json`, still with `unique`) measured 1.26x: its 1,000,000-trip run was faster than
+  this one, and its features stage at 10,000,000 trips took twice as long.
 - **daily** (in-process 1.39x then, 1.64x now; default executor 3.33x then, 4.72x now): the run
   also checks the day's freshness (`on_time`) and repeated trips and asks TLC whether the month
   changed, and with the default executor every check step is a process that loads the code
