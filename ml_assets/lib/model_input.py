@@ -67,19 +67,14 @@ def model_input(features: pl.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     # the slowest part of the conversion). The encoders learn the same string categories either
     # way, MLflow's signature reads them as strings, and a pipeline trained on one scores the
     # other alike. A null category becomes "None", as pandas' `astype(str)` made it.
-    inputs = model_inputs(columns)
-    plain = [column for column in inputs if column not in DERIVED_INPUTS]
-    return (
-        features.select(
-            *(pl.col(column) for column in plain if column in CATEGORICAL),
-            *(pl.col(column).cast(pl.Float64) for column in plain if column not in CATEGORICAL),
-            *(_derived(name, features) for name in inputs if name in DERIVED_INPUTS),
-        )
-        .select(
-            pl.col(name).cast(pl.String).fill_null("None").cast(pl.Categorical)
-            if name in CATEGORICAL
-            else pl.col(name)
-            for name in inputs
-        )
-        .to_pandas()
-    )
+    return features.select(
+        _model_input_column(name, features) for name in model_inputs(columns)
+    ).to_pandas()
+
+
+def _model_input_column(name: str, features: pl.DataFrame) -> pl.Expr:
+    """The input `name` as the pipeline takes it: a category of strings or a float."""
+    column = _derived(name, features) if name in DERIVED_INPUTS else pl.col(name)
+    if name in CATEGORICAL:
+        return column.cast(pl.String).fill_null("None").cast(pl.Categorical)
+    return column.cast(pl.Float64)
