@@ -18,6 +18,7 @@ from sklearn.feature_extraction import DictVectorizer
 from bench.harness import BenchContext, CaseResult, Goal, interleaved_medians, ratio
 from bench.tlc_files import ZONE_LOOKUP, month_file, tlc_files
 from ml_assets.lib.features import (
+    FEATURES_ENGINE,
     MAX_DURATION_MINUTES,
     MIN_DURATION_MINUTES,
     build_trip_features,
@@ -67,7 +68,7 @@ def project_features(folder: Path) -> dict[str, object]:
     for month in MONTHS:
         name = month_file(month)
         trips = normalize_trips(pl.read_parquet(folder / name), taxi_type="green", source_name=name)
-        features = build_trip_features(trips.lazy(), zones.lazy()).collect()
+        features = build_trip_features(trips.lazy(), zones.lazy()).collect(engine=FEATURES_ENGINE)
         out[month] = (features.height, model_input(features, columns))
     return out
 

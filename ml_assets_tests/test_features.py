@@ -7,11 +7,13 @@ import pytest
 
 from ml_assets.lib.features import (
     FEATURE_SCHEMA,
+    FEATURES_ENGINE,
     CleaningRules,
     build_trip_features,
     cleaning_summary,
     trips_on_day,
 )
+from ml_assets.lib.sample_source import sample_trips, sample_zones
 from ml_assets.lib.trip_schema import TRIP_SCHEMA
 
 ZONES = pl.DataFrame(
@@ -39,7 +41,7 @@ def trip(key: str, minutes: float, **values: object) -> dict[str, object]:
 
 def features_of(*rows: dict[str, object], rules: CleaningRules | None = None) -> pl.DataFrame:
     trips = pl.DataFrame(list(rows), schema=TRIP_SCHEMA)
-    return build_trip_features(trips.lazy(), ZONES.lazy(), rules).collect()
+    return build_trip_features(trips.lazy(), ZONES.lazy(), rules).collect(engine=FEATURES_ENGINE)
 
 
 def test_a_trip_becomes_one_row_of_features_and_its_duration() -> None:
@@ -163,3 +165,19 @@ def test_a_trip_repeated_in_full_becomes_one_feature_row() -> None:
     zones = pl.DataFrame({"LocationID": [41, 42], "Borough": ["Manhattan", "Manhattan"]})
     features = build_trip_features(trips.lazy(), zones.lazy()).collect()
     assert features["trip_key"].to_list() == ["a", "b"]
+
+
+def test_the_engine_the_asset_collects_on_builds_what_polars_default_engine_builds() -> None:
+    week = pl.concat(sample_trips(date(2021, 3, 1) + timedelta(days=n)) for n in range(7))
+    # Trips served twice keep their first row on either engine.
+    trips = pl.concat([week, week.head(40)])
+    query = build_trip_features(trips.lazy(), sample_zones().lazy())
+
+    on_the_assets_engine = query.collect(engine=FEATURES_ENGINE)
+
+    assert (
+        on_the_assets_engine.height
+        == week.lazy().pipe(build_trip_features, sample_zones().lazy()).collect().height
+        > 1000
+    )
+    assert on_the_assets_engine.equals(query.collect(engine="streaming"))

@@ -10,6 +10,7 @@ from ml_assets.assets.partition_cache import PartitionCache, stored_cache_keys
 from ml_assets.failures import PERMANENT_ERRORS, failing_without_retries
 from ml_assets.lib.features import (
     FEATURE_SCHEMA,
+    FEATURES_ENGINE,
     CleaningRules,
     build_trip_features,
     cleaning_summary,
@@ -119,12 +120,15 @@ def _built_days(
     try:
         trips = pl.collect_all([raw_trips[day] for day in days])
         features = pl.collect_all(
-            [build_trip_features(day.lazy(), taxi_zones.lazy(), rules) for day in trips]
+            [build_trip_features(day.lazy(), taxi_zones.lazy(), rules) for day in trips],
+            engine=FEATURES_ENGINE,
         )
     except PERMANENT_ERRORS:
         for day in days:
             with failing_without_retries(where=f"partition {day}"):
-                build_trip_features(raw_trips[day], taxi_zones.lazy(), rules).collect()
+                build_trip_features(raw_trips[day], taxi_zones.lazy(), rules).collect(
+                    engine=FEATURES_ENGINE
+                )
         raise
     return dict(zip(days, zip(trips, features, strict=True), strict=True))
 
