@@ -63,51 +63,61 @@ entry to say what else ran on the machine. Each case below shows its newest reco
 ANALYSIS = """\
 ## Reading the figures
 
-This analysis was written for the runs of 2026-12-03, one case at a time on an otherwise idle
-machine: `bench/recorded/2026-12-03-late.json` (features, scale), `2026-12-03-pm.json` (model,
-daily, peers), `2026-12-03-idle.json` (backfill) and `2026-12-03-models.json` (models), and quotes
-them; the tables below are the current ones. Several cases are slower than in the full run of
-2026-11-29 (see Earlier runs) because the work they time grew since (issues 12, 14, 15 and 16), not
-because the same work got slower; the machine itself was slower in the afternoon (the course's
-pandas took 0.9 to 1.1 s against 0.66 s then, the daily script 6.2 s against 5.0 s):
+This analysis was written for the runs of 2026-12-04, one case at a time on an otherwise idle
+machine, `bench/recorded/2026-12-04.json` (features, backfill, daily, scale), and for the runs of
+2026-12-03 still shown (`2026-12-03-pm.json`: model, peers; `2026-12-03-models.json`: models), and
+quotes them; the tables below are the current ones. The machine ran faster on 2026-12-04 than on
+2026-12-03 (the course's pandas took 0.67 s against 0.9 to 1.1 s, the daily script 3.9 s against
+6.2 s): compare ratios, not seconds. Several cases are slower than in the full run of 2026-11-29
+(see Earlier runs) because the work they time grew since (issues 12, 14, 15 and 16). Where the
+same command could be timed with the code of 2026-11-29 (commit `ec98c32`, checked out beside this
+one) on the same machine, interleaved, it was:
 
-- **features** (6.5x then, 3.6x now; the project's path 0.10 s then, 0.30 s now) and **model** (fit
-  CPU 1.2 s then, 3.4 s now; goal 5 s): the model reads more inputs, which `model_input` builds
-  (minute of day, holidays, whole-minute pickups, borough pair, zone by recording, pickup time) and
-  which took the course protocol's RMSE from 5.35 to 5.11 (goal 5.2); every trip also gets a content
-  digest as its key (trip identity). For January's 76,518 trips the digests take about 32 ms,
-  `build_trip_features` 26 ms and `model_input` 36 ms. `build_trip_features` took 32 ms before it
-  dropped repeated trips with a filter on each key's first row instead of `unique`, which copied
-  every column through a hash table (the same rows; at 10,000,000 trips the features stage took 6.0
-  s against 11.5 s). `model_input` now hands its seven category columns to pandas as `category`
-  columns, codes plus each distinct string once (37 MB down to 6 MB for January; the conversion
-  about 8 ms slower, within the case's noise); the fit got a little faster (3.6 s to 3.4 s of CPU)
-  and predicts exactly as before.
-- **scale**, peak memory **MISSED**: 5.22 GiB at 10,000,000 trips (5.77 GiB before the category
-  columns and the filter, 3.89 GiB on 2026-11-29; goal 4 GiB). Sampled every few milliseconds on
-  2,000,000 trips, the process's resident memory climbs through the stages and hardly falls between
-  them: what polars frees (the raw file, the trips, the intermediate frames) seems to stay with its
-  allocator, which the fit's numpy arrays do not reuse, so the peak is close to the sum of the
-  stages' high-water marks (the column transformer's 14 float64 inputs, built as pieces and then
-  stacked, are about 1 GiB at 10,000,000). Time grows linearly (1.05x; goal 1.25x). The run before
-  (`2026-12-03-pm.json`, still with `unique`) measured 1.26x: its 1,000,000-trip run was faster than
-  this one, and its features stage at 10,000,000 trips took twice as long.
-- **daily** (in-process 1.39x then, 1.64x now; default executor 3.33x then, 4.72x now): the run
-  also checks the day's freshness (`on_time`) and repeated trips and asks TLC whether the month
-  changed, and with the default executor every check step is a process that loads the code
-  location again (eight steps). `defs` now builds the definitions once per settings and process
-  (Dagster built them seven times in the CLI's process, 60 to 190 ms each), which this run
-  includes; the step that predicts spends most of its 5.5 s importing MLflow and skops (skops
-  alone takes about 2 s to list the scikit-learn types it may trust) and loading the model, as the
-  script does.
-- **backfill**, the first run's own work, **MISSED** (1.65x then, 2.15x now; goal 1.5x): of its
-  2.7 s, the raw trips' check step spends about 0.8 s importing pandera, which imports pandas even
-  for polars schemas (pandera 0.35) and which the script, checking nothing, never does; the rest is
-  the trip digests, the month-file checks and the stamps. A re-run carries the checks' results over
-  without importing pandera. It does 1.57x the work of a run of no-op assets with the same check
-  steps (goal 1.2x, **MISSED**): it reads each day's stamp from its parquet footer, asks TLC once
-  per month whether a file changed and checks the on-time deadline, which the no-op run does not.
-  The single run stays 65x faster than a run per partition.
+| measured side by side on 2026-12-04 | code of 2026-11-29 | now |
+|---|---:|---:|
+| features case, the project's path (median of 5, three times each) | 0.14 s | 0.20 s |
+| backfill, the first single run's own work (median of 3) | 2.24 s | 2.04 s |
+| backfill, the re-run's own work (median of 3) | 0.29 s | 0.39 s |
+
+- **features** (6.5x on 2026-11-29, 3.4x now; goal 5x, **MISSED**) and **model** (fit CPU 1.2 s
+  then, 3.4 s now; goal 5 s): the model reads more inputs, which `model_input` builds (minute of
+  day, holidays, whole-minute pickups, borough pair, zone by recording, pickup time) and which took
+  the course protocol's RMSE from 5.35 to 5.11 (goal 5.2), and every trip gets a content digest as
+  its key (trip identity). For January's 76,518 trips the digest takes about 30 ms,
+  `build_trip_features` 14 ms and `model_input` 26 ms. Side by side, the 2026-11-29 code takes
+  0.14 s here and today's 0.20 s: the digests of the two months (about 60 ms) are the difference.
+  `build_trip_features` is now collected on polars' in-memory engine (`FEATURES_ENGINE`) instead
+  of the streaming engine polars 2 picks by default, whose joins and sort cost more on frames
+  already in memory: January 22 -> 14 ms, the 90 days of a backfill at once 207 -> 69 ms, the same
+  rows (a test checks both engines agree). Before, it dropped repeated trips with `unique`, which
+  copied every column through a hash table; a filter on each key's first row does it now.
+- **scale**, peak memory **MISSED**: 5.10 GiB at 10,000,000 trips (5.22 GiB before the in-memory
+  engine, 5.77 GiB before the category columns and the filter, 3.89 GiB on 2026-11-29; goal 4 GiB);
+  the features stage at 10,000,000 trips takes 5.6 s (11.5 s with `unique`). Sampled every 2 ms on
+  2,900,000 trips, the peak (1.76 GiB) is inside the fit: with categorical features,
+  scikit-learn's `HistGradientBoostingRegressor` passes its input through a column transformer of
+  its own (an ordinal encoder and a float64 check), so the pipeline's encoded inputs (14 float64
+  columns, 0.3 GiB there and 1.1 GiB at 10,000,000), the pieces of the booster's copy and the copy
+  itself are alive at once, beside the features and the model input. Dropping the trip keys before
+  the fit (the training step does not use them) takes about 0.13 GiB off at 2,900,000 trips, not
+  enough to matter. Time grows linearly (1.18x; goal 1.25x).
+- **daily** (goal 1.5x on the default executor, **MISSED**: 3.33x on 2026-11-29, 3.97x now;
+  in-process 1.39x then, 1.48x now): with the default executor each of the run's eight steps is a
+  process that imports Dagster and loads the code location (about 0.8 s, the row "only `import
+  ml_assets.definitions`") before its work; the run now has the on-time checks of `raw_trips` and
+  `trip_duration_predictions` (issue 15) as steps of their own. In-process, the run spends 3.4 of
+  its 3.8 s in the prediction step, importing MLflow and loading the model as the script does; the
+  rest of the 5.8 s is the `dagster` process: imports, the instance, planning the run.
+- **backfill**, the first run's own work, **MISSED** (2.41x the script; goal 1.5x). Side by side
+  with the 2026-11-29 code it is faster (2.04 s against 2.24 s), but the script got faster too
+  (the same engine change). Of its 1.9 s, the raw trips' check step takes 0.6 s, about 0.35 s of
+  which is importing pandas and pandera: pandera imports pandas whenever it is installed, even for
+  polars schemas (pandera 0.35), and MLflow needs it installed; the script checks nothing. A re-run carries the checks'
+  results over without importing pandera; it does 1.64x the work of a run of no-op assets with the
+  same check steps (goal 1.2x, **MISSED**), and 0.1 s more than the 2026-11-29 code: the on-time
+  check is a step of its own, every kept day's materialization carries its stamped metadata (about
+  20 ms of the 0.36 s: measured by carrying none), and TLC is asked once per month whether a file
+  changed. The single run stays 62x faster than a run per partition.
 - **models**, **MISSED** (3.55x the script until the last promotion; goal 1.5x), in
   `bench/recorded/2026-12-03-models.json`. Every day is now predicted by the same version as in
   the script (30 of 30). The first run of the day (`2026-12-03-idle.json`, 3.74x) had 27 of 30
@@ -135,7 +145,7 @@ pandas took 0.9 to 1.1 s against 0.66 s then, the daily script 6.2 s against 5.0
   a setting) and marks a backfill completed on its next look after the last run.
 
 The local instance's pooled event log stays the laptop default: on the same first backfill it
-does the work in 2.66 s against 6.14 s with Dagster's own SQLite event log (2.31x; the `backfill`
+does the work in 1.87 s against 3.55 s with Dagster's own SQLite event log (1.90x; the `backfill`
 case's notes; [configuration](configuration.md#the-local-instance)).
 """
 
