@@ -263,6 +263,11 @@ def new_workspace(folder: Path, server: FileServer) -> Workspace:
         "ML_ASSETS_TLC_ZONE_LOOKUP_URL": server.url(ZONES_FILE),
         "ML_ASSETS_EXECUTOR": "in_process",
         "DAGSTER_EVENT_BATCH_SIZE": "1000",
+        # Dagster copies a run's captured output to the terminal with `tail -F` and stops it as
+        # soon as the run ends, before it may have copied the last records (dagster-io/dagster
+        # #23336): on a busy machine the failed check naming the day can miss the terminal. The
+        # cases read the terminal, so they let the copy finish.
+        "DAGSTER_COMPUTE_LOG_TAIL_WAIT_AFTER_FINISH": "1.5",
     }
     return Workspace(folder=folder, home=home, data_dir=data_dir, env=env)
 
