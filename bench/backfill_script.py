@@ -14,7 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
-from ml_assets.lib.features import FEATURES_ENGINE, build_trip_features, trips_on_day
+from ml_assets.lib.features import trip_features_frame, trips_on_day
 from ml_assets.lib.sample_source import sample_trips
 from ml_assets.lib.trip_schema import normalize_trips
 
@@ -37,7 +37,7 @@ def main(
                     pl.read_parquet(cache_dir / name), taxi_type="green", source_name=name
                 )
             trips = trips_on_day(months[name].lazy(), day).collect()
-        features = build_trip_features(trips.lazy(), zones).collect(engine=FEATURES_ENGINE)
+        features = trip_features_frame(trips.lazy(), zones)
         for folder, frame in (("raw_trips", trips), ("trip_features", features)):
             (output / folder).mkdir(parents=True, exist_ok=True)
             frame.write_parquet(output / folder / f"{day}.parquet")

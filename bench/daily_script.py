@@ -15,7 +15,7 @@ from pathlib import Path
 import mlflow
 import polars as pl
 
-from ml_assets.lib.features import FEATURES_ENGINE, build_trip_features, trips_on_day
+from ml_assets.lib.features import trip_features_frame, trips_on_day
 from ml_assets.lib.model import ALL_FEATURES
 from ml_assets.lib.model_input import model_input
 from ml_assets.lib.sample_source import sample_trips
@@ -32,7 +32,7 @@ def main(data_dir: Path, day: date, output: Path, sample: bool) -> None:
         )
         trips = trips_on_day(month.lazy(), day).collect()
     zones = pl.read_parquet(data_dir / "assets" / "taxi_zones.parquet")
-    features = build_trip_features(trips.lazy(), zones.lazy()).collect(engine=FEATURES_ENGINE)
+    features = trip_features_frame(trips.lazy(), zones.lazy())
 
     evaluation = json.loads((data_dir / "assets" / "model_evaluation" / f"{day}.json").read_text())
     serving = evaluation["serving_model"]

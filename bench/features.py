@@ -18,11 +18,10 @@ from sklearn.feature_extraction import DictVectorizer
 from bench.harness import BenchContext, CaseResult, Goal, interleaved_medians, ratio
 from bench.tlc_files import ZONE_LOOKUP, month_file, tlc_files
 from ml_assets.lib.features import (
-    FEATURES_ENGINE,
     MAX_DURATION_MINUTES,
     MIN_DURATION_MINUTES,
-    build_trip_features,
     duration_minutes,
+    trip_features_frame,
 )
 from ml_assets.lib.model import ModelParams
 from ml_assets.lib.model_input import model_input
@@ -68,7 +67,7 @@ def project_features(folder: Path) -> dict[str, object]:
     for month in MONTHS:
         name = month_file(month)
         trips = normalize_trips(pl.read_parquet(folder / name), taxi_type="green", source_name=name)
-        features = build_trip_features(trips.lazy(), zones.lazy()).collect(engine=FEATURES_ENGINE)
+        features = trip_features_frame(trips.lazy(), zones.lazy())
         out[month] = (features.height, model_input(features, columns))
     return out
 

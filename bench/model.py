@@ -22,7 +22,7 @@ from sklearn.linear_model import LinearRegression
 from bench.features import MONTHS, course_read_dataframe
 from bench.harness import BenchContext, CaseResult, Goal, ratio
 from bench.tlc_files import ZONE_LOOKUP, month_file, tlc_files
-from ml_assets.lib.features import FEATURES_ENGINE, TARGET, CleaningRules, build_trip_features
+from ml_assets.lib.features import TARGET, CleaningRules, trip_features_frame
 from ml_assets.lib.model import ModelParams, TrainedModel, regression_metrics, train_model
 from ml_assets.lib.trip_schema import normalize_trips, normalize_zones
 
@@ -65,7 +65,7 @@ def month_features(folder: Path, month: str, rules: CleaningRules | None = None)
         taxi_type="green",
         source_name=month_file(month),
     ).lazy()
-    return build_trip_features(trips, zones, rules).collect(engine=FEATURES_ENGINE)
+    return trip_features_frame(trips, zones, rules)
 
 
 def project_data(folder: Path) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:

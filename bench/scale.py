@@ -59,7 +59,7 @@ import time
 
 import polars as pl
 
-from ml_assets.lib.features import FEATURES_ENGINE, build_trip_features
+from ml_assets.lib.features import trip_features_frame
 from ml_assets.lib.model import ModelParams, train_model
 from ml_assets.lib.sample_source import sample_zones
 from ml_assets.lib.trip_schema import normalize_trips
@@ -70,7 +70,7 @@ cpu_started = time.process_time()
 started = time.perf_counter()
 trips = normalize_trips(pl.read_parquet(path), taxi_type="green", source_name="synthetic month")
 raw_done = time.perf_counter()
-features = build_trip_features(trips.lazy(), zones.lazy()).collect(engine=FEATURES_ENGINE)
+features = trip_features_frame(trips.lazy(), zones.lazy())
 del trips
 features_done = time.perf_counter()
 model = train_model(features, ModelParams())

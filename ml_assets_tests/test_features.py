@@ -11,6 +11,7 @@ from ml_assets.lib.features import (
     CleaningRules,
     build_trip_features,
     cleaning_summary,
+    trip_features_frame,
     trips_on_day,
 )
 from ml_assets.lib.sample_source import sample_trips, sample_zones
@@ -41,7 +42,7 @@ def trip(key: str, minutes: float, **values: object) -> dict[str, object]:
 
 def features_of(*rows: dict[str, object], rules: CleaningRules | None = None) -> pl.DataFrame:
     trips = pl.DataFrame(list(rows), schema=TRIP_SCHEMA)
-    return build_trip_features(trips.lazy(), ZONES.lazy(), rules).collect(engine=FEATURES_ENGINE)
+    return trip_features_frame(trips.lazy(), ZONES.lazy(), rules)
 
 
 def test_a_trip_becomes_one_row_of_features_and_its_duration() -> None:

@@ -26,7 +26,7 @@ import polars as pl
 from prefect import flow, task, unmapped
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
-from ml_assets.lib.features import FEATURES_ENGINE, build_trip_features, trips_on_day
+from ml_assets.lib.features import trip_features_frame, trips_on_day
 from ml_assets.lib.sample_source import sample_trips
 from ml_assets.lib.storage import atomic_write
 from ml_assets.lib.trip_schema import normalize_trips
@@ -74,7 +74,7 @@ def trip_features(
     """The day's cleaned trips with the model's features, written to `output/trip_features/`."""
     trips = pl.read_parquet(raw["path"])
     zones = pl.read_parquet(zones_file)
-    day_features = build_trip_features(trips.lazy(), zones.lazy()).collect(engine=FEATURES_ENGINE)
+    day_features = trip_features_frame(trips.lazy(), zones.lazy())
     path = output / "trip_features" / f"{raw['day']}.parquet"
     atomic_write(path, day_features.write_parquet)
     return {"day": raw["day"], "path": str(path), "rows": day_features.height}

@@ -22,7 +22,7 @@ import polars as pl
 from prefect import flow, task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
-from ml_assets.lib.features import FEATURES_ENGINE, build_trip_features, trips_on_day
+from ml_assets.lib.features import trip_features_frame, trips_on_day
 from ml_assets.lib.model import ALL_FEATURES
 from ml_assets.lib.model_input import model_input
 from ml_assets.lib.sample_source import sample_trips
@@ -59,7 +59,7 @@ def zones(zones_file: Path, zones_stamp: str) -> pl.DataFrame:
 @task(cache_policy=CACHED, persist_result=True, **RETRIES)
 def features(trips: pl.DataFrame, zone_lookup: pl.DataFrame) -> pl.DataFrame:
     """Cleaned trips with the model's features."""
-    return build_trip_features(trips.lazy(), zone_lookup.lazy()).collect(engine=FEATURES_ENGINE)
+    return trip_features_frame(trips.lazy(), zone_lookup.lazy())
 
 
 @task(cache_policy=CACHED, persist_result=True, **RETRIES)

@@ -14,6 +14,7 @@ from ml_assets.lib.features import (
     CleaningRules,
     build_trip_features,
     cleaning_summary,
+    trip_features_frame,
 )
 from ml_assets.lib.fingerprint import fingerprint, frame_fingerprint
 from ml_assets.partitions import DailyPartitioning
@@ -126,9 +127,7 @@ def _built_days(
     except PERMANENT_ERRORS:
         for day in days:
             with failing_without_retries(where=f"partition {day}"):
-                build_trip_features(raw_trips[day], taxi_zones.lazy(), rules).collect(
-                    engine=FEATURES_ENGINE
-                )
+                trip_features_frame(raw_trips[day], taxi_zones.lazy(), rules)
         raise
     return dict(zip(days, zip(trips, features, strict=True), strict=True))
 

@@ -75,7 +75,7 @@ def build_trip_features(
 ) -> pl.LazyFrame:
     """Clean trips and derive the features known when a trip starts, plus the target in minutes.
 
-    Collect the query with `engine=FEATURES_ENGINE`.
+    Collect the query with `engine=FEATURES_ENGINE`, or call `trip_features_frame`.
     """
     rules = rules or CleaningRules()
     boroughs = zones.select(pl.col("LocationID"), pl.col("Borough"))
@@ -107,6 +107,13 @@ def build_trip_features(
         .select([pl.col(name).cast(dtype) for name, dtype in FEATURE_SCHEMA.items()])
         .sort("pickup_datetime", "trip_key")
     )
+
+
+def trip_features_frame(
+    trips: pl.LazyFrame, zones: pl.LazyFrame, rules: CleaningRules | None = None
+) -> pl.DataFrame:
+    """`build_trip_features` collected on `FEATURES_ENGINE`."""
+    return build_trip_features(trips, zones, rules).collect(engine=FEATURES_ENGINE)
 
 
 def cleaning_summary(raw_rows: int, kept_rows: int) -> dict[str, float | int]:
