@@ -15,13 +15,13 @@ bumping the code versions of what stores the digests):
   digest of their UTF-8 text (or bytes, or `repr`). A null becomes 0, and is told apart by a
   null flag (below).
 - Two 64-bit lanes, each with its own seed and its own per-column constant (from the BLAKE2b digest
-  of the column name), absorb the columns in name order: `lane = mix(lane ^ mix(word ^ constant))`,
+  of the column name), absorb the columns in name order: `lane = mix(lane ^ word ^ constant)`,
   with `mix` the SplitMix64 finalizer (a bijection of 64-bit words). Then each lane absorbs the
-  row's null flags, 64 columns per word.
+  row's null flags, 64 columns per word: `lane = mix(lane ^ flags)`.
 - The digest is both lanes as 32 hex digits.
 
 Numbers are handled by numpy on whole columns and strings once per distinct value, so a month of
-76,518 green trips with 20 columns takes about 30 ms.
+76,518 green trips with 20 columns takes about 20 ms.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ DIGEST_HEX_CHARS = 32
 _SEEDS = (0x9E3779B97F4A7C15, 0xD1B54A32D192ED03)
 _MIX_1 = 0xBF58476D1CE4E5B9
 _MIX_2 = 0x94D049BB133111EB
+_HEX_PAIRS_TEXT = b"".join(f"{byte:02x}".encode("ascii") for byte in range(256))
 
 
 def _mix(words: np.ndarray) -> None:
@@ -77,20 +78,26 @@ def _words(series: pl.Series) -> np.ndarray:
     if dtype == pl.Null:
         return np.zeros(series.len(), dtype=np.uint64)
     if dtype == pl.UInt64:
-        return series.fill_null(0).to_numpy().astype(np.uint64, copy=False)
+        return _without_nulls(series, 0).to_numpy().astype(np.uint64, copy=False)
     if dtype.is_integer() or dtype == pl.Boolean:
-        return series.cast(pl.Int64).fill_null(0).to_numpy().view(np.uint64)
+        return _without_nulls(series.cast(pl.Int64), 0).to_numpy().view(np.uint64)
     if dtype.is_float():
-        values = series.cast(pl.Float64).fill_null(0.0).to_numpy().copy()
+        values = _without_nulls(series.cast(pl.Float64), 0.0).to_numpy().copy()
         values[values == 0.0] = 0.0  # -0.0 and 0.0 are one value
         values[np.isnan(values)] = np.nan  # and so is every NaN
         return values.view(np.uint64)
     if isinstance(dtype, pl.Datetime | pl.Duration):
-        physical = series.dt.cast_time_unit("us").to_physical()
-        return physical.cast(pl.Int64).fill_null(0).to_numpy().view(np.uint64)
+        physical = series.dt.cast_time_unit("us").to_physical().cast(pl.Int64)
+        return _without_nulls(physical, 0).to_numpy().view(np.uint64)
     if dtype in (pl.Date, pl.Time):
-        return series.to_physical().cast(pl.Int64).fill_null(0).to_numpy().view(np.uint64)
+        physical = series.to_physical().cast(pl.Int64)
+        return _without_nulls(physical, 0).to_numpy().view(np.uint64)
     return _hashed_values(series)
+
+
+def _without_nulls(series: pl.Series, zero: float) -> pl.Series:
+    """`series` with its nulls as `zero`; untouched (no copy) when it has none, as most have."""
+    return series.fill_null(zero) if series.null_count() else series
 
 
 def _hashed_values(series: pl.Series) -> np.ndarray:
@@ -142,7 +149,16 @@ def row_digests(frame: pl.DataFrame) -> pl.Series:
         for null_word in null_words:
             lanes ^= null_word
             _mix(lanes)
-    hex_digits = lanes.T.astype(">u8").tobytes().hex().encode("ascii")
-    # Hex digits hold no NUL byte, so fixed-width byte strings keep every one of them.
-    as_bytes = np.frombuffer(hex_digits, dtype=f"S{DIGEST_HEX_CHARS}")
-    return pl.Series("digest", as_bytes, dtype=pl.Binary).cast(pl.String)
+    return pl.Series("digest", _hex_rows(lanes), dtype=pl.Binary).cast(pl.String)
+
+
+def _hex_rows(lanes: np.ndarray) -> np.ndarray:
+    """Both lanes of each row as 32 lowercase hex digits (big-endian), one fixed-width byte string
+    per row: hex digits hold no NUL byte, so numpy's fixed-width strings keep every one of them."""
+    import numpy as np
+
+    row_bytes = np.ascontiguousarray(lanes.T, dtype=">u8").view(np.uint8)
+    # One table lookup per byte gives its two hex digits (a little-endian uint16 of two ASCII
+    # characters), about half the time of bytes.hex() and a copy.
+    digit_pairs = np.frombuffer(_HEX_PAIRS_TEXT, dtype="<u2")[row_bytes]
+    return digit_pairs.view(f"S{DIGEST_HEX_CHARS}").ravel()
