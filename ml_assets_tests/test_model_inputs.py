@@ -62,6 +62,31 @@ def test_derived_inputs_of_hand_made_trips() -> None:
     assert inputs["pickup_days"].round(4).tolist() == [18645.3229, 18646.9994, 18673.0]
 
 
+def test_a_whole_minute_is_exact_to_the_microsecond_on_either_side_of_1970() -> None:
+    pickups = [
+        datetime(1969, 12, 31, 23, 59, 0),
+        datetime(1969, 12, 31, 23, 59, 30),
+        datetime(2021, 1, 5, 7, 30, 0, 1),
+        datetime(2021, 1, 5, 7, 31, 0),
+    ]
+    frame = (
+        features_frame(4)
+        .with_columns(pl.Series("pickup_datetime", pickups, dtype=pl.Datetime("us")))
+        .select([pl.col(name).cast(dtype) for name, dtype in FEATURE_SCHEMA.items()])
+    )
+
+    inputs = model_input(frame, ALL_FEATURES)
+
+    assert inputs["pickup_whole_minute"].tolist() == [1.0, 0.0, 0.0, 1.0]
+    zones = frame["PULocationID"].cast(pl.String).to_list()
+    assert inputs["PU_whole_minute"].tolist() == [
+        f"{zones[0]}_1",
+        f"{zones[1]}_0",
+        f"{zones[2]}_0",
+        f"{zones[3]}_1",
+    ]
+
+
 def test_each_model_gets_the_derived_inputs_of_its_groups() -> None:
     assert ModelParams(feature_groups=("zones", "distance")).inputs == [
         "PULocationID",
