@@ -64,10 +64,10 @@ ANALYSIS = """\
 ## Reading the figures
 
 This analysis was written for the runs of 2026-12-04, one case at a time on an otherwise idle
-machine, `bench/recorded/2026-12-04.json` (features, backfill, scale) and `2026-12-04-pm.json`
-(daily, after the fork server), and for the runs of 2026-12-03 still shown (`2026-12-03-pm.json`:
-model, peers; `2026-12-03-models.json`: models), and quotes them; the tables below are the current
-ones. The machine ran faster on 2026-12-04 than on
+machine, `bench/recorded/2026-12-04.json` (backfill, scale), `2026-12-04-pm.json` (daily, after
+the fork server) and `2026-12-04-late.json` (features, after faster digests and model inputs), and
+for the runs of 2026-12-03 still shown (`2026-12-03-pm.json`: model, peers;
+`2026-12-03-models.json`: models), and quotes them; the tables below are the current ones. The machine ran faster on 2026-12-04 than on
 2026-12-03 (the course's pandas took 0.67 s against 0.9 to 1.1 s, the daily script 3.9 s against
 6.2 s): compare ratios, not seconds. Several cases are slower than in the full run of 2026-11-29
 (see Earlier runs) because the work they time grew since (issues 12, 14, 15 and 16). Where the
@@ -77,17 +77,26 @@ one) on the same machine, interleaved, it was:
 | measured side by side on 2026-12-04 | code of 2026-11-29 | now |
 |---|---:|---:|
 | features case, the project's path (median of 5, three times each) | 0.14 s | 0.20 s |
+| the same, before and after the faster digests and model inputs (median of 15, three times each) | 0.19 s (`53b68e4`) | 0.17 s |
 | backfill, the first single run's own work (median of 3) | 2.24 s | 2.04 s |
 | backfill, the re-run's own work (median of 3) | 0.29 s | 0.39 s |
 
-- **features** (6.5x on 2026-11-29, 3.4x now; goal 5x, **MISSED**) and **model** (fit CPU 1.2 s
-  then, 3.4 s now; goal 5 s): the model reads more inputs, which `model_input` builds (minute of
-  day, holidays, whole-minute pickups, borough pair, zone by recording, pickup time) and which took
-  the course protocol's RMSE from 5.35 to 5.11 (goal 5.2), and every trip gets a content digest as
-  its key (trip identity). For January's 76,518 trips the digest takes about 30 ms,
-  `build_trip_features` 14 ms and `model_input` 26 ms. Side by side, the 2026-11-29 code takes
-  0.14 s here and today's 0.20 s: the digests of the two months (about 60 ms) are the difference.
-  `build_trip_features` is now collected on polars' in-memory engine (`FEATURES_ENGINE`) instead
+- **features** (6.5x on 2026-11-29, 3.4x at 16:20, 4.4x in `2026-12-04-late.json`; goal 5x,
+  **MISSED**) and **model** (fit CPU 1.2 s then, 3.4 s now; goal 5 s): the model reads more
+  inputs, which `model_input` builds (minute of day, holidays, whole-minute pickups, borough pair,
+  zone by recording, pickup time) and which took the course protocol's RMSE from 5.35 to 5.11
+  (goal 5.2), and every trip gets a content digest as its key (trip identity). Side by side, the
+  2026-11-29 code took 0.14 s here and the code of 16:20 0.20 s: the digests of the two months
+  (about 60 ms then) were the difference. Since then, a digest skips copying columns that hold no
+  nulls and writes its hex digits from a table (January 25 -> 20 ms, the same digests: a test pins
+  them), and `model_input` finds whole-minute pickups with one remainder instead of reading their
+  second and nanosecond (3.4 -> 0.6 ms) and appends a ready suffix to the zone instead of
+  formatting a number per row (7.9 -> 4.5 ms): 0.19 -> 0.17 s side by side, the same frames on the
+  three shared months. The 4.4x of the late run is flattered by the machine (the course's pandas
+  0.84 s there against 0.67 s at 16:20); on the machine of 16:20 the path would be about 3.9x. For
+  January's 76,518 trips the digest now takes about 20 ms, `build_trip_features` 14 to 20 ms and
+  `model_input` about 26 ms, of which 9 ms is the conversion to pandas. Earlier that day,
+  `build_trip_features` moved to polars' in-memory engine (`FEATURES_ENGINE`) instead
   of the streaming engine polars 2 picks by default, whose joins and sort cost more on frames
   already in memory: January 22 -> 14 ms, the 90 days of a backfill at once 207 -> 69 ms, the same
   rows (a test checks both engines agree). Before, it dropped repeated trips with `unique`, which
@@ -101,7 +110,10 @@ one) on the same machine, interleaved, it was:
   columns, 0.3 GiB there and 1.1 GiB at 10,000,000), the pieces of the booster's copy and the copy
   itself are alive at once, beside the features and the model input. Dropping the trip keys before
   the fit (the training step does not use them) takes about 0.13 GiB off at 2,900,000 trips, not
-  enough to matter. Time grows linearly (1.18x; goal 1.25x).
+  enough to matter. Nor is it memory the allocators keep: at 2,000,000 trips the peak is 1.24 GiB
+  whether polars' allocator hands freed pages back at once (`_RJEM_MALLOC_CONF=dirty_decay_ms:0`,
+  which lowers the resident memory after the features stage from 0.89 to 0.48 GiB) and glibc's
+  mmap threshold is fixed (`MALLOC_MMAP_THRESHOLD_`) or not. Time grows linearly (1.18x; goal 1.25x).
 - **daily** (goal 1.5x on the default executor, **MISSED**: 3.33x on 2026-11-29, 3.97x this
   morning, 2.67x now, `bench/recorded/2026-12-04-pm.json`; in-process 1.39x then, 1.48x this
   morning, 1.58x now on a slower machine): with the default executor each of the run's eight steps
@@ -109,7 +121,11 @@ one) on the same machine, interleaved, it was:
   location again (about 0.9 s, the row "only `import ml_assets.definitions`") before its work; the
   run also has the on-time checks of `raw_trips` and `trip_duration_predictions` (issue 15) as steps
   of their own. The steps now start from a fork server that has imported Dagster, polars and the
-  code location once per run (`ml_assets/executors.py`): 15.6 s this morning, 11.8 s now. In-process,
+  code location once per run (`ml_assets/executors.py`): 15.6 s this morning, 11.8 s now. Preloading
+  pandas, pandera, scikit-learn and MLflow in the fork server as well gains nothing (measured
+  interleaved, three runs each: 12.9, 12.4, 13.3 s without, 12.8, 13.1, 14.5 s with): the steps
+  depend on each other, so what the fork server imports first is paid on the same critical path,
+  and only the prediction step needs MLflow and scikit-learn. In-process,
   the run spends 3.4 of its 3.8 s in the prediction step, importing MLflow and loading the model as
   the script does; the rest is the `dagster` process: imports, the instance, planning the run.
 - **backfill**, the first run's own work, **MISSED** (2.41x the script; goal 1.5x). Side by side
