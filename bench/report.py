@@ -110,10 +110,11 @@ one) on the same machine, interleaved, it was:
   columns, 0.3 GiB there and 1.1 GiB at 10,000,000), the pieces of the booster's copy and the copy
   itself are alive at once, beside the features and the model input. Dropping the trip keys before
   the fit (the training step does not use them) takes about 0.13 GiB off at 2,900,000 trips, not
-  enough to matter. Nor is it memory the allocators keep: at 2,000,000 trips the peak is 1.24 GiB
-  whether polars' allocator hands freed pages back at once (`_RJEM_MALLOC_CONF=dirty_decay_ms:0`,
-  which lowers the resident memory after the features stage from 0.89 to 0.48 GiB) and glibc's
-  mmap threshold is fixed (`MALLOC_MMAP_THRESHOLD_`) or not. Time grows linearly (1.18x; goal 1.25x).
+  enough to matter. Nor is it memory the allocators keep: at 2,000,000 trips the peak is 1.22 to
+  1.25 GiB whether polars' allocator hands freed pages back at once
+  (`_RJEM_MALLOC_CONF=dirty_decay_ms:0`, which lowers the resident memory after the features stage
+  from 0.89 to 0.48 GiB) and glibc's mmap threshold is fixed (`MALLOC_MMAP_THRESHOLD_`) or not, in
+  every combination. Time grows linearly (1.18x; goal 1.25x).
 - **daily** (goal 1.5x on the default executor, **MISSED**: 3.33x on 2026-11-29, 3.97x this
   morning, 2.67x now, `bench/recorded/2026-12-04-pm.json`; in-process 1.39x then, 1.48x this
   morning, 1.58x now on a slower machine): with the default executor each of the run's eight steps
