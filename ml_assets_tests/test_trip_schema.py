@@ -230,6 +230,31 @@ def test_values_that_cannot_be_cast_are_counted_and_named() -> None:
         normalize_trips(raw, taxi_type="green", source_name="f.parquet")
 
 
+def test_nan_in_a_float_column_read_as_integers_is_a_missing_value() -> None:
+    raw = raw_green(
+        passenger_count=[1.0, float("nan")],
+        RatecodeID=[float("nan"), 5.0],
+        PULocationID=[74.0, float("nan")],
+    )
+
+    trips = normalize_trips(raw, taxi_type="green", source_name="f.parquet")
+
+    assert trips["passenger_count"].to_list() == [1, None]
+    assert trips["RatecodeID"].to_list() == [None, 5]
+    assert trips["PULocationID"].to_list() == [74, None]
+
+
+def test_a_float_too_large_for_its_integer_column_is_named() -> None:
+    raw = raw_green(passenger_count=[1.0, 1e12])
+
+    with pytest.raises(
+        TripSchemaError,
+        match=r"^f.parquet: column passenger_count has 1 value\(s\) that cannot be read as Int32 "
+        r"\(source dtype Float64\)",
+    ):
+        normalize_trips(raw, taxi_type="green", source_name="f.parquet")
+
+
 def test_string_and_time_zone_aware_timestamps_become_naive_utc() -> None:
     raw = raw_green(
         lpep_pickup_datetime=["2021-01-05 07:00:00", "2021-01-05 07:30:00"],

@@ -141,10 +141,15 @@ def _cast(
             expr = pl.col(name).dt.convert_time_zone("UTC").dt.replace_time_zone(None).cast(target)
         else:
             expr = pl.col(name).cast(target, strict=False)
+    elif source.is_float() and target.is_integer():
+        # NaN is how pandas writes a missing number (passenger counts, rate codes): a missing
+        # value, not one that cannot be read.
+        expr = pl.col(name).fill_nan(None).cast(target, strict=False)
     else:
         expr = pl.col(name).cast(target, strict=False)
+    missing_before = pl.col(name).fill_nan(None) if source.is_float() else pl.col(name)
     converted = frame.select(
-        expr.is_null().sum().alias("after"), pl.col(name).is_null().sum().alias("before")
+        expr.is_null().sum().alias("after"), missing_before.is_null().sum().alias("before")
     ).row(0)
     if converted[0] > converted[1]:
         bad = converted[0] - converted[1]
