@@ -230,6 +230,33 @@ def test_values_that_cannot_be_cast_are_counted_and_named() -> None:
         normalize_trips(raw, taxi_type="green", source_name="f.parquet")
 
 
+def test_columns_are_found_however_tlc_capitalized_them() -> None:
+    raw = raw_green().rename(
+        {"RatecodeID": "RateCodeID", "lpep_dropoff_datetime": "Lpep_dropoff_datetime"}
+    )
+
+    trips = normalize_trips(raw, taxi_type="green", source_name="green_tripdata_2015-01.parquet")
+
+    assert trips["RatecodeID"].to_list() == [1, 5]
+    assert trips["dropoff_datetime"].to_list() == [
+        datetime(2021, 1, 5, 7, 10),
+        datetime(2021, 1, 5, 8, 0),
+    ]
+
+
+def test_the_expected_spelling_wins_and_two_other_spellings_are_named() -> None:
+    both = raw_green(ratecodeid=[3.0, 3.0])
+    trips = normalize_trips(both, taxi_type="green", source_name="f.parquet")
+    assert trips["RatecodeID"].to_list() == [1, 5]
+
+    ambiguous = raw_green(ratecodeid=[3.0, 3.0]).rename({"RatecodeID": "RateCodeID"})
+    with pytest.raises(
+        TripSchemaError,
+        match=r"^f.parquet: columns RateCodeID, ratecodeid all read as RatecodeID; expected one$",
+    ):
+        normalize_trips(ambiguous, taxi_type="green", source_name="f.parquet")
+
+
 def test_nan_in_a_float_column_read_as_integers_is_a_missing_value() -> None:
     raw = raw_green(
         passenger_count=[1.0, float("nan")],

@@ -93,9 +93,7 @@ def normalize_trips(raw: pl.DataFrame, *, taxi_type: str, source_name: str) -> p
     a value cannot be read as its dtype, or more than `quality.REPEATED_SHARE_ERROR` of the rows
     repeat another row in full (a file served twice over, say): such a file is invalid content.
     """
-    renamed = raw.rename(
-        {old: new for old, new in source_column_names(taxi_type).items() if old in raw.columns}
-    )
+    renamed = raw.rename(_renames(raw.columns, taxi_type, source_name))
     missing = [column for column in REQUIRED_SOURCE_COLUMNS if column not in renamed.columns]
     if missing:
         raise TripSchemaError(
@@ -129,6 +127,37 @@ def normalize_trips(raw: pl.DataFrame, *, taxi_type: str, source_name: str) -> p
     if problem is not None:
         raise TripSchemaError(problem)
     return trips
+
+
+def _renames(columns: list[str], taxi_type: str, source_name: str) -> dict[str, str]:
+    """Which columns of a file to rename to which normalized name.
+
+    A column is found by its name in any case, since TLC's files have spelled some both ways over
+    the years (`RatecodeID` and `RateCodeID`, `lpep_dropoff_datetime` and `Lpep_dropoff_datetime`);
+    the expected spelling wins over others, and two other spellings of one name are ambiguous:
+    `TripSchemaError` names them.
+    """
+    own_names = source_column_names(taxi_type)
+    expected = {name: name for name in TRIP_SCHEMA if name != "trip_key"} | own_names
+    by_lowercase = {spelling.lower(): name for spelling, name in expected.items()}
+    spellings: dict[str, list[str]] = {}
+    for column in columns:
+        if column.lower() in by_lowercase:
+            spellings.setdefault(by_lowercase[column.lower()], []).append(column)
+    renames: dict[str, str] = {}
+    for name, found in spellings.items():
+        exact = [column for column in found if column in expected]
+        if len(exact) == 1:
+            chosen = exact[0]
+        elif len(found) == 1:
+            chosen = found[0]
+        else:
+            raise TripSchemaError(
+                f"{source_name}: columns {', '.join(found)} all read as {name}; expected one"
+            )
+        if chosen != name:
+            renames[chosen] = name
+    return renames
 
 
 def _cast(
