@@ -17,8 +17,9 @@ from ml_assets.retry_policies import network_retry
 
 INGESTION_GROUP = "ingestion"
 
-RAW_TRIPS_CODE_VERSION = "2"
-"""Bump when `raw_trips` computes different rows from the same source: every partition reruns."""
+RAW_TRIPS_CODE_VERSION = "3"
+"""Bump when `raw_trips` computes different rows from the same source: every partition reruns.
+3: TLC columns are found by name in any case (a file spelling `RateCodeID` keeps its rate codes)."""
 
 
 def taxi_zones(trip_source: TripSource) -> dg.MaterializeResult:
