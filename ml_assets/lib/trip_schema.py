@@ -163,28 +163,23 @@ def _renames(columns: list[str], taxi_type: str, source_name: str) -> dict[str, 
 def _cast(
     frame: pl.DataFrame, name: str, source: pl.DataType, target: pl.DataType, source_name: str
 ) -> pl.Expr:
-    if isinstance(target, pl.Datetime):
-        if source == pl.String:
-            expr = pl.col(name).str.to_datetime(time_unit="us", strict=False)
-        elif isinstance(source, pl.Datetime) and source.time_zone is not None:
-            expr = pl.col(name).dt.convert_time_zone("UTC").dt.replace_time_zone(None).cast(target)
-        else:
-            expr = pl.col(name).cast(target, strict=False)
-    elif source.is_float() and target.is_integer():
+    values = pl.col(name)
+    if source.is_float() and target.is_integer():
         # NaN is how pandas writes a missing number (passenger counts, rate codes): a missing
         # value, not one that cannot be read.
-        expr = pl.col(name).fill_nan(None).cast(target, strict=False)
+        values = values.fill_nan(None)
+    if isinstance(target, pl.Datetime) and source == pl.String:
+        expr = values.str.to_datetime(time_unit="us", strict=False)
+    elif isinstance(target, pl.Datetime) and isinstance(source, pl.Datetime) and source.time_zone:
+        expr = values.dt.convert_time_zone("UTC").dt.replace_time_zone(None).cast(target)
     else:
-        expr = pl.col(name).cast(target, strict=False)
-    missing_before = pl.col(name).fill_nan(None) if source.is_float() else pl.col(name)
-    converted = frame.select(
-        expr.is_null().sum().alias("after"), missing_before.is_null().sum().alias("before")
-    ).row(0)
-    if converted[0] > converted[1]:
-        bad = converted[0] - converted[1]
+        expr = values.cast(target, strict=False)
+    nulls = frame.select(after=expr.is_null().sum(), before=values.is_null().sum()).row(0)
+    unreadable = nulls[0] - nulls[1]
+    if unreadable > 0:
         raise TripSchemaError(
-            f"{source_name}: column {name} has {bad} value(s) that cannot be read as {target} "
-            f"(source dtype {source})"
+            f"{source_name}: column {name} has {unreadable} value(s) that cannot be read as "
+            f"{target} (source dtype {source})"
         )
     return expr.alias(name)
 
