@@ -67,9 +67,10 @@ This analysis was written for the runs of 2026-12-04, one case at a time on an o
 machine, `bench/recorded/2026-12-04.json` (backfill, scale), `2026-12-04-pm.json` (daily, after
 the fork server) and `2026-12-04-late.json` (features, after faster digests and model inputs), and
 for the runs of 2026-12-03 still shown (`2026-12-03-pm.json`: model, peers;
-`2026-12-03-models.json`: models), and quotes them; the tables below are the current ones. The machine ran faster on 2026-12-04 than on
-2026-12-03 (the course's pandas took 0.67 s against 0.9 to 1.1 s, the daily script 3.9 s against
-6.2 s): compare ratios, not seconds. Several cases are slower than in the full run of 2026-11-29
+`2026-12-03-models.json`: models), and quotes them; the tables below are the current ones. The
+machine ran faster on the morning of 2026-12-04 than on 2026-12-03 (the course's pandas took 0.67 s
+against 0.9 to 1.1 s, the daily script 3.9 s against 6.2 s) and slower again that evening:
+compare ratios, not seconds. Several cases are slower than in the full run of 2026-11-29
 (see Earlier runs) because the work they time grew since (issues 12, 14, 15 and 16). Where the
 same command could be timed with the code of 2026-11-29 (commit `ec98c32`, checked out beside this
 one) on the same machine, interleaved, it was:
@@ -133,9 +134,10 @@ one) on the same machine, interleaved, it was:
   with the 2026-11-29 code it is faster (2.04 s against 2.24 s), but the script got faster too
   (the same engine change). Of its 1.9 s, the raw trips' check step takes 0.6 s, about 0.35 s of
   which is importing pandas and pandera: pandera imports pandas whenever it is installed, even for
-  polars schemas (pandera 0.35), and MLflow needs it installed; the script checks nothing. A re-run carries the checks'
-  results over without importing pandera; it does 1.64x the work of a run of no-op assets with the
-  same check steps (goal 1.2x, **MISSED**), and 0.1 s more than the 2026-11-29 code: the on-time
+  polars schemas (pandera 0.35), and MLflow needs it installed; the script checks nothing. A
+  re-run carries the checks' results over without importing pandera; it does 1.64x the work of a
+  run of no-op assets with the same check steps (goal 1.2x, **MISSED**), and 0.1 s more than the
+  2026-11-29 code: the on-time
   check is a step of its own, every kept day's materialization carries its stamped metadata (about
   20 ms of the 0.36 s: measured by carrying none), and TLC is asked once per month whether a file
   changed. The single run stays 62x faster than a run per partition.
