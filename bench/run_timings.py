@@ -2,10 +2,10 @@
 
 `run_stats` reads, in a child process with the instance's environment, every run of a backfill
 and every `promotion_job` run: their records, queue and launch events and step stats, and when
-each step's MLflow run started. `attribute` sums those seconds by where they went: the run queue,
-starting a run's process (interpreter, imports, code location, run plan), each step (the training
-step split at the moment its MLflow run started), the run's own bookkeeping outside its steps, and
-the time when no run was queued or running.
+each step's MLflow runs started and ended. `attribute` sums those seconds by where they went: the
+run queue, starting a run's process (interpreter, imports, code location, run plan), each step
+(a training step split into its days' MLflow runs and the rest), the run's own bookkeeping outside
+its steps, and the time when no run was queued or running.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import json
 import statistics
 import sys
 from collections import defaultdict
+from datetime import date, timedelta
 from typing import Any
 
 from bench.dagster_env import DagsterEnv
@@ -48,6 +49,8 @@ for kind, run_filter in filters:
         runs.append({
             "kind": kind, "run_id": run.run_id, "status": run.status.value,
             "partition": run.tags.get("dagster/partition"),
+            "range": [run.tags.get("dagster/asset_partition_range_start"),
+                      run.tags.get("dagster/asset_partition_range_end")],
             "created": record.create_timestamp.timestamp(),
             "start": record.start_time, "end": record.end_time, "events": events, "steps": steps,
         })
@@ -68,6 +71,21 @@ def run_stats(env: DagsterEnv, backfill_id: str) -> dict[str, Any]:
     tracking_uri = f"sqlite:///{env.data_dir / 'mlflow.db'}"
     found = env.run([sys.executable, "-c", RUN_STATS, backfill_id, tracking_uri])
     return json.loads(found.check("reading the runs from the instance").stdout)
+
+
+TRAIN = "train (duration_model steps outside their MLflow runs)"
+MLFLOW = "MLflow log + register (the days' MLflow runs in duration_model steps)"
+
+
+def days_of(run: dict[str, Any]) -> list[str]:
+    """The days a run materialized: its partition, or every day of its partition range."""
+    if run["partition"]:
+        return [run["partition"]]
+    first, last = run.get("range") or (None, None)
+    if not first or not last:
+        return []
+    start, end = date.fromisoformat(first), date.fromisoformat(last)
+    return [str(start + timedelta(days=offset)) for offset in range((end - start).days + 1)]
 
 
 def attribute(stats: dict[str, Any], launched: float, finished: float) -> dict[str, float]:
@@ -92,12 +110,12 @@ def attribute(stats: dict[str, Any], launched: float, finished: float) -> dict[s
             seconds = step_end - step_start
             step_total += seconds
             asset = step.split(".")[0]
-            mlflow_run = mlflow_runs.get(f"{asset} {run['partition']}")
-            if asset == "duration_model" and mlflow_run:
-                spent["train (duration_model step until its MLflow run)"] += (
-                    mlflow_run[0] - step_start
-                )
-                spent["MLflow log + register (rest of the step)"] += step_end - mlflow_run[0]
+            if asset == "duration_model":
+                # Each day of a training run logs in an MLflow run of its own.
+                logged = [mlflow_runs.get(f"duration_model {day}") for day in days_of(run)]
+                logging = sum(end - start for start, end in filter(None, logged) if end)
+                spent[TRAIN] += seconds - logging
+                spent[MLFLOW] += logging
             elif asset == "model_evaluation":
                 spent["evaluate (model_evaluation step)"] += seconds
             elif asset == "trip_duration_predictions":

@@ -68,7 +68,8 @@ training_job = dg.define_asset_job(
     description=(
         "Train, log and register the model of one day on the trailing training window. "
         "Scheduled after the daily job; a backfill over many days is walk-forward retraining "
-        "(one model per day), one training at a time (the `training` concurrency pool)."
+        "(one model per day, up to ten days per run), one training at a time (the `training` "
+        "concurrency pool)."
     ),
 )
 
@@ -92,7 +93,7 @@ promotion_job = dg.define_asset_job(
         "validation), then model_promotion (champion under "
         "auto approval, candidate under manual). A challenger that fails the gate fails this "
         "run, says why in the check, and leaves the champion where it was. Launched by the "
-        "`promote_evaluated_day` sensor after each run that evaluated a day."
+        "`promote_evaluated_day` sensor as soon as a day is evaluated."
     ),
 )
 

@@ -58,14 +58,15 @@ def test_a_backfill_launched_over_graphql_materializes_every_day(
     )
     runs = backfill["runs"]
     assert {run["status"] for run in runs} == {"SUCCESS"}
-    # Ingestion and features: one run for the whole range. The rest: runs of one day each.
+    # Ingestion and features: one run for the whole range; the models: one run for up to ten
+    # days. The rest: runs of one day each.
     ranges = [run for run in runs if any(t["key"].endswith("range_start") for t in run["tags"])]
     per_day = {
         next(tag["value"] for tag in run["tags"] if tag["key"] == "dagster/partition")
         for run in runs
         if run not in ranges
     }
-    assert len(ranges) == 1
+    assert len(ranges) == 2
     assert per_day == set(DAYS)
     for asset, suffix in (("raw_trips", "parquet"), ("trip_features", "parquet")):
         assert sorted(p.name for p in (settings.assets_dir / asset).iterdir()) == [

@@ -5,53 +5,36 @@ together they take about two seconds to import, and every Dagster process import
 it loads the code location.
 """
 
+import contextlib
 from datetime import date, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import polars as pl
 
 from ml_assets.assets.metadata import importance_markdown
+from ml_assets.assets.model_mlflow import ending, log_day, nested_run
 from ml_assets.config import TrainingConfig
 from ml_assets.failures import failing_without_retries
-from ml_assets.lib.features import TARGET
 from ml_assets.lib.registry import RegisteredModel
-from ml_assets.lib.registry_labels import TRAINED_THROUGH_TAG
 from ml_assets.partitions import DailyPartitioning, window_days
 from ml_assets.resources.mlflow import MlflowTracking, ModelRegistryResource
 from ml_assets.retry_policies import mlflow_retry
 
 if TYPE_CHECKING:
-    from ml_assets.lib.model import TrainedModel
+    from mlflow import ActiveRun
+
+    from ml_assets.lib.day_model import DayModel
 
 MODEL_GROUP = "model"
 TRIP_FEATURES = dg.AssetKey("trip_features")
-MLFLOW_MODEL_NAME = "model"
+TRAINING_DAYS_PER_RUN = 10
+"""A backfill trains up to this many days in one run, one day after another in one process.
 
-
-def _pip_requirements() -> list[str]:
-    """Pinned explicitly: MLflow would otherwise spend seconds inferring them on every log."""
-    import mlflow
-    import numpy
-    import pandas
-    import sklearn
-
-    return [
-        f"scikit-learn=={sklearn.__version__}",
-        f"pandas=={pandas.__version__}",
-        f"numpy=={numpy.__version__}",
-        f"mlflow=={mlflow.__version__}",
-    ]
-
-
-def _validation_split(features: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Hold out the window's last day (or last tenth of trips) to validate out of time."""
-    days = features["pickup_datetime"].dt.date()
-    last_day = days.max()
-    if days.n_unique() > 1:
-        return features.filter(days < last_day), features.filter(days == last_day)
-    cut = int(features.height * 0.9)
-    return features[:cut], features[cut:]
+A run per day spends seconds starting a process and importing scikit-learn and MLflow before a
+fit of a few seconds. With several runs per backfill, the scoring of the first days (which needs
+their models) begins while later days still train, and a failed run trains at most this many days
+again."""
 
 
 def duration_model(
@@ -70,18 +53,56 @@ def duration_model(
 
     The model family, its hyperparameters, the feature groups and the window length come from the
     run config (Launchpad or `retrain_job`); the defaults are the model the daily loop trains.
+
+    A backfill trains up to ten days per run, in date order: each day is its own model, registered
+    version and MLflow run (nested in the run of the Dagster run), and its materialization carries
+    its own metadata.
     """
-    import mlflow
+    # Imported here: scikit-learn and pandas, which only the training step needs.
+    from ml_assets.lib.day_model import fit_day_model, training_window
 
-    from ml_assets.lib.model import (
-        ZonePairBaseline,
-        feature_importances,
-        regression_metrics,
-        train_model,
-    )
-
-    day = context.partition_key
+    training_days = _training_days(context, config)
     params = config.model_params()
+    days = context.partition_keys
+    earliest = date.fromisoformat(days[0]) - timedelta(days=training_days - 1)
+    features = trip_features.filter(pl.col("pickup_datetime").dt.date() >= earliest).collect()
+    one_day = len(days) == 1
+    records: dict[str, dict[str, Any]] = {}
+    with contextlib.ExitStack() as dagster_run_in_mlflow:
+        for day in days:
+            window = training_window(features, date.fromisoformat(day), training_days)
+            fitted = fit_day_model(window, params)
+            # An artifact store the step cannot write to (a file in the way, no permission) fails
+            # the same way on every retry: fail at once, naming the partition.
+            with failing_without_retries(f"partition {day}"):
+                if one_day:
+                    # The MLflow run starts only now, so a step that failed before (bad config, no
+                    # trips) leaves none behind; a retried step resumes the run its previous
+                    # attempt ended.
+                    day_run = ending(mlflow_tracking.start_run)
+                else:
+                    if not records:
+                        dagster_run_in_mlflow.enter_context(ending(mlflow_tracking.start_run))
+                    day_run = ending(nested_run(day))
+                with day_run as run:
+                    registered = log_day(
+                        mlflow_tracking, model_registry, day, window, fitted, training_days
+                    )
+            records[day] = _record(registered, fitted, training_days)
+            context.add_asset_metadata(
+                _day_metadata(model_registry, run, registered, fitted, training_days),
+                partition_key=day,
+            )
+            context.log.info(
+                f"{day}: model v{registered.version} trained on {window.height} trips "
+                f"({fitted.window_start}..{fitted.window_end}) in {fitted.model.fit_seconds:.2f}s: "
+                f"validation RMSE {fitted.validation['rmse']:.3f} vs baseline "
+                f"{fitted.baseline['rmse']:.3f}"
+            )
+    return dg.MaterializeResult(value=records[days[0]] if one_day else records)
+
+
+def _training_days(context: dg.AssetExecutionContext, config: TrainingConfig) -> int:
     # The partition mapping loads the longest window; the run config may ask for fewer days.
     loaded_days = window_days(context.assets_def.get_partition_mapping(TRIP_FEATURES))
     if config.window_days is not None and config.window_days > loaded_days:
@@ -92,136 +113,56 @@ def duration_model(
             ),
             allow_retries=False,
         )
-    training_days = config.window_days or loaded_days
-    first_day = date.fromisoformat(day) - timedelta(days=training_days - 1)
-    features = trip_features.filter(pl.col("pickup_datetime").dt.date() >= first_day).collect()
-    if features.height == 0:
-        raise ValueError(
-            f"partition {day}: the {training_days}-day training window holds no trip_features rows"
-        )
-    window = features["pickup_datetime"].dt.date()
-    window_start, window_end = str(window.min()), str(window.max())
-
-    train, validation = _validation_split(features)
-    holdout_model = train_model(train, params)
-    validation_metrics = regression_metrics(
-        validation[TARGET].to_numpy(), holdout_model.predict(validation)
-    )
-    baseline_metrics = regression_metrics(
-        validation[TARGET].to_numpy(), ZonePairBaseline(train).predict(validation)
-    )
-    model = train_model(features, params)
-
-    # An artifact store the step cannot write to (a file in the way, no permission) fails the
-    # same way on every retry: fail at once, naming the partition.
-    with failing_without_retries(f"partition {day}"):
-        try:
-            # The MLflow run starts only now, so a step that failed before (bad config, no trips)
-            # leaves none behind; a retried step resumes the run its previous attempt ended.
-            run = mlflow_tracking.start_run()
-            mlflow_tracking.log_params(
-                {
-                    **params.as_mlflow_params(),
-                    "window_days": str(training_days),
-                    "window_start": window_start,
-                    "window_end": window_end,
-                }
-            )
-            metrics = {
-                "val_rmse": validation_metrics["rmse"],
-                "val_mae": validation_metrics["mae"],
-                "baseline_val_rmse": baseline_metrics["rmse"],
-                "baseline_val_mae": baseline_metrics["mae"],
-                "train_rows": float(features.height),
-                "fit_seconds": model.fit_seconds,
-            }
-            mlflow.log_metrics(metrics)
-            mlflow.set_tags({"dagster_partition": day, "dagster_asset": "duration_model"})
-            registered = _log_and_register(model, features, model_registry, day)
-            mlflow.end_run()
-        except BaseException:
-            # The run keeps what it logged, marked failed.
-            mlflow.end_run(status="FAILED")
-            raise
-
-    experiment_id = run.info.experiment_id
-    importances = feature_importances(model)
-    context.log.info(
-        f"model v{registered.version} trained on {features.height} trips "
-        f"({window_start}..{window_end}) in {model.fit_seconds:.2f}s: "
-        f"validation RMSE {validation_metrics['rmse']:.3f} vs baseline {baseline_metrics['rmse']:.3f}"
-    )
-    return dg.MaterializeResult(
-        value={
-            **registered.as_dict(),
-            "window_start": window_start,
-            "window_end": window_end,
-            "metrics": metrics,
-            "params": params.as_mlflow_params(),
-            "window_days": training_days,
-        },
-        metadata={
-            "dagster/row_count": features.height,
-            "mlflow_run_id": registered.run_id,
-            "mlflow_run": dg.MetadataValue.url(
-                model_registry.run_url(experiment_id, run.info.run_id)
-            ),
-            "model_version": registered.version,
-            "model_uri": registered.uri,
-            "model_version_link": dg.MetadataValue.url(
-                model_registry.model_version_url(registered.version)
-            ),
-            "window": f"{window_start}..{window_end}",
-            "val_rmse": validation_metrics["rmse"],
-            "val_mae": validation_metrics["mae"],
-            "baseline_val_rmse": baseline_metrics["rmse"],
-            "fit_seconds": model.fit_seconds,
-            "model_family": params.family,
-            "feature_groups": ", ".join(params.feature_groups),
-            "window_days": training_days,
-            "params": dg.MetadataValue.json(params.as_mlflow_params()),
-            "feature_importance": dg.MetadataValue.json(importances),
-            "feature_importance_chart": dg.MetadataValue.md(importance_markdown(importances)),
-        },
-    )
+    return config.window_days or loaded_days
 
 
-def _trusted_types(pipeline: object) -> list[str]:
-    """The types skops must trust to load `pipeline` back: exactly those it is made of."""
-    # Imported here: importing skops takes seconds, and most steps never log a model.
-    import skops.io
+def _record(registered: RegisteredModel, fitted: "DayModel", training_days: int) -> dict[str, Any]:
+    """What `duration_model` stores for a day: the version, its window, metrics and params."""
+    return {
+        **registered.as_dict(),
+        "window_start": fitted.window_start,
+        "window_end": fitted.window_end,
+        "metrics": fitted.metrics,
+        "params": fitted.model.params.as_mlflow_params(),
+        "window_days": training_days,
+    }
 
-    return skops.io.get_untrusted_types(data=skops.io.dumps(pipeline))
 
-
-def _log_and_register(
-    model: "TrainedModel",
-    features: pl.DataFrame,
+def _day_metadata(
     model_registry: ModelRegistryResource,
-    day: str,
-) -> RegisteredModel:
-    import mlflow
-    from mlflow.models import infer_signature
+    run: "ActiveRun",
+    registered: RegisteredModel,
+    fitted: "DayModel",
+    training_days: int,
+) -> dict[str, Any]:
+    """A day's materialization metadata: links to its MLflow run and version, its metrics."""
+    from ml_assets.lib.model import feature_importances
 
-    from ml_assets.lib.model_input import model_input
-
-    example = model_input(features.head(5), model.params.features)
-    signature = infer_signature(example, model.pipeline.predict(example))
-    info = mlflow.sklearn.log_model(
-        model.pipeline,
-        name=MLFLOW_MODEL_NAME,
-        signature=signature,
-        input_example=example,
-        pip_requirements=_pip_requirements(),
-        registered_model_name=model_registry.model_name,
-        # MLflow stores sklearn models with skops, which loads only types it is told to trust:
-        # trust exactly the types of the pipeline trained here.
-        skops_trusted_types=_trusted_types(model.pipeline),
-    )
-    version = str(info.registered_model_version)
-    registry = model_registry.registry()
-    registry.tag_version(version, TRAINED_THROUGH_TAG, day)
-    return registry.version(version)
+    params = fitted.model.params
+    importances = feature_importances(fitted.model)
+    return {
+        "dagster/row_count": fitted.model.train_rows,
+        "mlflow_run_id": registered.run_id,
+        "mlflow_run": dg.MetadataValue.url(
+            model_registry.run_url(run.info.experiment_id, run.info.run_id)
+        ),
+        "model_version": registered.version,
+        "model_uri": registered.uri,
+        "model_version_link": dg.MetadataValue.url(
+            model_registry.model_version_url(registered.version)
+        ),
+        "window": f"{fitted.window_start}..{fitted.window_end}",
+        "val_rmse": fitted.validation["rmse"],
+        "val_mae": fitted.validation["mae"],
+        "baseline_val_rmse": fitted.baseline["rmse"],
+        "fit_seconds": fitted.model.fit_seconds,
+        "model_family": params.family,
+        "feature_groups": ", ".join(params.feature_groups),
+        "window_days": training_days,
+        "params": dg.MetadataValue.json(params.as_mlflow_params()),
+        "feature_importance": dg.MetadataValue.json(importances),
+        "feature_importance_chart": dg.MetadataValue.md(importance_markdown(importances)),
+    }
 
 
 def training_assets(days: DailyPartitioning) -> list[dg.AssetsDefinition]:
@@ -234,6 +175,7 @@ def training_assets(days: DailyPartitioning) -> list[dg.AssetsDefinition]:
             kinds={"scikit-learn", "mlflow"},
             code_version="2",  # 2: the default model also reads the pickup time (pickup_days)
             retry_policy=mlflow_retry,
+            backfill_policy=dg.BackfillPolicy.multi_run(TRAINING_DAYS_PER_RUN),
             # One training at a time on a small machine, however many days a backfill asks for
             # (deploy/dagster.yaml: pools without their own limit run one step at a time).
             pool="training",

@@ -1,6 +1,7 @@
 """The checks of `duration_model` (beats the naive baseline) and `model_evaluation` (drift).
 
-Daily checks: the model and its evaluation run one day per run, so each day's result is its own.
+Daily checks: a run of several days (a backfill trains up to ten per run) gets one result that
+names each failing day.
 """
 
 from collections.abc import Iterator

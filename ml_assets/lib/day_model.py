@@ -1,0 +1,75 @@
+"""A day's model: trained on the window of days ending on the day, validated out of time.
+
+The window's last day (or, in a one-day window, its last tenth of trips) is held out: the model
+fitted on the rest is scored on it next to the zone-pair baseline. The model kept is then refit on
+the whole window, so it has seen the most recent trips.
+"""
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import polars as pl
+
+from ml_assets.lib.features import TARGET
+from ml_assets.lib.model import TrainedModel, ZonePairBaseline, regression_metrics, train_model
+from ml_assets.lib.model_params import ModelParams
+
+
+def training_window(features: pl.DataFrame, day: date, days: int) -> pl.DataFrame:
+    """The rows of `trip_features` picked up in the `days` days ending on `day`; names the day
+    when there are none."""
+    first = day - timedelta(days=days - 1)
+    window = features.filter(pl.col("pickup_datetime").dt.date().is_between(first, day))
+    if window.height == 0:
+        raise ValueError(
+            f"partition {day}: the {days}-day training window holds no trip_features rows"
+        )
+    return window
+
+
+def validation_split(window: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Hold out the window's last day (or last tenth of trips) to validate out of time."""
+    days = window["pickup_datetime"].dt.date()
+    last_day = days.max()
+    if days.n_unique() > 1:
+        return window.filter(days < last_day), window.filter(days == last_day)
+    cut = int(window.height * 0.9)
+    return window[:cut], window[cut:]
+
+
+@dataclass(frozen=True)
+class DayModel:
+    """The model kept for a day, with how its holdout twin and the baseline validated."""
+
+    model: TrainedModel
+    validation: dict[str, float]
+    baseline: dict[str, float]
+    window_start: str
+    window_end: str
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """What is recorded of the day's model, as metrics."""
+        return {
+            "val_rmse": self.validation["rmse"],
+            "val_mae": self.validation["mae"],
+            "baseline_val_rmse": self.baseline["rmse"],
+            "baseline_val_mae": self.baseline["mae"],
+            "train_rows": float(self.model.train_rows),
+            "fit_seconds": self.model.fit_seconds,
+        }
+
+
+def fit_day_model(window: pl.DataFrame, params: ModelParams) -> DayModel:
+    """Validate `params` on the window's last day against the baseline, then refit on it all."""
+    train, validation = validation_split(window)
+    holdout_model = train_model(train, params)
+    truth = validation[TARGET].to_numpy()
+    pickup_days = window["pickup_datetime"].dt.date()
+    return DayModel(
+        model=train_model(window, params),
+        validation=regression_metrics(truth, holdout_model.predict(validation)),
+        baseline=regression_metrics(truth, ZonePairBaseline(train).predict(validation)),
+        window_start=str(pickup_days.min()),
+        window_end=str(pickup_days.max()),
+    )

@@ -1,0 +1,77 @@
+"""A backfill of `duration_model` trains its days in one run: each day its own model, registered
+version, nested MLflow run and materialization metadata."""
+
+import json
+
+import dagster as dg
+import pytest
+from mlflow import MlflowClient
+
+from ml_assets.assets.training import TRAINING_DAYS_PER_RUN
+from ml_assets.settings import Settings
+from ml_assets_tests.conftest import range_tags
+from ml_assets_tests.graph import WITHOUT_PREDICTIONS, duration_model
+
+DAYS = ["2021-01-03", "2021-01-04", "2021-01-05"]
+
+
+def test_a_backfill_trains_up_to_ten_days_per_run() -> None:
+    assert duration_model.backfill_policy == dg.BackfillPolicy.multi_run(TRAINING_DAYS_PER_RUN)
+    assert TRAINING_DAYS_PER_RUN == 10
+
+
+@pytest.mark.slow
+def test_a_range_run_trains_and_registers_each_day_on_its_own(
+    resources: dict[str, object], instance: dg.DagsterInstance, settings: Settings
+) -> None:
+    dg.materialize(
+        WITHOUT_PREDICTIONS, selection=["taxi_zones"], resources=resources, instance=instance
+    )
+    dg.materialize(
+        WITHOUT_PREDICTIONS,
+        selection=["raw_trips", "trip_features"],
+        resources=resources,
+        instance=instance,
+        tags=range_tags("2021-01-01", DAYS[-1]),
+    )
+
+    result = dg.materialize(
+        WITHOUT_PREDICTIONS,
+        selection=["duration_model"],
+        resources=resources,
+        instance=instance,
+        tags=range_tags(DAYS[0], DAYS[-1]),
+    )
+
+    assert result.success
+    events = {
+        event.materialization.partition: event.materialization.metadata
+        for event in result.get_asset_materialization_events()
+    }
+    assert sorted(events) == DAYS
+    versions = [events[day]["model_version"].value for day in DAYS]
+    assert versions == ["1", "2", "3"]  # trained, and registered, in date order
+    client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+    day_runs = {}
+    for day in DAYS:
+        stored = json.loads((settings.assets_dir / "duration_model" / f"{day}.json").read_text())
+        assert stored["version"] == events[day]["model_version"].value
+        # Each day trains on its own window, ending on the day.
+        assert stored["window_end"] == day
+        assert events[day]["window"].value == f"{stored['window_start']}..{day}"
+        assert events[day]["dagster/row_count"].value == stored["metrics"]["train_rows"]
+        version = client.get_model_version(settings.model_name, stored["version"])
+        assert version.tags["trained_through"] == day
+        day_runs[day] = client.get_run(version.run_id)
+    assert len({events[day]["dagster/row_count"].value for day in DAYS}) == len(DAYS)
+    # One MLflow run per day, nested in the run of the Dagster run.
+    parents = {run.data.tags["mlflow.parentRunId"] for run in day_runs.values()}
+    assert len(parents) == 1
+    parent = client.get_run(parents.pop())
+    assert parent.data.tags["dagster_run_id"] == result.run_id
+    assert parent.info.status == "FINISHED"
+    for day, run in day_runs.items():
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["dagster_partition"] == day
+        assert run.data.params["window_end"] == day
+        assert run.data.metrics["val_rmse"] == events[day]["val_rmse"].value
