@@ -27,7 +27,7 @@ from ml_assets.lib.evaluation_reports import DPI, FIGURE_INCHES, REPORTS
 from ml_assets.lib.promotion_gate import RMSE, gate
 from ml_assets.lib.registry import ModelRegistry
 from ml_assets.lib.registry_labels import CHAMPION_ALIAS, Decision
-from ml_assets.sensors.champion import champion_alias_sensor, promote_evaluated_day
+from ml_assets.sensors.champion import champion_alias_sensor
 from ml_assets.sensors.success_alerts import success_notification
 from ml_assets.settings import Settings
 
@@ -513,19 +513,19 @@ def test_the_gate_in_day_order_withdrawal_rollback_and_an_alias_moved_outside_da
     with dg.build_sensor_context(instance=loop.instance, resources=resources) as context:
         assert isinstance(champion_alias_sensor(context), dg.SkipReason)
 
-    # The run-status sensor asks for the promotion of each evaluated day.
-    run = loop.instance.get_run_by_id(loop.runs[_day(5)].run_id)
-    assert run is not None
-    (success,) = loop.instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_SUCCESS)
-    with dg.build_run_status_sensor_context(
-        sensor_name="promote_evaluated_day",
-        dagster_instance=loop.instance,
-        dagster_run=run,
-        dagster_event=success.dagster_event,  # type: ignore[arg-type]
-    ) as status_context:
-        request = promote_evaluated_day(status_context)
-    assert isinstance(request, dg.RunRequest)
-    assert request.partition_key == _day(5)
+    # The sensor asks for the promotion of each evaluated day, from its first look on.
+    sensor = loop.defs().get_sensor_def("promote_evaluated_day")
+    with dg.build_sensor_context(instance=loop.instance) as context:
+        first_look = sensor(context)
+        assert isinstance(first_look, dg.SensorResult)
+        assert not first_look.run_requests
+        context.update_cursor(first_look.cursor)
+        loop.run_day(_day(6), promote=False)
+        result = sensor(context)
+    assert isinstance(result, dg.SensorResult)
+    (request,) = result.run_requests or []
+    assert request.partition_key == _day(6)
+    assert request.tags["ml_assets/evaluation_run"] == loop.runs[_day(6)].run_id
 
 
 @pytest.mark.slow

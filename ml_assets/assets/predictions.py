@@ -62,9 +62,11 @@ def trip_duration_predictions(
             value=empty,
             metadata={**table_metadata(empty), **first_day_metadata(record), "model_version": None},
         )
-    if runs_days_out_of_order(context.run.tags):
-        wait_for_decision_before(context, day, config.previous_decision_wait_seconds)
     registry = model_registry.registry()
+    if runs_days_out_of_order(context.run.tags):
+        wait_for_decision_before(
+            context, day, config.previous_decision_wait_seconds, registry.prepare_loading
+        )
     evaluated = serving_model(model_evaluation)
     serving = registry.champion_going_into(day) or evaluated
     if serving.version != evaluated.version:

@@ -9,7 +9,7 @@ the same way in backfill and catch-up runs, so the day is served by the champion
 """
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date, timedelta
 
 import dagster as dg
@@ -23,8 +23,10 @@ CHALLENGER_VALIDATION = dg.AssetKey("challenger_validation")
 MODEL_PROMOTION = dg.AssetKey("model_promotion")
 DECISION_STEPS = (MODEL_EVALUATION, CHALLENGER_VALIDATION, MODEL_PROMOTION)
 
-POLL_SECONDS = 5.0
-"""How often a pending decision is looked at again while waiting for it."""
+POLL_SECONDS = 1.0
+"""How often a pending decision is looked at again while waiting for it: a handful of instance
+queries, and in a backfill every day's decision waits on the one before, so each second between
+looks is paid once per day."""
 
 BACKFILL_TAG = "dagster/backfill"
 
@@ -103,10 +105,16 @@ def pending_decision(
 
 
 def wait_for_decision_before(
-    context: dg.AssetExecutionContext, day: date, wait_seconds: float
+    context: dg.AssetExecutionContext,
+    day: date,
+    wait_seconds: float,
+    while_waiting: Callable[[], None] | None = None,
 ) -> None:
     """Return once the decision of the day before `day` is final; wait at most `wait_seconds`
-    for it (a run of that day may be finishing), then fail naming what is pending."""
+    for it (a run of that day may be finishing), then fail naming what is pending.
+
+    `while_waiting` runs once when there is a wait, before it: work the step does next anyway
+    (imports), done while the decision is made instead of after it."""
     previous = (day - timedelta(days=1)).isoformat()
     asset = context.assets_def.key.to_user_string()
     partitions_def = context.assets_def.partitions_def
@@ -120,6 +128,9 @@ def wait_for_decision_before(
         f"{previous}: {pending}"
     )
     deadline = time.monotonic() + wait_seconds
+    if while_waiting is not None:
+        while_waiting()
+        pending = pending_decision(context.instance, previous, partitions_def)
     while pending is not None:
         remaining = deadline - time.monotonic()
         if remaining <= 0:

@@ -114,8 +114,10 @@ def _validate(
             "MLflow metrics); materialize model_evaluation of the day again",
             allow_retries=False,
         )
-    wait_for_decision_before(context, day, config.previous_decision_wait_seconds)
     registry = model_registry.registry()
+    wait_for_decision_before(
+        context, day, config.previous_decision_wait_seconds, registry.prepare_loading
+    )
     challenger_version = evaluation["challenger"]["version"]
     champion = registry.champion_going_into(day)
     if champion is not None and champion.version == challenger_version:

@@ -173,6 +173,13 @@ class RegistryClient:
             key,
         )
 
+    @staticmethod
+    def prepare_loading() -> None:
+        """Import what `load` needs (MLflow's scikit-learn flavor, scikit-learn and skops take
+        seconds) ahead of time: in a step that has to wait anyway, while it waits."""
+        import mlflow.sklearn  # noqa: F401
+        import skops.io  # noqa: F401
+
     def load(self, model: RegisteredModel) -> Any:
         """The registered scikit-learn pipeline itself."""
         import mlflow

@@ -7,7 +7,7 @@ from ml_assets.lib.run_health import WaitLimits
 from ml_assets.partitions import DailyPartitioning
 from ml_assets.sensors.alerts import build_alert_sensors
 from ml_assets.sensors.catch_up import build_catch_up_sensor
-from ml_assets.sensors.champion import champion_sensors
+from ml_assets.sensors.champion import build_promotion_sensor, champion_alias_sensor
 from ml_assets.sensors.freshness import build_freshness_sensor, freshness_rule
 from ml_assets.sensors.health_summary import build_health_summary_sensor
 from ml_assets.sensors.publication import build_publication_sensor
@@ -21,7 +21,8 @@ def build_sensors(settings: Settings, days: DailyPartitioning) -> list[dg.Sensor
     return [
         build_publication_sensor(days),
         evaluate_retrained_model,
-        *champion_sensors,
+        build_promotion_sensor(days),
+        champion_alias_sensor,
         *build_alert_sensors(settings),
         *run_health_sensors(
             WaitLimits(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -13,42 +15,81 @@ from ml_assets.jobs import promotion_job
 from ml_assets.lib.mlflow_server import TrackingServerUnavailable
 from ml_assets.lib.registry import RegistryError
 from ml_assets.lib.registry_labels import Decision
+from ml_assets.partitions import DailyPartitioning
 from ml_assets.resources.mlflow import ModelRegistryResource
 
 MODEL_EVALUATION = dg.AssetKey("model_evaluation")
 OUTSIDE_DAGSTER = "outside Dagster (the MLflow alias was moved)"
 
 
-# Every job of the code location is watched, not a list: the catch-up sensor and backfills score
-# days in runs of Dagster's asset jobs, and their evaluations must be promoted too. It looks every
-# 5 s (Dagster's default: 30 s): in a backfill or a catch-up the gate of the next day waits for
-# this day's decision, so each look saved is time the walk-forward loop does not wait.
-@dg.run_status_sensor(
-    run_status=dg.DagsterRunStatus.SUCCESS,
-    request_job=promotion_job,
-    minimum_interval_seconds=5,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description=(
-        "After a run that evaluated a day succeeded, run `promotion_job` for that day: the "
-        "promotion gate's blocking checks, then model_promotion."
-    ),
-)
-def promote_evaluated_day(context: dg.RunStatusSensorContext):
-    run = context.dagster_run
-    day = run.tags.get("dagster/partition")
-    evaluated = [
-        entry
-        for entry in context.instance.all_logs(
-            run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
-        )
-        if entry.asset_materialization is not None
-        and entry.asset_materialization.asset_key == MODEL_EVALUATION
-    ]
-    if day is None or not evaluated:
-        return dg.SkipReason(f"run {run.run_id} evaluated no day")
-    return dg.RunRequest(
-        run_key=run.run_id, partition_key=day, tags={"ml_assets/evaluation_run": run.run_id}
+def _promotion_cursor(cursor: str | None) -> tuple[int | None, dict[str, list[Any]]]:
+    """The storage id of the last evaluation seen, and the evaluated days not yet launched (with
+    the run that evaluated each and the storage id of its evaluation)."""
+    if not cursor:
+        return None, {}
+    state = json.loads(cursor)
+    return state["after"], state["waiting"]
+
+
+def build_promotion_sensor(days: DailyPartitioning) -> dg.SensorDefinition:
+    """`promote_evaluated_day`: `promotion_job` for each day as soon as it is evaluated."""
+
+    # A look every second (Dagster's default: 30 s; its sensor daemon looks every 5 s): in a
+    # backfill or a catch-up every day's gate waits for the decision of the day before, so a
+    # promotion launched early is ready when that decision lands. Days are launched in date order,
+    # so a promotion waiting for the day before never holds the run slot that day's needs.
+    @dg.sensor(
+        name="promote_evaluated_day",
+        job=promotion_job,
+        minimum_interval_seconds=1,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            "Once a day is evaluated (model_evaluation materialized, by any job, backfill or "
+            "catch-up), run `promotion_job` for it: the promotion gate's blocking checks, then "
+            "model_promotion. A day whose day before is still being evaluated, or evaluated and "
+            "not yet launched, waits here for it."
+        ),
     )
+    def promote_evaluated_day(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        after, waiting = _promotion_cursor(context.cursor)
+        evaluations = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=MODEL_EVALUATION, after_storage_id=after),
+            limit=1 if after is None else 1000,
+            ascending=after is not None,
+        ).records
+        if after is None:
+            # First look: promote what is evaluated from now on, not the instance's history.
+            latest = evaluations[0].storage_id if evaluations else 0
+            return dg.SensorResult(cursor=json.dumps({"after": latest, "waiting": {}}))
+        for record in evaluations:
+            if record.partition_key is not None:
+                waiting[record.partition_key] = [record.run_id, record.storage_id]
+        requests = []
+        for day in sorted(waiting):
+            previous = (date.fromisoformat(day) - timedelta(days=1)).isoformat()
+            if previous in waiting or _being_evaluated(context.instance, previous, days):
+                continue
+            evaluation_run, evaluation_event = waiting.pop(day)
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"{day} evaluated at event {evaluation_event}",
+                    partition_key=day,
+                    tags={"ml_assets/evaluation_run": evaluation_run},
+                )
+            )
+        last = evaluations[-1].storage_id if evaluations else after
+        return dg.SensorResult(
+            run_requests=requests, cursor=json.dumps({"after": last, "waiting": waiting})
+        )
+
+    return promote_evaluated_day
+
+
+def _being_evaluated(instance: dg.DagsterInstance, day: str, days: DailyPartitioning) -> bool:
+    if not days.partitions.has_partition_key(day):
+        return False
+    status = instance.get_status_by_partition(MODEL_EVALUATION, [day], days.partitions) or {}
+    return status.get(day) == dg.AssetPartitionStatus.IN_PROGRESS
 
 
 @dg.sensor(
@@ -101,6 +142,3 @@ def champion_alias_sensor(
     context.update_cursor(None)
     context.log.info(decision.reason)
     return dg.SensorResult(asset_events=[champion_observation(champion, decision, model_registry)])
-
-
-champion_sensors = [promote_evaluated_day, champion_alias_sensor]

@@ -1,0 +1,74 @@
+"""`promote_evaluated_day`: `promotion_job` for each day as soon as it is evaluated, in date order.
+
+The sensor reads `model_evaluation` materializations from the instance; here they are reported
+directly, as a run evaluating the days would record them.
+"""
+
+import json
+
+import dagster as dg
+
+from ml_assets.definitions import build_definitions
+from ml_assets.settings import Settings
+
+MODEL_EVALUATION = dg.AssetKey("model_evaluation")
+
+
+def _evaluated(instance: dg.DagsterInstance, *days: str) -> None:
+    for day in days:
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset_key=MODEL_EVALUATION, partition=day)
+        )
+
+
+def _look(
+    sensor: dg.SensorDefinition, instance: dg.DagsterInstance, cursor: str | None
+) -> dg.SensorResult:
+    with dg.build_sensor_context(instance=instance, cursor=cursor) as context:
+        result = sensor(context)
+    assert isinstance(result, dg.SensorResult)
+    return result
+
+
+def test_days_evaluated_before_the_first_look_are_left_alone(
+    settings: Settings, instance: dg.DagsterInstance
+) -> None:
+    sensor = build_definitions(settings).get_sensor_def("promote_evaluated_day")
+    _evaluated(instance, "2021-01-05")
+
+    first = _look(sensor, instance, None)
+
+    assert not first.run_requests
+    assert not _look(sensor, instance, first.cursor).run_requests
+
+
+def test_each_evaluated_day_is_promoted_once_in_date_order(
+    settings: Settings, instance: dg.DagsterInstance
+) -> None:
+    sensor = build_definitions(settings).get_sensor_def("promote_evaluated_day")
+    cursor = _look(sensor, instance, None).cursor
+    # A backfill's scoring runs can finish out of order.
+    _evaluated(instance, "2021-01-07", "2021-01-05", "2021-01-06")
+
+    result = _look(sensor, instance, cursor)
+
+    requests = result.run_requests or []
+    assert [request.partition_key for request in requests] == [
+        "2021-01-05",
+        "2021-01-06",
+        "2021-01-07",
+    ]
+    assert len({request.run_key for request in requests}) == 3
+    assert json.loads(result.cursor or "{}")["waiting"] == {}
+    assert not _look(sensor, instance, result.cursor).run_requests
+    # A day evaluated again (a re-run) is promoted again.
+    _evaluated(instance, "2021-01-06")
+    (again,) = _look(sensor, instance, result.cursor).run_requests or []
+    assert again.partition_key == "2021-01-06"
+
+
+def test_the_sensor_looks_every_second_and_runs_by_default(settings: Settings) -> None:
+    sensor = build_definitions(settings).get_sensor_def("promote_evaluated_day")
+    assert sensor.minimum_interval_seconds == 1
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert sensor.job_name == "promotion_job"
