@@ -10,7 +10,7 @@ from mlflow import MlflowClient
 from ml_assets.assets.training import TRAINING_DAYS_PER_RUN
 from ml_assets.settings import Settings
 from ml_assets_tests.conftest import range_tags
-from ml_assets_tests.graph import WITHOUT_PREDICTIONS, duration_model
+from ml_assets_tests.graph import ASSET_CHECKS, WITHOUT_PREDICTIONS, duration_model
 
 DAYS = ["2021-01-03", "2021-01-04", "2021-01-05"]
 
@@ -36,7 +36,7 @@ def test_a_range_run_trains_and_registers_each_day_on_its_own(
     )
 
     result = dg.materialize(
-        WITHOUT_PREDICTIONS,
+        [*WITHOUT_PREDICTIONS, *ASSET_CHECKS],
         selection=["duration_model"],
         resources=resources,
         instance=instance,
@@ -64,6 +64,11 @@ def test_a_range_run_trains_and_registers_each_day_on_its_own(
         assert version.tags["trained_through"] == day
         day_runs[day] = client.get_run(version.run_id)
     assert len({events[day]["dagster/row_count"].value for day in DAYS}) == len(DAYS)
+    # One evaluation of the check for the run, naming its days.
+    (check,) = result.get_asset_check_evaluations()
+    assert check.check_name == "duration_model_beats_baseline"
+    assert check.metadata["days"].value == f"{DAYS[0]}..{DAYS[-1]}"
+    assert check.metadata["day_count"].value == len(DAYS)
     # One MLflow run per day, nested in the run of the Dagster run.
     parents = {run.data.tags["mlflow.parentRunId"] for run in day_runs.values()}
     assert len(parents) == 1

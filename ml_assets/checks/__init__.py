@@ -16,10 +16,10 @@ Severity and blocking are chosen per check:
 Each check evaluates every partition of the run and reports the failing days in its metadata;
 the checks of one asset run together in one step.
 
-The checks of `raw_trips` and `trip_features`, which backfills materialize a range of days per
-run, are checks of the asset: one evaluation per run, naming the days it covered (`days`). The
-checks of the assets that run one day per run (model, evaluation, predictions) are daily, so each
-day's result is its own in the UI. Dagster 1.13 records one evaluation for a range run, so a
+The checks of `raw_trips`, `trip_features` and `duration_model`, which backfills materialize a
+range of days per run, are checks of the asset: one evaluation per run, naming the days it covered
+(`days`). The checks of the assets that run one day per run (evaluation, predictions) are daily,
+so each day's result is its own in the UI. Dagster 1.13 records one evaluation for a range run, so a
 daily check there would leave every day of the range "planned", shown as skipped.
 The measurements are plain code in `ml_assets/lib/quality.py` and `ml_assets/lib/schemas.py`.
 """

@@ -189,6 +189,13 @@ class PartitionedFileIOManager(dg.ConfigurableIOManager):
         """
         return self._read_frames({key: self._find(asset_key, key) for key in partition_keys})
 
+    def load_records(
+        self, asset_key: dg.AssetKey, partition_keys: Sequence[str]
+    ) -> dict[str, dict[str, Any]]:
+        """The stored JSON records of `partition_keys`, by key; names the first one not
+        materialized. `load_frames` for assets whose values are records."""
+        return {key: self._read(self._find(asset_key, key), dict) for key in partition_keys}
+
     @staticmethod
     def _read_frames(paths: Mapping[str, Path]) -> dict[str, pl.DataFrame]:
         # One polars call for all the days: the files are read in parallel, several times faster
