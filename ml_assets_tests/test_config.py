@@ -15,7 +15,7 @@ from ml_assets.jobs import model_evaluation_job, retrain_job
 from ml_assets.lib.model import ModelParams
 from ml_assets.sensors.retrain import evaluate_retrained_model, evaluation_day_after
 from ml_assets.settings import Settings
-from ml_assets_tests.conftest import REPO_ROOT, local_instance, new_local_home
+from ml_assets_tests.conftest import REPO_ROOT, local_instance, new_local_home, range_tags
 from ml_assets_tests.graph import TRAINING_WINDOW_DAYS, WITHOUT_PREDICTIONS
 
 ASSETS = WITHOUT_PREDICTIONS
@@ -200,6 +200,33 @@ def test_retrained_model_is_sent_to_evaluation_on_the_next_day(
     assert request.run_key == run.run_id
     assert request.job_name in (None, model_evaluation_job.name)
     assert evaluation_day_after("2021-01-02", {"2021-01-01", "2021-01-02"}) is None
+
+
+@pytest.mark.slow
+def test_a_retrain_of_a_range_sends_each_day_with_features_to_evaluation(
+    resources: dict[str, object], instance: dg.DagsterInstance
+) -> None:
+    _materialize_features(DAYS, resources, instance)
+    defs = dg.Definitions(assets=ASSETS, jobs=[retrain_job], resources=resources)
+
+    # A backfill of retrain_job trains up to ten days per run.
+    run = defs.resolve_job_def("retrain_job").execute_in_process(
+        run_config=_model_config(family="ridge"),
+        instance=instance,
+        tags=range_tags(DAYS[0], DAYS[-1]),
+    )
+    context = dg.build_run_status_sensor_context(
+        sensor_name=evaluate_retrained_model.name,
+        dagster_event=run.get_run_success_event(),
+        dagster_instance=instance,
+        dagster_run=run.dagster_run,
+    )
+    requests = evaluate_retrained_model(context)
+
+    # The model of the last day waits for its next day's features.
+    assert isinstance(requests, list)
+    assert [request.partition_key for request in requests] == DAYS[1:]
+    assert [request.run_key for request in requests] == [f"{run.run_id} {day}" for day in DAYS[:2]]
 
 
 @pytest.mark.slow

@@ -25,19 +25,40 @@ def evaluation_day_after(trained_through: str, materialized_feature_days: set[st
         "Until then the daily loop evaluates it when D+1 arrives."
     ),
 )
-def evaluate_retrained_model(context: dg.RunStatusSensorContext):
-    trained_through = context.dagster_run.tags.get("dagster/partition")
-    if trained_through is None:
-        return dg.SkipReason(f"run {context.dagster_run.run_id} retrained no daily partition")
+def evaluate_retrained_model(
+    context: dg.RunStatusSensorContext,
+) -> dg.RunRequest | list[dg.RunRequest] | dg.SkipReason:
+    run = context.dagster_run
+    trained = _days_retrained(run)
+    if not trained:
+        return dg.SkipReason(f"run {run.run_id} retrained no daily partition")
     feature_days = context.instance.get_materialized_partitions(dg.AssetKey("trip_features"))
-    evaluation_day = evaluation_day_after(trained_through, feature_days)
-    if evaluation_day is None:
-        return dg.SkipReason(
-            f"model trained through {trained_through}: the next day's trip_features are not "
-            "materialized yet; the daily loop will evaluate it"
+    requests = [
+        dg.RunRequest(
+            # One run of one day keeps the run's id as its key, as before ranges existed.
+            run_key=run.run_id if len(trained) == 1 else f"{run.run_id} {day}",
+            partition_key=evaluation_day,
+            tags={"ml_assets/retrain_run": run.run_id},
         )
-    return dg.RunRequest(
-        run_key=context.dagster_run.run_id,
-        partition_key=evaluation_day,
-        tags={"ml_assets/retrain_run": context.dagster_run.run_id},
-    )
+        for day in trained
+        if (evaluation_day := evaluation_day_after(day, feature_days)) is not None
+    ]
+    if not requests:
+        return dg.SkipReason(
+            f"models trained through {trained[-1]}: the next day's trip_features are not "
+            "materialized yet; the daily loop will evaluate them"
+        )
+    return requests[0] if len(trained) == 1 else requests
+
+
+def _days_retrained(run: dg.DagsterRun) -> list[str]:
+    """The day a run retrained, or each day of its range (a backfill trains up to ten per run)."""
+    day = run.tags.get("dagster/partition")
+    if day is not None:
+        return [day]
+    first = run.tags.get("dagster/asset_partition_range_start")
+    last = run.tags.get("dagster/asset_partition_range_end")
+    if first is None or last is None:
+        return []
+    start, end = date.fromisoformat(first), date.fromisoformat(last)
+    return [(start + timedelta(days=n)).isoformat() for n in range((end - start).days + 1)]
