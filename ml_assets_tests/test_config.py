@@ -177,6 +177,19 @@ def test_ingestion_config_picks_the_taxi_type(
     assert "yellow" in metadata["source"].value
 
 
+def _evaluation_after(
+    run: dg.ExecuteInProcessResult, instance: dg.DagsterInstance
+) -> dg.RunRequest | list[dg.RunRequest] | dg.SkipReason:
+    """What `evaluate_retrained_model` asks for once the retrain `run` succeeded."""
+    context = dg.build_run_status_sensor_context(
+        sensor_name=evaluate_retrained_model.name,
+        dagster_event=run.get_run_success_event(),
+        dagster_instance=instance,
+        dagster_run=run.dagster_run,
+    )
+    return evaluate_retrained_model(context)
+
+
 @pytest.mark.slow
 def test_retrained_model_is_sent_to_evaluation_on_the_next_day(
     resources: dict[str, object], instance: dg.DagsterInstance
@@ -187,13 +200,7 @@ def test_retrained_model_is_sent_to_evaluation_on_the_next_day(
     run = defs.resolve_job_def("retrain_job").execute_in_process(
         run_config=_model_config(family="ridge"), partition_key="2021-01-01", instance=instance
     )
-    context = dg.build_run_status_sensor_context(
-        sensor_name=evaluate_retrained_model.name,
-        dagster_event=run.get_run_success_event(),
-        dagster_instance=instance,
-        dagster_run=run.dagster_run,
-    )
-    request = evaluate_retrained_model(context)
+    request = _evaluation_after(run, instance)
 
     assert isinstance(request, dg.RunRequest)
     assert request.partition_key == "2021-01-02"
@@ -215,13 +222,7 @@ def test_a_retrain_of_a_range_sends_each_day_with_features_to_evaluation(
         instance=instance,
         tags=range_tags(DAYS[0], DAYS[-1]),
     )
-    context = dg.build_run_status_sensor_context(
-        sensor_name=evaluate_retrained_model.name,
-        dagster_event=run.get_run_success_event(),
-        dagster_instance=instance,
-        dagster_run=run.dagster_run,
-    )
-    requests = evaluate_retrained_model(context)
+    requests = _evaluation_after(run, instance)
 
     # The model of the last day waits for its next day's features.
     assert isinstance(requests, list)
