@@ -43,9 +43,10 @@ import sklearn
 import skops.io
 from mlflow.models import infer_signature
 
+from ml_assets.lib.day_model import fit_day_model
 from ml_assets.lib.evaluation_reports import DayError, write_reports
 from ml_assets.lib.features import TARGET
-from ml_assets.lib.model import TrainedModel, ZonePairBaseline, regression_metrics, train_model
+from ml_assets.lib.model import TrainedModel, ZonePairBaseline, regression_metrics
 from ml_assets.lib.model_input import model_input
 from ml_assets.lib.model_params import ALL_FEATURES, ModelParams
 from ml_assets.lib.promotion_gate import gate, mlflow_regression_metrics
@@ -77,17 +78,7 @@ def train_and_register(
     """What `duration_model` does for `day`: seconds by phase (`train`, `mlflow`)."""
     started = time.perf_counter()
     params = ModelParams()
-    pickup_days = features["pickup_datetime"].dt.date()
-    train = features.filter(pickup_days < pickup_days.max())
-    validation = features.filter(pickup_days == pickup_days.max())
-    holdout = train_model(train, params)
-    validation_metrics = regression_metrics(
-        validation[TARGET].to_numpy(), holdout.predict(validation)
-    )
-    baseline_metrics = regression_metrics(
-        validation[TARGET].to_numpy(), ZonePairBaseline(train).predict(validation)
-    )
-    model = train_model(features, params)
+    fitted = fit_day_model(features, params)
     trained = time.perf_counter()
 
     with mlflow.start_run(run_name=f"day {day}"):
@@ -95,22 +86,13 @@ def train_and_register(
             {
                 **params.as_mlflow_params(),
                 "window_days": str(window_days),
-                "window_start": str(pickup_days.min()),
-                "window_end": str(pickup_days.max()),
+                "window_start": fitted.window_start,
+                "window_end": fitted.window_end,
             }
         )
-        mlflow.log_metrics(
-            {
-                "val_rmse": validation_metrics["rmse"],
-                "val_mae": validation_metrics["mae"],
-                "baseline_val_rmse": baseline_metrics["rmse"],
-                "baseline_val_mae": baseline_metrics["mae"],
-                "train_rows": float(features.height),
-                "fit_seconds": model.fit_seconds,
-            }
-        )
+        mlflow.log_metrics(fitted.metrics)
         mlflow.set_tags({"dagster_partition": str(day), "dagster_asset": "duration_model"})
-        registered = log_and_register(model, features, registry, day)
+        registered = log_and_register(fitted.model, features, registry, day)
     return registered, {"train": trained - started, "mlflow": time.perf_counter() - trained}
 
 

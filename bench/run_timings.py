@@ -14,10 +14,10 @@ import json
 import statistics
 import sys
 from collections import defaultdict
-from datetime import date, timedelta
 from typing import Any
 
 from bench.dagster_env import DagsterEnv
+from ml_assets.sensors.loop_reading import run_days
 
 RUN_STATS = """
 import json, sys
@@ -48,9 +48,10 @@ for kind, run_filter in filters:
         }
         runs.append({
             "kind": kind, "run_id": run.run_id, "status": run.status.value,
-            "partition": run.tags.get("dagster/partition"),
-            "range": [run.tags.get("dagster/asset_partition_range_start"),
-                      run.tags.get("dagster/asset_partition_range_end")],
+            "partition_tags": {
+                key: value for key, value in run.tags.items()
+                if key == "dagster/partition" or key.startswith("dagster/asset_partition_range")
+            },
             "created": record.create_timestamp.timestamp(),
             "start": record.start_time, "end": record.end_time, "events": events, "steps": steps,
         })
@@ -79,13 +80,7 @@ MLFLOW = "MLflow log + register (the days' MLflow runs in duration_model steps)"
 
 def days_of(run: dict[str, Any]) -> list[str]:
     """The days a run materialized: its partition, or every day of its partition range."""
-    if run["partition"]:
-        return [run["partition"]]
-    first, last = run.get("range") or (None, None)
-    if not first or not last:
-        return []
-    start, end = date.fromisoformat(first), date.fromisoformat(last)
-    return [str(start + timedelta(days=offset)) for offset in range((end - start).days + 1)]
+    return [day.isoformat() for day in run_days(run["partition_tags"])]
 
 
 def attribute(stats: dict[str, Any], launched: float, finished: float) -> dict[str, float]:

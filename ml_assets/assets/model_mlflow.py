@@ -40,18 +40,6 @@ def pip_requirements() -> list[str]:
     ]
 
 
-def nested_run(day: str) -> Callable[[], "ActiveRun"]:
-    """What starts the MLflow run of `day` in a run of several days: nested in the active run,
-    the MLflow run of the Dagster run."""
-
-    def start() -> "ActiveRun":
-        import mlflow
-
-        return mlflow.start_run(run_name=f"duration_model {day}", nested=True)
-
-    return start
-
-
 @contextlib.contextmanager
 def ending(start: "Callable[[], ActiveRun]") -> "Iterator[ActiveRun]":
     """The MLflow run `start` makes active, ended with the block: FAILED (keeping what it logged)
@@ -65,6 +53,37 @@ def ending(start: "Callable[[], ActiveRun]") -> "Iterator[ActiveRun]":
         mlflow.end_run(status="FAILED")
         raise
     mlflow.end_run()
+
+
+class DayRuns(contextlib.ExitStack):
+    """The MLflow run each day of a training step logs into, for a step over `days` days.
+
+    One day: the MLflow run of the Dagster run (dagster-mlflow's), started when the day logs, so a
+    step that fails before (bad config, no trips) leaves none behind, and a retried step resumes
+    the run its previous attempt ended. Several days: a run of its own per day, nested in that
+    one, which the first day starts and the end of the block ends.
+    """
+
+    def __init__(self, mlflow_tracking: MlflowTracking, days: int) -> None:
+        super().__init__()
+        self._tracking = mlflow_tracking
+        self._nested = days > 1
+        self._dagster_run_started = False
+
+    def of_day(self, day: str) -> contextlib.AbstractContextManager["ActiveRun"]:
+        """The active MLflow run of `day` for the block, ended with it."""
+        if not self._nested:
+            return ending(self._tracking.start_run)
+        if not self._dagster_run_started:
+            self.enter_context(ending(self._tracking.start_run))
+            self._dagster_run_started = True
+
+        def start() -> "ActiveRun":
+            import mlflow
+
+            return mlflow.start_run(run_name=f"duration_model {day}", nested=True)
+
+        return ending(start)
 
 
 def log_day(

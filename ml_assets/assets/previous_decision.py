@@ -71,6 +71,17 @@ def _passed_the_gate(validation: dg.EventLogRecord) -> bool:
     )
 
 
+def is_in_progress(
+    instance: dg.DagsterInstance,
+    asset: dg.AssetKey,
+    day: str,
+    partitions_def: dg.PartitionsDefinition,
+) -> bool:
+    """Whether a queued or running run is materializing `asset` of `day` (a partition of it)."""
+    status = instance.get_status_by_partition(asset, [day], partitions_def) or {}
+    return status.get(day) == dg.AssetPartitionStatus.IN_PROGRESS
+
+
 def pending_decision(
     instance: dg.DagsterInstance, day: str, partitions_def: dg.PartitionsDefinition
 ) -> str | None:
@@ -79,8 +90,7 @@ def pending_decision(
     if not partitions_def.has_partition_key(day):
         return None
     for asset in DECISION_STEPS:
-        status = instance.get_status_by_partition(asset, [day], partitions_def) or {}
-        if status.get(day) == dg.AssetPartitionStatus.IN_PROGRESS:
+        if is_in_progress(instance, asset, day, partitions_def):
             return f"a run materializing {asset.to_user_string()} of {day} is queued or in progress"
     evaluation, validation, promotion = (_latest(instance, a, day) for a in DECISION_STEPS)
     if evaluation is not None and _metadata_flag(evaluation, FIRST_DAY):

@@ -5,7 +5,6 @@ together they take about two seconds to import, and every Dagster process import
 it loads the code location.
 """
 
-import contextlib
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +12,7 @@ import dagster as dg
 import polars as pl
 
 from ml_assets.assets.metadata import importance_markdown
-from ml_assets.assets.model_mlflow import ending, log_day, nested_run
+from ml_assets.assets.model_mlflow import DayRuns, log_day
 from ml_assets.config import TrainingConfig
 from ml_assets.failures import failing_without_retries
 from ml_assets.lib.registry import RegisteredModel
@@ -66,28 +65,17 @@ def duration_model(
     days = context.partition_keys
     earliest = date.fromisoformat(days[0]) - timedelta(days=training_days - 1)
     features = trip_features.filter(pl.col("pickup_datetime").dt.date() >= earliest).collect()
-    one_day = len(days) == 1
     records: dict[str, dict[str, Any]] = {}
-    with contextlib.ExitStack() as dagster_run_in_mlflow:
+    with DayRuns(mlflow_tracking, len(days)) as day_runs:
         for day in days:
             window = training_window(features, date.fromisoformat(day), training_days)
             fitted = fit_day_model(window, params)
             # An artifact store the step cannot write to (a file in the way, no permission) fails
             # the same way on every retry: fail at once, naming the partition.
-            with failing_without_retries(f"partition {day}"):
-                if one_day:
-                    # The MLflow run starts only now, so a step that failed before (bad config, no
-                    # trips) leaves none behind; a retried step resumes the run its previous
-                    # attempt ended.
-                    day_run = ending(mlflow_tracking.start_run)
-                else:
-                    if not records:
-                        dagster_run_in_mlflow.enter_context(ending(mlflow_tracking.start_run))
-                    day_run = ending(nested_run(day))
-                with day_run as run:
-                    registered = log_day(
-                        mlflow_tracking, model_registry, day, window, fitted, training_days
-                    )
+            with failing_without_retries(f"partition {day}"), day_runs.of_day(day) as run:
+                registered = log_day(
+                    mlflow_tracking, model_registry, day, window, fitted, training_days
+                )
             records[day] = _record(registered, fitted, training_days)
             context.add_asset_metadata(
                 _day_metadata(model_registry, run, registered, fitted, training_days),
@@ -99,7 +87,7 @@ def duration_model(
                 f"validation RMSE {fitted.validation['rmse']:.3f} vs baseline "
                 f"{fitted.baseline['rmse']:.3f}"
             )
-    return dg.MaterializeResult(value=records[days[0]] if one_day else records)
+    return dg.MaterializeResult(value=records if len(days) > 1 else records[days[0]])
 
 
 def _training_days(context: dg.AssetExecutionContext, config: TrainingConfig) -> int:

@@ -9,6 +9,7 @@ from typing import Any
 
 import dagster as dg
 
+from ml_assets.assets.previous_decision import MODEL_EVALUATION, is_in_progress
 from ml_assets.assets.promotion import champion_observation
 from ml_assets.champion_jobs import decision_day
 from ml_assets.jobs import promotion_job
@@ -18,7 +19,6 @@ from ml_assets.lib.registry_labels import Decision
 from ml_assets.partitions import DailyPartitioning
 from ml_assets.resources.mlflow import ModelRegistryResource
 
-MODEL_EVALUATION = dg.AssetKey("model_evaluation")
 OUTSIDE_DAGSTER = "outside Dagster (the MLflow alias was moved)"
 
 
@@ -67,7 +67,10 @@ def build_promotion_sensor(days: DailyPartitioning) -> dg.SensorDefinition:
         requests = []
         for day in sorted(waiting):
             previous = (date.fromisoformat(day) - timedelta(days=1)).isoformat()
-            if previous in waiting or _being_evaluated(context.instance, previous, days):
+            if previous in waiting or (
+                days.partitions.has_partition_key(previous)
+                and is_in_progress(context.instance, MODEL_EVALUATION, previous, days.partitions)
+            ):
                 continue
             evaluation_run, evaluation_event = waiting.pop(day)
             requests.append(
@@ -83,13 +86,6 @@ def build_promotion_sensor(days: DailyPartitioning) -> dg.SensorDefinition:
         )
 
     return promote_evaluated_day
-
-
-def _being_evaluated(instance: dg.DagsterInstance, day: str, days: DailyPartitioning) -> bool:
-    if not days.partitions.has_partition_key(day):
-        return False
-    status = instance.get_status_by_partition(MODEL_EVALUATION, [day], days.partitions) or {}
-    return status.get(day) == dg.AssetPartitionStatus.IN_PROGRESS
 
 
 @dg.sensor(

@@ -5,6 +5,7 @@ from datetime import date, timedelta
 import dagster as dg
 
 from ml_assets.jobs import model_evaluation_job, retrain_job
+from ml_assets.sensors.loop_reading import run_days
 
 
 def evaluation_day_after(trained_through: str, materialized_feature_days: set[str]) -> str | None:
@@ -29,7 +30,8 @@ def evaluate_retrained_model(
     context: dg.RunStatusSensorContext,
 ) -> dg.RunRequest | list[dg.RunRequest] | dg.SkipReason:
     run = context.dagster_run
-    trained = _days_retrained(run)
+    # A backfill of retrain_job trains up to ten days per run.
+    trained = [day.isoformat() for day in run_days(run.tags)]
     if not trained:
         return dg.SkipReason(f"run {run.run_id} retrained no daily partition")
     feature_days = context.instance.get_materialized_partitions(dg.AssetKey("trip_features"))
@@ -49,16 +51,3 @@ def evaluate_retrained_model(
             "materialized yet; the daily loop will evaluate them"
         )
     return requests[0] if len(trained) == 1 else requests
-
-
-def _days_retrained(run: dg.DagsterRun) -> list[str]:
-    """The day a run retrained, or each day of its range (a backfill trains up to ten per run)."""
-    day = run.tags.get("dagster/partition")
-    if day is not None:
-        return [day]
-    first = run.tags.get("dagster/asset_partition_range_start")
-    last = run.tags.get("dagster/asset_partition_range_end")
-    if first is None or last is None:
-        return []
-    start, end = date.fromisoformat(first), date.fromisoformat(last)
-    return [(start + timedelta(days=n)).isoformat() for n in range((end - start).days + 1)]
