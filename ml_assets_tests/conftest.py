@@ -121,8 +121,12 @@ def local_dagster_env(tmp_path: Path) -> dict[str, str]:
     every day reads, already materialized there.
     """
     home = new_local_home(tmp_path)
+    # The test's MLflow store is the one under its data dir, as on a laptop without
+    # MLFLOW_TRACKING_URI: a value left in this worker's environment (MLflow exports whatever
+    # store a process used) would send the child's runs to another test's store.
+    inherited = {name: value for name, value in os.environ.items() if name != "MLFLOW_TRACKING_URI"}
     environment = {
-        **os.environ,
+        **inherited,
         "DAGSTER_HOME": str(home),
         "ML_ASSETS_SOURCE": "sample",
         "ML_ASSETS_DATA_DIR": str(tmp_path / "data"),

@@ -6,11 +6,13 @@ the materialization metadata, the MLflow runs and the model registry it left beh
 """
 
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import dagster as dg
 import mlflow
@@ -91,9 +93,12 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
     )
     job = defs.resolve_job_def(ml_loop_job.name)
     promotion = defs.resolve_job_def(promotion_job.name)
-    # The runs (and the model loading below) point the mlflow module at this loop's store.
+    # The runs (and the model loading below) point the mlflow module at this loop's store, and
+    # MLflow exports the URI it is given to the environment: both are put back afterwards, or the
+    # later tests of this worker would inherit a store (a module fixture outlives the per-test
+    # environment reset of conftest.py).
     tracking_uri, registry_uri = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    with dg.instance_for_test() as instance:
+    with mock.patch.dict(os.environ), dg.instance_for_test() as instance:
         zones_run = defs.resolve_implicit_global_asset_job_def().execute_in_process(
             instance=instance, asset_selection=[dg.AssetKey("taxi_zones")]
         )
@@ -105,8 +110,8 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
                 instance=instance, partition_key=day, raise_on_error=False
             )
         yield Loop(settings, instance, zones_run, runs, promotions)
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(registry_uri)
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(registry_uri)
 
 
 def test_every_day_runs_and_writes_its_files_under_the_data_dir(loop: Loop) -> None:
