@@ -2,8 +2,9 @@
 
 A step's `RetryPolicy` retries whatever it raises. Waiting does not fix a file that breaks the trip
 schema, an unreadable file, a zone lookup without zones, a month TLC has not published, a request
-the source refuses or a folder the step may not write to: those fail the step at once, as a
-`dg.Failure(allow_retries=False)` whose description names the culprit. Everything else (timeouts,
+the source refuses, a folder the step may not write to or a day without the trips a model needs
+(`NotEnoughTripsError`): those fail the step at once, as a `dg.Failure(allow_retries=False)` whose
+description names the culprit. Everything else (timeouts,
 connection resets, 5xx, a busy database) keeps the step's backoff.
 
 A run told to stop (Ctrl-C or SIGTERM to `dagster asset materialize`, "Terminate" in the UI) is not
@@ -20,6 +21,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
+from ml_assets.lib.errors import NotEnoughTripsError
 from ml_assets.lib.tlc_errors import CorruptFileError, MonthNotPublishedError, RequestRejectedError
 from ml_assets.lib.trip_schema import TripSchemaError
 
@@ -37,6 +39,8 @@ PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
     IsADirectoryError,
     NotADirectoryError,
     FileExistsError,  # a file where a folder must be
+    # A day or training window without the trips a step needs: trip_features must change first.
+    NotEnoughTripsError,
 )
 """Errors that fail the same way however often they are retried."""
 

@@ -410,7 +410,10 @@ def test_evaluating_a_day_without_trips_fails_naming_the_partition(tmp_path: Pat
     )
     no_trips = pl.LazyFrame(schema=FEATURE_SCHEMA)
 
-    with pytest.raises(ValueError, match=r"^partition 2021-01-05: trip_features holds no trips"):
+    # Waiting adds no trips to the day: the step fails at once, without a retry.
+    with pytest.raises(
+        dg.Failure, match=r"^partition 2021-01-05: trip_features holds no trips"
+    ) as failed:
         list(
             evaluation.model_evaluation(
                 dg.build_asset_context(partition_key="2021-01-05"),
@@ -420,3 +423,4 @@ def test_evaluating_a_day_without_trips_fails_naming_the_partition(tmp_path: Pat
                 mlflow_tracking=None,  # type: ignore[arg-type]  # never reached
             )
         )
+    assert failed.value.allow_retries is False

@@ -1,12 +1,14 @@
 """The model pipeline, the zone-pair baseline and the metrics, on small hand-made data."""
 
 import math
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import numpy as np
 import polars as pl
 import pytest
 
+from ml_assets.lib.day_model import training_window
+from ml_assets.lib.errors import NotEnoughTripsError
 from ml_assets.lib.features import FEATURE_SCHEMA
 from ml_assets.lib.model import (
     ALL_FEATURES,
@@ -167,3 +169,25 @@ def test_a_model_uses_only_its_feature_groups() -> None:
 def test_training_on_no_rows_fails_clearly() -> None:
     with pytest.raises(ValueError, match="cannot train on zero rows of trip_features"):
         train_model(features_frame(0), ModelParams())
+
+
+def test_a_training_window_keeps_the_days_ending_on_the_day() -> None:
+    features = features_frame()  # pickups on 2021-01-04 and 2021-01-05
+
+    window = training_window(features, date(2021, 1, 5), days=1)
+
+    assert window.height > 0
+    assert window["pickup_datetime"].dt.date().unique().to_list() == [date(2021, 1, 5)]
+    assert training_window(features, date(2021, 1, 5), days=2).height == features.height
+
+
+@pytest.mark.parametrize("rows", [0, 1])
+def test_a_training_window_too_small_to_train_and_validate_names_the_day(rows: int) -> None:
+    features = features_frame(600).sort("pickup_datetime").head(rows)
+
+    with pytest.raises(
+        NotEnoughTripsError,
+        match=rf"^partition 2021-01-04: the 3-day training window \(2021-01-02\.\.2021-01-04\) "
+        rf"holds {rows} trip_features row\(s\); at least 2 are needed",
+    ):
+        training_window(features, date(2021, 1, 4), days=3)

@@ -4,10 +4,12 @@ version, nested MLflow run and materialization metadata."""
 import json
 
 import dagster as dg
+import polars as pl
 import pytest
 from mlflow import MlflowClient
 
 from ml_assets.assets.training import TRAINING_DAYS_PER_RUN
+from ml_assets.lib.features import FEATURE_SCHEMA
 from ml_assets.settings import Settings
 from ml_assets_tests.conftest import range_tags
 from ml_assets_tests.graph import ASSET_CHECKS, WITHOUT_PREDICTIONS, duration_model
@@ -80,3 +82,50 @@ def test_a_range_run_trains_and_registers_each_day_on_its_own(
         assert run.data.tags["dagster_partition"] == day
         assert run.data.params["window_end"] == day
         assert run.data.metrics["val_rmse"] == events[day]["val_rmse"].value
+
+
+@pytest.mark.slow
+def test_a_day_whose_window_holds_no_trips_fails_the_range_at_once_naming_it(
+    resources: dict[str, object], instance: dg.DagsterInstance, settings: Settings
+) -> None:
+    dg.materialize(
+        WITHOUT_PREDICTIONS, selection=["taxi_zones"], resources=resources, instance=instance
+    )
+    dg.materialize(
+        WITHOUT_PREDICTIONS,
+        selection=["raw_trips", "trip_features"],
+        resources=resources,
+        instance=instance,
+        tags=range_tags("2021-01-01", "2021-01-02"),
+    )
+    # A day of trip_features without a single trip (every trip of the day dropped by cleaning).
+    pl.DataFrame(schema=FEATURE_SCHEMA).write_parquet(
+        settings.assets_dir / "trip_features" / "2021-01-03.parquet"
+    )
+
+    result = dg.materialize(
+        WITHOUT_PREDICTIONS,
+        selection=["duration_model"],
+        resources=resources,
+        instance=instance,
+        tags=range_tags("2021-01-02", "2021-01-03"),
+        # One-day windows: 2021-01-02 trains on its own trips, 2021-01-03 has none.
+        run_config={"ops": {"duration_model": {"config": {"window_days": 1}}}},
+        raise_on_error=False,
+    )
+
+    assert not result.success
+    # Waiting cannot add trips to the day: no retry, which would train 2021-01-02 again.
+    retries = [
+        e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY
+    ]
+    assert retries == []
+    (failure,) = result.get_step_failure_events()
+    assert failure.step_failure_data.error.message.startswith(
+        "dagster._core.definitions.events.Failure: partition 2021-01-03: the 1-day training "
+        "window (2021-01-03..2021-01-03) holds 0 trip_features row(s); at least 2 are needed"
+    )
+    versions = MlflowClient(tracking_uri=settings.mlflow_tracking_uri).search_model_versions(
+        f"name = '{settings.model_name}'"
+    )
+    assert [version.tags["trained_through"] for version in versions] == ["2021-01-02"]

@@ -18,6 +18,7 @@ from ml_assets.assets.first_day import first_day_metadata, first_day_record
 from ml_assets.assets.metadata import rmse_comparison_markdown
 from ml_assets.assets.training import MODEL_GROUP
 from ml_assets.failures import failing_without_retries
+from ml_assets.lib.errors import NotEnoughTripsError
 from ml_assets.lib.evaluation_reports import DayError, reports_markdown, write_reports
 from ml_assets.lib.features import TARGET
 from ml_assets.lib.model_params import ALL_FEATURES
@@ -106,7 +107,7 @@ def _score_and_report(
     pickup_day = pl.col("pickup_datetime").dt.date()
     day_features = trip_features.filter(pickup_day == day).collect()
     if day_features.height == 0:
-        raise ValueError(
+        raise NotEnoughTripsError(
             f"partition {day}: trip_features holds no trips of this day, so there is nothing to "
             "score the models on; check raw_trips for the day"
         )

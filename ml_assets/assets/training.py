@@ -68,14 +68,16 @@ def duration_model(
     records: dict[str, dict[str, Any]] = {}
     with DayRuns(mlflow_tracking, len(days)) as day_runs:
         for day in days:
-            window = training_window(features, date.fromisoformat(day), training_days)
-            fitted = fit_day_model(window, params)
-            # An artifact store the step cannot write to (a file in the way, no permission) fails
-            # the same way on every retry: fail at once, naming the partition.
-            with failing_without_retries(f"partition {day}"), day_runs.of_day(day) as run:
-                registered = log_day(
-                    mlflow_tracking, model_registry, day, window, fitted, training_days
-                )
+            # A window without trips, or an artifact store the step cannot write to (a file in
+            # the way, no permission), fails the same way on every retry, which in a range run
+            # would also train the days before it again: fail at once, naming the partition.
+            with failing_without_retries(f"partition {day}"):
+                window = training_window(features, date.fromisoformat(day), training_days)
+                fitted = fit_day_model(window, params)
+                with day_runs.of_day(day) as run:
+                    registered = log_day(
+                        mlflow_tracking, model_registry, day, window, fitted, training_days
+                    )
             records[day] = _record(registered, fitted, training_days)
             context.add_asset_metadata(
                 _day_metadata(model_registry, run, registered, fitted, training_days),

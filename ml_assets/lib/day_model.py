@@ -10,19 +10,27 @@ from datetime import date, timedelta
 
 import polars as pl
 
+from ml_assets.lib.errors import NotEnoughTripsError
 from ml_assets.lib.features import TARGET
 from ml_assets.lib.model import TrainedModel, ZonePairBaseline, regression_metrics, train_model
 from ml_assets.lib.model_params import ModelParams
 
+MIN_WINDOW_TRIPS = 2
+"""A model is validated before it is kept: at least one trip to train on and one to validate on."""
+
 
 def training_window(features: pl.DataFrame, day: date, days: int) -> pl.DataFrame:
-    """The rows of `trip_features` picked up in the `days` days ending on `day`; names the day
-    when there are none."""
+    """The rows of `trip_features` picked up in the `days` days ending on `day`.
+
+    Raises `NotEnoughTripsError` naming the day when they are too few to train and validate on.
+    """
     first = day - timedelta(days=days - 1)
     window = features.filter(pl.col("pickup_datetime").dt.date().is_between(first, day))
-    if window.height == 0:
-        raise ValueError(
-            f"partition {day}: the {days}-day training window holds no trip_features rows"
+    if window.height < MIN_WINDOW_TRIPS:
+        raise NotEnoughTripsError(
+            f"partition {day}: the {days}-day training window ({first}..{day}) holds "
+            f"{window.height} trip_features row(s); at least {MIN_WINDOW_TRIPS} are needed, one "
+            "to train on and one to validate on: materialize trip_features for those days first"
         )
     return window
 

@@ -12,3 +12,11 @@ class TripSchemaError(ValueError):
 
     Retrying does not help: the same file fails the same way (see `ml_assets.failures`).
     """
+
+
+class NotEnoughTripsError(ValueError):
+    """A day, or a training window, holds too few `trip_features` rows for a step to do its work.
+
+    Retrying does not help: the step reads what `trip_features` holds, which only a new
+    materialization of the days concerned changes (see `ml_assets.failures`).
+    """
