@@ -18,7 +18,10 @@ windows read (one range run), and the model of the day before the first day (eac
 in its own MLflow store), which the first day's evaluation scores.
 
 Where the time goes is read back from the instance (run records, run events and step stats) and
-the MLflow store (when each step's MLflow run started), and from the script's own timings.
+the MLflow store (when each step's MLflow run started), and from the script's own timings. The CPU
+time `dagster dev`'s processes spent on the backfill (its runs, daemon, webserver and code server)
+is read from /proc before and after it (`bench.process_cpu`): divided by the machine's cores, it is
+a floor under the backfill's wall time that no scheduling can beat.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from typing import Any
 from bench.dagster_dev_client import BACKFILL_DONE, DagsterDev, running_dagster_dev
 from bench.dagster_env import DagsterEnv, prepare_days, serve_directory
 from bench.harness import REPO_ROOT, BenchContext, CaseResult, Goal, ratio
+from bench.process_cpu import RUN_PROCESSES, descendants_cpu, spent_between
 from bench.run_timings import MLFLOW, TRAIN, attribute, days_of, median_run_start, run_stats
 from bench.tlc_files import tlc_files
 
@@ -143,6 +147,7 @@ def measure(context: BenchContext) -> dict[str, Any]:
         with running_dagster_dev(
             "ml_assets.definitions", cwd=env.root, env=env.variables, log=root / "dagster-dev.log"
         ) as dev:
+            cpu_before = descendants_cpu()
             launched = time.time()
             backfill_id = dev.api.launch_backfill(
                 {name: (str(first), str(last)) for name in ASSETS}
@@ -150,6 +155,7 @@ def measure(context: BenchContext) -> dict[str, Any]:
             backfill_seconds, total_seconds, stats = _wait_for_backfill_and_promotions(
                 dev, env, backfill_id, count, launched
             )
+            cpu_after = descendants_cpu()
     return {
         "tiny": tiny,
         "days": count,
@@ -157,6 +163,10 @@ def measure(context: BenchContext) -> dict[str, Any]:
         "last": str(last),
         "window": window,
         "script_seconds": scripted.seconds,
+        "script_cpu_seconds": scripted.cpu_seconds,
+        # CPU seconds of dagster dev's processes during the backfill, by role (None: no /proc).
+        "cpu": spent_between(cpu_before, cpu_after) if cpu_before and cpu_after else None,
+        "cpus": os.cpu_count(),
         "script_stdout": scripted.stdout,
         "launched": launched,
         "backfill_seconds": backfill_seconds,
@@ -241,6 +251,7 @@ def result_from(measured: dict[str, Any]) -> CaseResult:
         )
     )
     result.goals.append(_same_walk_forward(measured["served"], script_days))
+    cpu_note = _cpu(result, measured, len(backfill_runs) + len(promotion_runs))
     loads = measured["loads"]
     result.notes += [
         f"{len(backfill_runs)} backfill runs and {len(promotion_runs)} promotion runs; the script "
@@ -255,12 +266,52 @@ def result_from(measured: dict[str, Any]) -> CaseResult:
         "beside the training runs), so they add up to more than its total; a run's process started, imported Dagster, loaded the code "
         f"location and planned the run in {median_run_start(stats) or 0:.1f} s (median), before "
         "its first step imported MLflow and scikit-learn and opened the MLflow store again",
+        *([cpu_note] if cpu_note else []),
         "one measurement of each side (a 30-day backfill takes many minutes): read the ratio",
         "load average (1, 5, 15 min) before the script, before the backfill and after it: "
         + ", ".join(" / ".join(f"{value:.1f}" for value in load) for load in loads)
         + f" on {os.cpu_count()} CPUs",
     ]
     return result
+
+
+def _cpu(result: CaseResult, measured: dict[str, Any], runs: int) -> str | None:
+    """Rows of the CPU time both sides spent, and a note on the floor it puts under the
+    backfill's wall time; None (no rows) where it was not measured."""
+    spent = measured.get("cpu")
+    if not spent:
+        return None
+    count, cpus = measured["days"], measured["cpus"]
+    total, script_cpu = sum(spent.values()), measured["script_cpu_seconds"]
+    run_cpu = spent.get(RUN_PROCESSES, 0.0)
+    for where, script_s, dagster_s in (
+        (
+            "CPU time, all processes (Dagster: dagster dev's, during the backfill)",
+            script_cpu,
+            total,
+        ),
+        ("CPU time of the run processes", 0.0, run_cpu),
+    ):
+        result.rows.append(
+            {
+                "where": where,
+                "script s/day": script_s / count,
+                "Dagster s/day": dagster_s / count,
+                "Dagster - script s/day": (dagster_s - script_s) / count,
+            }
+        )
+    others = ", ".join(
+        f"{seconds:.0f} s {role}"
+        for role, seconds in sorted(spent.items(), key=lambda item: -item[1])
+        if role != RUN_PROCESSES and seconds >= 0.5
+    )
+    floor = total / cpus
+    return (
+        f"CPU time: dagster dev's processes spent {total:.0f} s on the backfill, {run_cpu:.0f} s of "
+        f"it in its {runs} run processes ({run_cpu / runs:.1f} s each on average; {others}), "
+        f"against the script's {script_cpu:.0f} s; on {cpus} CPUs that alone takes at least "
+        f"{floor:.0f} s, {ratio(floor, measured['script_seconds']):.2f}x the script's wall time"
+    )
 
 
 def _served_versions(env: DagsterEnv, first: date, last: date) -> dict[str, str]:

@@ -60,6 +60,15 @@ def test_models_case_backfills_two_days_and_attributes_their_time(tmp_path: Path
     ):
         assert rows[where]["Dagster s/day"] > 0, where
         assert rows[where]["script s/day"] > 0, where
+    # The CPU time of dagster dev's processes: every run process imported Dagster at least.
+    runs = 1 + DAYS + DAYS
+    run_cpu = rows["CPU time of the run processes"]["Dagster s/day"] * DAYS
+    assert run_cpu > runs * 0.3
+    all_cpu = rows["CPU time, all processes (Dagster: dagster dev's, during the backfill)"]
+    assert all_cpu["Dagster s/day"] * DAYS > run_cpu
+    assert all_cpu["script s/day"] > 0
+    (cpu_note,) = [note for note in result["notes"] if note.startswith("CPU time:")]
+    assert f"in its {runs} run processes" in cpu_note
     goals = [goal["description"] for goal in result["goals"]]
     assert goals == [
         "the backfill, its promotions done, within 1.5x the plain script",
