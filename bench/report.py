@@ -159,9 +159,10 @@ one) on the same machine, interleaved, it was:
   sensor daemon looks every 5 s), and the promotion then spent about 3 s importing before its
   gate. Step by step on eight days: 310 s (3.85x) before, 270 s with range training, 250 s with
   the earlier promotions, 238 s with the imports during the wait (2.97x). On thirty days the
-  training runs are now the longest path: 86 s for the first ten days with the machine to
-  themselves, then 217 s and 270 s for the next ten each, sharing two cores with the scoring and
-  promotion runs that walk the days beside them.
+  training runs are now the longest path: in `2026-12-04-models.json` 86 s for the first ten days
+  with the machine to themselves, then 217 s and 270 s for the next ten each, sharing two cores
+  with the scoring and promotion runs that walk the days beside them (55 s, then 121 s and 111 s
+  in `2026-12-05-models.json`).
 
   The CPU time the case now reads from /proc (`bench/process_cpu.py`) says why better scheduling
   cannot reach 1.5x: in `2026-12-05-models.json` dagster dev's processes spent 826 s of CPU on the
@@ -170,17 +171,21 @@ one) on the same machine, interleaved, it was:
   2.15x the script, and the backfill took 481 s: within 16% of that floor. Only less CPU can
   bring it to 1.5x (288 s there). A run that scores or decides a day pays about 4.4 s of imports
   before its work (`python -X importtime` on a `promotion_job` run): skops 1.5 s (to know which
-  types to trust it lists every scikit-learn estimator, which imports all of scikit-learn), MLflow
-  0.8 s, its SQL tracking store 0.3 s, its evaluator registry 0.3 s, IPython 0.3 s (MLflow imports
-  it when a run starts, to ask whether it is in a Databricks notebook), Dagster's CLI 0.5 s and
-  the code location 0.2 s; the script does a day's scoring and decision in about 1.2 s (evaluation
-  0.96 s, decision 0.05 s, predictions 0.21 s) and pays the imports once. The daemons add waits on
-  top: the backfill daemon (every 30 s) requested the first runs 29.5 s after the launch, and the
-  last 158 s come after the last model was trained (323 s), the scoring and decisions of the days
-  still behind. What would reach 1.5x is fewer run processes per day (a range run that scores, and
-  decides, several days in one process, as training now does; the per-day gate checks would have
-  to name their days, as `duration_model_beats_baseline` does) or run processes started warm,
-  which Dagster 1.13's code server does not offer: it spawns each run's process afresh.
+  types to trust, it lists every scikit-learn estimator, which imports all of scikit-learn),
+  MLflow 0.8 s, its SQL tracking store 0.3 s, its evaluator registry 0.3 s, IPython 0.3 s
+  (installed on this machine, not by ml_assets: MLflow imports it when a run starts, to ask
+  whether it is in a Databricks notebook), Dagster's CLI 0.5 s and the code location 0.2 s. A
+  day's evaluation alone, as a run of its own, took 7.6 s (6.9 s of CPU): loading the two models
+  2.0 s, importing scikit-learn 1.2 s, MLflow's evaluation 0.7 s, the report's figures 0.7 s.
+  The script scores and decides a day in about 1.2 s (evaluation 0.96 s, decision 0.05 s,
+  predictions 0.21 s) and pays the imports once. The daemons add waits on top: the backfill
+  daemon (every 30 s) requested the first runs 29.5 s after the launch, and the last 158 s come
+  after the last model was trained (at 323 s): the scoring and decisions of the days still
+  behind. What would reach 1.5x is fewer run processes per day (a range run that scores, and
+  decides, several days in one process, as training now does; the per-day gate checks would
+  then have to name their days, as `duration_model_beats_baseline` does) or run processes
+  started warm, which Dagster 1.13's code server does not offer: it spawns each run's process
+  afresh.
 
 - **peers**, all 14 goals met (`bench/recorded/2026-12-03-pm.json`): through the `dagster` CLI
   and through a run launched on a running `dagster dev`, ml_assets beats Prefect 3.9.1 both
