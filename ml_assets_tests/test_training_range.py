@@ -17,6 +17,22 @@ from ml_assets_tests.graph import ASSET_CHECKS, WITHOUT_PREDICTIONS, duration_mo
 DAYS = ["2021-01-03", "2021-01-04", "2021-01-05"]
 
 
+def materialize_features_through(
+    last: str, resources: dict[str, object], instance: dg.DagsterInstance
+) -> None:
+    """The zones, and raw_trips and trip_features from the first day through `last`."""
+    dg.materialize(
+        WITHOUT_PREDICTIONS, selection=["taxi_zones"], resources=resources, instance=instance
+    )
+    dg.materialize(
+        WITHOUT_PREDICTIONS,
+        selection=["raw_trips", "trip_features"],
+        resources=resources,
+        instance=instance,
+        tags=range_tags("2021-01-01", last),
+    )
+
+
 def test_a_backfill_trains_up_to_ten_days_per_run() -> None:
     assert duration_model.backfill_policy == dg.BackfillPolicy.multi_run(TRAINING_DAYS_PER_RUN)
     assert TRAINING_DAYS_PER_RUN == 10
@@ -26,16 +42,7 @@ def test_a_backfill_trains_up_to_ten_days_per_run() -> None:
 def test_a_range_run_trains_and_registers_each_day_on_its_own(
     resources: dict[str, object], instance: dg.DagsterInstance, settings: Settings
 ) -> None:
-    dg.materialize(
-        WITHOUT_PREDICTIONS, selection=["taxi_zones"], resources=resources, instance=instance
-    )
-    dg.materialize(
-        WITHOUT_PREDICTIONS,
-        selection=["raw_trips", "trip_features"],
-        resources=resources,
-        instance=instance,
-        tags=range_tags("2021-01-01", DAYS[-1]),
-    )
+    materialize_features_through(DAYS[-1], resources, instance)
 
     result = dg.materialize(
         [*WITHOUT_PREDICTIONS, *ASSET_CHECKS],
@@ -88,16 +95,7 @@ def test_a_range_run_trains_and_registers_each_day_on_its_own(
 def test_a_day_whose_window_holds_no_trips_fails_the_range_at_once_naming_it(
     resources: dict[str, object], instance: dg.DagsterInstance, settings: Settings
 ) -> None:
-    dg.materialize(
-        WITHOUT_PREDICTIONS, selection=["taxi_zones"], resources=resources, instance=instance
-    )
-    dg.materialize(
-        WITHOUT_PREDICTIONS,
-        selection=["raw_trips", "trip_features"],
-        resources=resources,
-        instance=instance,
-        tags=range_tags("2021-01-01", "2021-01-02"),
-    )
+    materialize_features_through("2021-01-02", resources, instance)
     # A day of trip_features without a single trip (every trip of the day dropped by cleaning).
     pl.DataFrame(schema=FEATURE_SCHEMA).write_parquet(
         settings.assets_dir / "trip_features" / "2021-01-03.parquet"
