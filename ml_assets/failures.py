@@ -4,8 +4,8 @@ A step's `RetryPolicy` retries whatever it raises. Waiting does not fix a file t
 schema, an unreadable file, a zone lookup without zones, a month TLC has not published, a request
 the source refuses, a folder the step may not write to or a day without the trips a model needs
 (`NotEnoughTripsError`): those fail the step at once, as a `dg.Failure(allow_retries=False)` whose
-description names the culprit. Everything else (timeouts,
-connection resets, 5xx, a busy database) keeps the step's backoff.
+description names the culprit. Everything else (timeouts, connection resets, 5xx, a busy database)
+keeps the step's backoff.
 
 A run told to stop (Ctrl-C or SIGTERM to `dagster asset materialize`, "Terminate" in the UI) is not
 retried either: Dagster turns an interrupt inside a step that has a `RetryPolicy` into a retry

@@ -77,7 +77,10 @@ def is_in_progress(
     day: str,
     partitions_def: dg.PartitionsDefinition,
 ) -> bool:
-    """Whether a queued or running run is materializing `asset` of `day` (a partition of it)."""
+    """Whether a queued or running run is materializing `asset` of `day` (False for a day that
+    is not a partition of it, such as the day before the first)."""
+    if not partitions_def.has_partition_key(day):
+        return False
     status = instance.get_status_by_partition(asset, [day], partitions_def) or {}
     return status.get(day) == dg.AssetPartitionStatus.IN_PROGRESS
 

@@ -67,9 +67,8 @@ def build_promotion_sensor(days: DailyPartitioning) -> dg.SensorDefinition:
         requests = []
         for day in sorted(waiting):
             previous = (date.fromisoformat(day) - timedelta(days=1)).isoformat()
-            if previous in waiting or (
-                days.partitions.has_partition_key(previous)
-                and is_in_progress(context.instance, MODEL_EVALUATION, previous, days.partitions)
+            if previous in waiting or is_in_progress(
+                context.instance, MODEL_EVALUATION, previous, days.partitions
             ):
                 continue
             evaluation_run, evaluation_event = waiting.pop(day)
