@@ -67,6 +67,49 @@ def test_each_evaluated_day_is_promoted_once_in_date_order(
     assert again.partition_key == "2021-01-06"
 
 
+def test_a_day_decided_by_the_run_that_evaluated_it_is_left_to_that_run(
+    settings: Settings, instance: dg.DagsterInstance
+) -> None:
+    sensor = build_definitions(settings).get_sensor_def("promote_evaluated_day")
+    cursor = _look(sensor, instance, None).cursor
+    looks: list[dg.SensorResult] = []
+    days = dg.DailyPartitionsDefinition(start_date=settings.start_date)
+
+    # Stand-ins of the two steps, in one run, as a backfill of the model group plans them.
+    @dg.asset(name="model_evaluation", partitions_def=days)
+    def evaluation() -> None: ...
+
+    @dg.asset(name="challenger_validation", partitions_def=days, deps=[evaluation])
+    def validation() -> None:
+        # The day is evaluated, and this run is still deciding it.
+        looks.append(_look(sensor, instance, cursor))
+
+    assert dg.materialize([evaluation, validation], instance=instance, partition_key="2021-01-05")
+    (during,) = looks
+    assert not during.run_requests
+    assert json.loads(during.cursor or "{}")["waiting"] == {}
+    # A day evaluated again on its own is promoted again, by promotion_job.
+    _evaluated(instance, "2021-01-05")
+    (again,) = _look(sensor, instance, during.cursor).run_requests or []
+    assert again.partition_key == "2021-01-05"
+
+
+def test_a_day_decided_after_its_evaluation_is_not_promoted_again(
+    settings: Settings, instance: dg.DagsterInstance
+) -> None:
+    sensor = build_definitions(settings).get_sensor_def("promote_evaluated_day")
+    cursor = _look(sensor, instance, None).cursor
+    _evaluated(instance, "2021-01-05", "2021-01-06")
+    # The gate of 2021-01-05 ran (promotion_job launched by hand) before the sensor looked.
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(asset_key="challenger_validation", partition="2021-01-05")
+    )
+
+    requests = _look(sensor, instance, cursor).run_requests or []
+
+    assert [request.partition_key for request in requests] == ["2021-01-06"]
+
+
 def test_the_sensor_looks_every_second_and_runs_by_default(settings: Settings) -> None:
     sensor = build_definitions(settings).get_sensor_def("promote_evaluated_day")
     assert sensor.minimum_interval_seconds == 1

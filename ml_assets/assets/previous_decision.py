@@ -85,6 +85,22 @@ def is_in_progress(
     return status.get(day) == dg.AssetPartitionStatus.IN_PROGRESS
 
 
+def is_being_decided(
+    instance: dg.DagsterInstance,
+    day: str,
+    evaluated_at: int,
+    partitions_def: dg.PartitionsDefinition,
+) -> bool:
+    """Whether the promotion decision about the evaluation of `day` recorded at storage id
+    `evaluated_at` is being made or made already: `challenger_validation` of the day is queued or
+    running (the run that evaluated the day decides it too, as a backfill of the model group
+    does), or was materialized after that evaluation."""
+    if is_in_progress(instance, CHALLENGER_VALIDATION, day, partitions_def):
+        return True
+    validation = _latest(instance, CHALLENGER_VALIDATION, day)
+    return validation is not None and validation.storage_id > evaluated_at
+
+
 def pending_decision(
     instance: dg.DagsterInstance, day: str, partitions_def: dg.PartitionsDefinition
 ) -> str | None:

@@ -9,7 +9,11 @@ from typing import Any
 
 import dagster as dg
 
-from ml_assets.assets.previous_decision import MODEL_EVALUATION, is_in_progress
+from ml_assets.assets.previous_decision import (
+    MODEL_EVALUATION,
+    is_being_decided,
+    is_in_progress,
+)
 from ml_assets.assets.promotion import champion_observation
 from ml_assets.champion_jobs import decision_day
 from ml_assets.jobs import promotion_job
@@ -47,7 +51,9 @@ def build_promotion_sensor(days: DailyPartitioning) -> dg.SensorDefinition:
             "Once a day is evaluated (model_evaluation materialized, by any job, backfill or "
             "catch-up), run `promotion_job` for it: the promotion gate's blocking checks, then "
             "model_promotion. A day whose day before is still being evaluated, or evaluated and "
-            "not yet launched, waits here for it."
+            "not yet launched, waits here for it. A day whose run decides it too (a run or "
+            "backfill that also materializes challenger_validation, such as a backfill of the "
+            "model group) is left to that run."
         ),
     )
     def promote_evaluated_day(context: dg.SensorEvaluationContext) -> dg.SensorResult:
@@ -65,6 +71,9 @@ def build_promotion_sensor(days: DailyPartitioning) -> dg.SensorDefinition:
             if record.partition_key is not None:
                 waiting[record.partition_key] = [record.run_id, record.storage_id]
         requests = []
+        for day, (_, evaluation_event) in list(waiting.items()):
+            if is_being_decided(context.instance, day, evaluation_event, days.partitions):
+                del waiting[day]  # its own run decides it (a backfill of the model group)
         for day in sorted(waiting):
             previous = (date.fromisoformat(day) - timedelta(days=1)).isoformat()
             if previous in waiting or is_in_progress(
