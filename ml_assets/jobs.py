@@ -68,7 +68,7 @@ training_job = dg.define_asset_job(
     description=(
         "Train, log and register the model of one day on the trailing training window. "
         "Scheduled after the daily job; a backfill over many days is walk-forward retraining "
-        "(one model per day, up to ten days per run), one training at a time (the `training` "
+        "(one model per day, all days in one run), one training at a time (the `training` "
         "concurrency pool)."
     ),
 )

@@ -216,7 +216,7 @@ def test_a_retrain_of_a_range_sends_each_day_with_features_to_evaluation(
     _materialize_features(DAYS, resources, instance)
     defs = dg.Definitions(assets=ASSETS, jobs=[retrain_job], resources=resources)
 
-    # A backfill of retrain_job trains up to ten days per run.
+    # A backfill of retrain_job trains all its days in one run.
     run = defs.resolve_job_def("retrain_job").execute_in_process(
         run_config=_model_config(family="ridge"),
         instance=instance,

@@ -1,18 +1,24 @@
 """`dagster dev` on 127.0.0.1: a partition backfill of every partitioned asset, over GraphQL."""
 
 import json
+import time
 from pathlib import Path
+from typing import Any
 
+import dagster as dg
 import mlflow
 import polars as pl
 import pytest
 
 from ml_assets.settings import Settings
+from ml_assets_tests.conftest import local_instance
 from ml_assets_tests.dagster_dev import BACKFILL_DONE, DagsterGraphQL, running_dagster_dev
 
 # From the first partition: a model trains on the features of every day of its window. The
-# first day has no earlier model to evaluate or serve: its evaluation and predictions are records
-# saying so, and the backfill completes over every day.
+# first day has no earlier model to evaluate or serve: its evaluation, gate, decision and
+# predictions are records saying so, and the backfill completes over every day. The second day
+# is scored, decided (its challenger has no champion to beat and beats the baseline) and
+# predicted in one run.
 DAYS = ["2021-01-01", "2021-01-02"]
 BACKFILLED = {
     name: DAYS
@@ -21,9 +27,23 @@ BACKFILLED = {
         "trip_features",
         "duration_model",
         "model_evaluation",
+        "challenger_validation",
+        "model_promotion",
         "trip_duration_predictions",
     )
 }
+
+
+def _next_tick(instance: dg.DagsterInstance, sensor: str, since: float, log: Path) -> Any:
+    """The first finished tick of `sensor` that started after `since` (a Unix time)."""
+    (state,) = (s for s in instance.all_instigator_state() if s.instigator_name == sensor)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, after=since)
+        if finished := [tick for tick in ticks if tick.status.value != "STARTED"]:
+            return min(finished, key=lambda tick: tick.timestamp)
+        time.sleep(1)
+    pytest.fail(f"no tick of {sensor} after the backfill:\n{log.read_text()[-3000:]}")
 
 
 @pytest.mark.slow
@@ -51,6 +71,11 @@ def test_a_backfill_launched_over_graphql_materializes_every_day(
             every=3,
         )
         backfill = api.backfill(backfill_id)
+        # Each day was decided in the run that evaluated it: the promotion sensor, looking after
+        # the backfill, launched no promotion_job of its own.
+        with local_instance(Path(environment["DAGSTER_HOME"])) as instance:
+            tick = _next_tick(instance, "promote_evaluated_day", since=time.time(), log=log)
+            promotion_runs = instance.get_runs(filters=dg.RunsFilter(job_name="promotion_job"))
 
     assert backfill["status"] in ("COMPLETED", "COMPLETED_SUCCESS"), (
         backfill,
@@ -58,15 +83,16 @@ def test_a_backfill_launched_over_graphql_materializes_every_day(
     )
     runs = backfill["runs"]
     assert {run["status"] for run in runs} == {"SUCCESS"}
-    # Ingestion and features: one run for the whole range; the models: one run for up to ten
-    # days. The rest: runs of one day each.
+    assert tick.status.value == "SKIPPED" and not promotion_runs
+    # Ingestion, features and the models (all three single-run backfill policies): one run for
+    # the whole range. The rest: one run per day, which scores, decides and predicts the day.
     ranges = [run for run in runs if any(t["key"].endswith("range_start") for t in run["tags"])]
     per_day = {
         next(tag["value"] for tag in run["tags"] if tag["key"] == "dagster/partition")
         for run in runs
         if run not in ranges
     }
-    assert len(ranges) == 2
+    assert len(ranges) == 1
     assert per_day == set(DAYS)
     for asset, suffix in (("raw_trips", "parquet"), ("trip_features", "parquet")):
         assert sorted(p.name for p in (settings.assets_dir / asset).iterdir()) == [
@@ -89,5 +115,8 @@ def test_a_backfill_launched_over_graphql_materializes_every_day(
     features = pl.read_parquet(settings.assets_dir / "trip_features" / f"{DAYS[1]}.parquet")
     assert predictions["trip_key"].to_list() == features["trip_key"].to_list()
     assert predictions["model_version"].unique().to_list() == [models[0]["version"]]
+    decision = json.loads((settings.assets_dir / "model_promotion" / f"{DAYS[1]}.json").read_text())
+    assert decision["outcome"] == "promoted"
+    assert decision["challenger"]["version"] == models[0]["version"]
     first_day = settings.assets_dir / "trip_duration_predictions" / f"{DAYS[0]}.parquet"
     assert pl.read_parquet(first_day).height == 0

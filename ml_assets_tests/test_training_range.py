@@ -2,13 +2,14 @@
 version, nested MLflow run and materialization metadata."""
 
 import json
+from datetime import datetime
 
 import dagster as dg
 import polars as pl
 import pytest
 from mlflow import MlflowClient
 
-from ml_assets.assets.training import TRAINING_DAYS_PER_RUN
+from ml_assets.assets import training
 from ml_assets.lib.features import FEATURE_SCHEMA
 from ml_assets.settings import Settings
 from ml_assets_tests.conftest import range_tags
@@ -33,16 +34,40 @@ def materialize_features_through(
     )
 
 
-def test_a_backfill_trains_up_to_ten_days_per_run() -> None:
-    assert duration_model.backfill_policy == dg.BackfillPolicy.multi_run(TRAINING_DAYS_PER_RUN)
-    assert TRAINING_DAYS_PER_RUN == 10
+def test_a_backfill_trains_all_its_days_in_one_run() -> None:
+    # Every day's model lands at once, so the backfill daemon requests each later day's scoring,
+    # gate, decision and predictions together, in one run per day.
+    assert duration_model.backfill_policy == dg.BackfillPolicy.single_run()
+
+
+def test_a_range_reads_its_features_a_few_days_at_a_time_each_with_its_whole_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(training, "DAYS_IN_MEMORY", 2)
+    pickups = [datetime(2021, 1, day, 12) for day in range(1, 8)]
+    trip_features = pl.LazyFrame({"pickup_datetime": pickups, "trip": range(1, 8)})
+    days = ["2021-01-04", "2021-01-05", "2021-01-06"]
+
+    read = list(training._days_with_features(trip_features, days, training_days=3))
+
+    # Each day's frame holds its whole three-day window, and nothing after its chunk.
+    assert [(day, features["trip"].to_list()) for day, features in read] == [
+        ("2021-01-04", [2, 3, 4, 5]),
+        ("2021-01-05", [2, 3, 4, 5]),
+        ("2021-01-06", [4, 5, 6]),
+    ]
 
 
 @pytest.mark.slow
 def test_a_range_run_trains_and_registers_each_day_on_its_own(
-    resources: dict[str, object], instance: dg.DagsterInstance, settings: Settings
+    resources: dict[str, object],
+    instance: dg.DagsterInstance,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     materialize_features_through(DAYS[-1], resources, instance)
+    # Two reads of the features for three days: the second starts a new window.
+    monkeypatch.setattr(training, "DAYS_IN_MEMORY", 2)
 
     result = dg.materialize(
         [*WITHOUT_PREDICTIONS, *ASSET_CHECKS],

@@ -5,6 +5,7 @@ together they take about two seconds to import, and every Dagster process import
 it loads the code location.
 """
 
+from collections.abc import Iterator
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -27,13 +28,9 @@ if TYPE_CHECKING:
 
 MODEL_GROUP = "model"
 TRIP_FEATURES = dg.AssetKey("trip_features")
-TRAINING_DAYS_PER_RUN = 10
-"""A backfill trains up to this many days in one run, one day after another in one process.
-
-A run per day spends seconds starting a process and importing scikit-learn and MLflow before a
-fit of a few seconds. With several runs per backfill, the scoring of the first days (which needs
-their models) begins while later days still train, and a failed run trains at most this many days
-again."""
+DAYS_IN_MEMORY = 10
+"""A range run trains this many days from one read of their features (the first day's window to
+the last day): memory stays that of ten days and a window, however many days the run covers."""
 
 
 def duration_model(
@@ -53,9 +50,11 @@ def duration_model(
     The model family, its hyperparameters, the feature groups and the window length come from the
     run config (Launchpad or `retrain_job`); the defaults are the model the daily loop trains.
 
-    A backfill trains up to ten days per run, in date order: each day is its own model, registered
-    version and MLflow run (nested in the run of the Dagster run), and its materialization carries
-    its own metadata.
+    A backfill trains all its days in one run (a single-run backfill policy), in date order: each
+    day is its own model, registered version and MLflow run (nested in the run of the Dagster run),
+    and its materialization carries its own metadata. Every day's model then lands at once, so
+    the backfill daemon requests each later day's scoring, promotion decision and predictions
+    together, as one run per day.
     """
     # Imported here: scikit-learn and pandas, which only the training step needs.
     from ml_assets.lib.day_model import fit_day_model, training_window
@@ -63,11 +62,9 @@ def duration_model(
     training_days = _training_days(context, config)
     params = config.model_params()
     days = context.partition_keys
-    earliest = date.fromisoformat(days[0]) - timedelta(days=training_days - 1)
-    features = trip_features.filter(pl.col("pickup_datetime").dt.date() >= earliest).collect()
     records: dict[str, dict[str, Any]] = {}
     with DayRuns(mlflow_tracking, len(days)) as day_runs:
-        for day in days:
+        for day, features in _days_with_features(trip_features, days, training_days):
             # A window without trips, or an artifact store the step cannot write to (a file in
             # the way, no permission), fails the same way on every retry, which in a range run
             # would also train the days before it again: fail at once, naming the partition.
@@ -90,6 +87,23 @@ def duration_model(
                 f"{fitted.baseline['rmse']:.3f}"
             )
     return dg.MaterializeResult(value=records if len(days) > 1 else records[days[0]])
+
+
+def _days_with_features(
+    trip_features: pl.LazyFrame, days: list[str], training_days: int
+) -> Iterator[tuple[str, pl.DataFrame]]:
+    """Each day of `days` with the features its window reads, read `DAYS_IN_MEMORY` days at a
+    time."""
+    for start in range(0, len(days), DAYS_IN_MEMORY):
+        chunk = days[start : start + DAYS_IN_MEMORY]
+        earliest = date.fromisoformat(chunk[0]) - timedelta(days=training_days - 1)
+        latest = date.fromisoformat(chunk[-1])
+        features = trip_features.filter(
+            pl.col("pickup_datetime").dt.date().is_between(earliest, latest)
+        ).collect()
+        for day in chunk:
+            yield day, features
+        del features  # freed before the next chunk is read, not after
 
 
 def _training_days(context: dg.AssetExecutionContext, config: TrainingConfig) -> int:
@@ -165,7 +179,10 @@ def training_assets(days: DailyPartitioning) -> list[dg.AssetsDefinition]:
             kinds={"scikit-learn", "mlflow"},
             code_version="2",  # 2: the default model also reads the pickup time (pickup_days)
             retry_policy=mlflow_retry,
-            backfill_policy=dg.BackfillPolicy.multi_run(TRAINING_DAYS_PER_RUN),
+            # One run for a backfill's days (see `duration_model`), not several: while some days'
+            # models were still training, Dagster's backfill daemon would request the other
+            # days' scoring, gate and predictions in separate runs, which then wait on each other.
+            backfill_policy=dg.BackfillPolicy.single_run(),
             # One training at a time on a small machine, however many days a backfill asks for
             # (deploy/dagster.yaml: pools without their own limit run one step at a time).
             pool="training",

@@ -81,7 +81,7 @@ def feature_drift_vs_training_window(
 def model_checks(days: DailyPartitioning) -> list[dg.AssetChecksDefinition]:
     """The checks of the model and of its evaluation, over the days of `days`."""
 
-    # A check of the asset, not daily: a backfill trains up to ten days per run, and Dagster 1.13
+    # A check of the asset, not daily: a backfill trains all its days in one run, and Dagster 1.13
     # records one evaluation for a range run (see `ml_assets.checks`).
     @dg.multi_asset_check(
         name="duration_model_checks",
