@@ -66,8 +66,8 @@ ANALYSIS = """\
 This analysis was written for the runs of 2026-12-04, one case at a time on an otherwise idle
 machine, `bench/recorded/2026-12-04.json` (backfill, scale), `2026-12-04-pm.json` (daily, after
 the fork server), `2026-12-04-late.json` (features, after faster digests and model inputs) and
-`2026-12-04-models.json` (models, after range training and early promotions; its CPU time in
-`2026-12-05-models.json`), and for the runs of
+`2026-12-05-models-group.json` (models, after the backfill of the whole model group with its
+training in one run; its CPU time before that in `2026-12-05-models.json`), and for the runs of
 2026-12-03 still shown (`2026-12-03-pm.json`: model, peers), and quotes them; the tables below are the current ones. The
 machine ran faster on the morning of 2026-12-04 than on 2026-12-03 (the course's pandas took 0.67 s
 against 0.9 to 1.1 s, the daily script 3.9 s against 6.2 s) and slower again that evening:
@@ -148,50 +148,49 @@ one) on the same machine, interleaved, it was:
   (per asset), the three HEAD requests (raw_trips, and again in the on-time check), reading the
   checks' latest results back, and Dagster recording 180 materializations that carry metadata.
   The single run stays 62x faster than a run per partition.
-- **models**, **MISSED** (2.51x the script until the last promotion, 481 s against 192 s, in
-  `bench/recorded/2026-12-05-models.json`, on a faster machine than the day before: 2.52x, 763 s
-  against 303 s, in `2026-12-04-models.json`; 3.55x on 2026-12-03, 1336 s against 376 s; goal 1.5x).
-  Every day is predicted by the same version as in the script (30 of 30). Two changes made the
-  difference. First, a backfill of `duration_model` trains up to ten days per run, one day after
-  another in one process (a backfill policy), instead of a run per day: three training runs
-  instead of thirty, each day still its own model, version, MLflow run and materialization.
-  Before, the run queue held the thirty training runs from the start, and because Dagster's
-  queue counts a queued run blocked by a pool against the backfill's tag limit before it sees
-  the pool, no scoring run started until 28 of the 30 models were done. Second, each day's
-  `promotion_job` starts as soon as the day is evaluated, in date order, and waits in its gate for
-  the decision of the day before (polled every second, loading MLflow and scikit-learn while it
-  waits), instead of starting after the run that evaluated the day succeeded: measured on eight
-  days, that run-status sensor started a promotion 8 to 10 s after the run ended (Dagster's
-  sensor daemon looks every 5 s), and the promotion then spent about 3 s importing before its
-  gate. Step by step on eight days: 310 s (3.85x) before, 270 s with range training, 250 s with
-  the earlier promotions, 238 s with the imports during the wait (2.97x). On thirty days the
-  training runs are now the longest path: in `2026-12-04-models.json` 86 s for the first ten days
-  with the machine to themselves, then 217 s and 270 s for the next ten each, sharing two cores
-  with the scoring and promotion runs that walk the days beside them (55 s, then 121 s and 111 s
-  in `2026-12-05-models.json`).
+- **models**, **MISSED** (2.08x the script, 420 s against 202 s, in
+  `bench/recorded/2026-12-05-models-group.json`; 2.51x, 481 s against 192 s, that morning in
+  `2026-12-05-models.json`; 2.52x on 2026-12-04, 3.55x on 2026-12-03; goal 1.5x). Every day is
+  predicted by the same version as in the script (30 of 30). The backfill now covers the whole
+  model group, the promotion assets included, and trains its days in one run: 31 runs (one
+  training run, then one run per day that scores the day, decides it behind the promotion gate
+  and predicts it) instead of 82 (three training runs, 49 scoring runs, 30 `promotion_job` runs
+  launched by the sensor). 11 of the 30 day runs failed at the `promotion_gate` step: the gate
+  said no, as in the script, and those days' predictions were still made. Dagster's processes
+  spent 555 s of CPU instead of 826 s (503 s in the 31 run processes, 16.2 s each with the
+  training run's 30 fits; a day's run about 11 s), so the CPU floor on two cores fell from 413 s
+  (2.15x) to 278 s (1.37x). A decision in its own `promotion_job` cost a run process, 3.8 s to
+  7.3 s of CPU in `dagster job execute` (importing MLflow alone 1.6 s), for 0.05 s of work; in
+  the day's run its steps take 2.2 s per day of wall time, the gate's wait for the decision of
+  the day before included.
 
-  The CPU time the case now reads from /proc (`bench/process_cpu.py`) says why better scheduling
-  cannot reach 1.5x: in `2026-12-05-models.json` dagster dev's processes spent 826 s of CPU on the
-  backfill against the script's 195 s, 760 s of it in its 82 run processes (9.3 s each on
-  average, the three training runs included). On two cores that CPU alone needs at least 413 s,
-  2.15x the script, and the backfill took 481 s: within 16% of that floor. Only less CPU can
-  bring it to 1.5x (288 s there). A run that scores or decides a day pays about 4.4 s of imports
-  before its work (`python -X importtime` on a `promotion_job` run): skops 1.5 s (to know which
+  Why one training run: Dagster 1.13's backfill daemon groups a day's steps into one run only
+  when it requests them in the same look, and it compares the set of days requested for a step's
+  parent with every day still to do for the step. With three training runs of ten days, as
+  before, the first ten days' scoring, gate and predictions were grouped; for the later days the
+  daemon requested the evaluations alone and the gates and predictions in runs of their own a
+  look later (this is also where the 49 scoring runs of 30 days came from), and the sensor
+  promoted those days a second time. In the first 30-day attempt of this change the backfill's
+  four run slots then filled with days whose gates waited for the decision of a day queued behind
+  them, until their 600 s wait would run out: it was stopped. With one training run every day's
+  model lands at once and every day's steps are grouped. The price is overlap: the 30 fits (about
+  165 s, one process) now finish before the first day is scored, so the backfill is 51% above its
+  CPU floor (it was 16%), with two looks of the daemon (every 30 s) on the path, before the
+  training run and after it. The training run reads ten days' features and their windows at a
+  time (`DAYS_IN_MEMORY`), so its memory does not grow with the range.
+
+  What is left per day is the cost of a run process: a run that scores and decides a day pays
+  about 4.4 s of imports before its work (`python -X importtime`): skops 1.5 s (to know which
   types to trust, it lists every scikit-learn estimator, which imports all of scikit-learn),
   MLflow 0.8 s, its SQL tracking store 0.3 s, its evaluator registry 0.3 s, IPython 0.3 s
   (installed on this machine, not by ml_assets: MLflow imports it when a run starts, to ask
-  whether it is in a Databricks notebook), Dagster's CLI 0.5 s and the code location 0.2 s. A
-  day's evaluation alone, as a run of its own, took 7.6 s (6.9 s of CPU): loading the two models
-  2.0 s, importing scikit-learn 1.2 s, MLflow's evaluation 0.7 s, the report's figures 0.7 s.
-  The script scores and decides a day in about 1.2 s (evaluation 0.96 s, decision 0.05 s,
-  predictions 0.21 s) and pays the imports once. The daemons add waits on top: the backfill
-  daemon (every 30 s) requested the first runs 29.5 s after the launch, and the last 158 s come
-  after the last model was trained (at 323 s): the scoring and decisions of the days still
-  behind. What would reach 1.5x is fewer run processes per day (a range run that scores, and
-  decides, several days in one process, as training now does; the per-day gate checks would
-  then have to name their days, as `duration_model_beats_baseline` does) or run processes
-  started warm, which Dagster 1.13's code server does not offer: it spawns each run's process
-  afresh.
+  whether it is in a Databricks notebook), Dagster's CLI 0.5 s and the code location 0.2 s;
+  then loading the two models 2.0 s, MLflow's evaluation 0.7 s to 1.1 s, the report's figures
+  0.7 s. The script scores and decides a day in about 1.3 s and pays the imports once. Reaching
+  1.5x would take scoring several days per process, which the walk-forward gate rules out in one
+  step order (a day's gate needs the decision of the day before, made by a later step of a
+  range run), or run processes started warm, which Dagster 1.13's code server does not offer: it
+  spawns each run's process afresh.
 
 - **peers**, all 14 goals met (`bench/recorded/2026-12-03-pm.json`): through the `dagster` CLI
   and through a run launched on a running `dagster dev`, ml_assets beats Prefect 3.9.1 both

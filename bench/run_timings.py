@@ -42,10 +42,11 @@ for kind, run_filter in filters:
         events = {}
         for entry in instance.all_logs(run.run_id, of_type=set(kinds)):
             events.setdefault(kinds[entry.dagster_event.event_type], entry.timestamp)
-        steps = {
-            stat.step_key: [stat.start_time, stat.end_time]
-            for stat in instance.get_run_step_stats(run.run_id)
-        }
+        stats = instance.get_run_step_stats(run.run_id)
+        steps = {stat.step_key: [stat.start_time, stat.end_time] for stat in stats}
+        failed_steps = sorted(
+            stat.step_key for stat in stats if stat.status.value == "FAILURE"
+        )
         runs.append({
             "kind": kind, "run_id": run.run_id, "status": run.status.value,
             "partition_tags": {
@@ -54,6 +55,7 @@ for kind, run_filter in filters:
             },
             "created": record.create_timestamp.timestamp(),
             "start": record.start_time, "end": record.end_time, "events": events, "steps": steps,
+            "failed_steps": failed_steps,
         })
 mlflow.set_tracking_uri(tracking_uri)
 mlflow_runs = {}
@@ -76,6 +78,8 @@ def run_stats(env: DagsterEnv, backfill_id: str) -> dict[str, Any]:
 
 TRAIN = "train (duration_model steps outside their MLflow runs)"
 MLFLOW = "MLflow log + register (the days' MLflow runs in duration_model steps)"
+PROMOTE = "promote (challenger_validation, its promotion_gate checks, model_promotion)"
+PROMOTION_STEPS = ("challenger_validation", "promotion_gate", "model_promotion")
 
 
 def days_of(run: dict[str, Any]) -> list[str]:
@@ -115,8 +119,8 @@ def attribute(stats: dict[str, Any], launched: float, finished: float) -> dict[s
                 spent["evaluate (model_evaluation step)"] += seconds
             elif asset == "trip_duration_predictions":
                 spent["predict (trip_duration_predictions step)"] += seconds
-            elif run["kind"] == "promotion":
-                spent["promote (promotion_job steps and checks)"] += seconds
+            elif asset in PROMOTION_STEPS:
+                spent[PROMOTE] += seconds
             else:
                 spent[f"other steps ({asset})"] += seconds
         spent["in-run bookkeeping (run time outside steps)"] += run["end"] - started_at - step_total
