@@ -94,6 +94,27 @@ def test_a_day_decided_by_the_run_that_evaluated_it_is_left_to_that_run(
     assert again.partition_key == "2021-01-05"
 
 
+def test_a_day_evaluated_again_while_an_earlier_decision_runs_is_promoted_again(
+    settings: Settings, instance: dg.DagsterInstance
+) -> None:
+    sensor = build_definitions(settings).get_sensor_def("promote_evaluated_day")
+    cursor = _look(sensor, instance, None).cursor
+    looks: list[dg.SensorResult] = []
+    days = dg.DailyPartitionsDefinition(start_date=settings.start_date)
+
+    # A stand-in of the gate of 2021-01-05, deciding an earlier evaluation of the day...
+    @dg.asset(name="challenger_validation", partitions_def=days)
+    def validation() -> None:
+        # ...while another run evaluates the day again: that evaluation needs a decision too.
+        _evaluated(instance, "2021-01-05")
+        looks.append(_look(sensor, instance, cursor))
+
+    assert dg.materialize([validation], instance=instance, partition_key="2021-01-05")
+    (during,) = looks
+    (request,) = during.run_requests or []
+    assert request.partition_key == "2021-01-05"
+
+
 def test_a_day_decided_after_its_evaluation_is_not_promoted_again(
     settings: Settings, instance: dg.DagsterInstance
 ) -> None:

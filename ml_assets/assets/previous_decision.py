@@ -86,19 +86,26 @@ def is_in_progress(
 
 
 def is_being_decided(
-    instance: dg.DagsterInstance,
-    day: str,
-    evaluated_at: int,
-    partitions_def: dg.PartitionsDefinition,
+    instance: dg.DagsterInstance, day: str, evaluation: tuple[str | None, int]
 ) -> bool:
-    """Whether the promotion decision about the evaluation of `day` recorded at storage id
-    `evaluated_at` is being made or made already: `challenger_validation` of the day is queued or
-    running (the run that evaluated the day decides it too, as a backfill of the model group
-    does), or was materialized after that evaluation."""
-    if is_in_progress(instance, CHALLENGER_VALIDATION, day, partitions_def):
-        return True
+    """Whether the promotion decision about an evaluation of `day` (the id of the run that made
+    it, and its storage id) is left to another run: the run that evaluated the day was planned to
+    decide it too (its `challenger_validation`, as in a backfill of the model group), or the day
+    was decided after that evaluation."""
+    run_id, evaluated_at = evaluation
+    if run_id is not None:
+        planned = instance.get_records_for_run(
+            run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED
+        ).records
+        if any(_plans(record, CHALLENGER_VALIDATION, day) for record in planned):
+            return True
     validation = _latest(instance, CHALLENGER_VALIDATION, day)
     return validation is not None and validation.storage_id > evaluated_at
+
+
+def _plans(record: dg.EventLogRecord, asset: dg.AssetKey, day: str) -> bool:
+    event = record.event_log_entry.dagster_event
+    return event is not None and event.asset_key == asset and event.partition == day
 
 
 def pending_decision(

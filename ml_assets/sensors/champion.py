@@ -71,8 +71,8 @@ def build_promotion_sensor(days: DailyPartitioning) -> dg.SensorDefinition:
             if record.partition_key is not None:
                 waiting[record.partition_key] = [record.run_id, record.storage_id]
         requests = []
-        for day, (_, evaluation_event) in list(waiting.items()):
-            if is_being_decided(context.instance, day, evaluation_event, days.partitions):
+        for day, (evaluation_run, evaluation_event) in list(waiting.items()):
+            if is_being_decided(context.instance, day, (evaluation_run, evaluation_event)):
                 del waiting[day]  # its own run decides it (a backfill of the model group)
         for day in sorted(waiting):
             previous = (date.fromisoformat(day) - timedelta(days=1)).isoformat()
