@@ -67,29 +67,45 @@ def test_each_evaluated_day_is_promoted_once_in_date_order(
     assert again.partition_key == "2021-01-06"
 
 
-def test_a_day_decided_by_the_run_that_evaluated_it_is_left_to_that_run(
-    settings: Settings, instance: dg.DagsterInstance
-) -> None:
+def _look_during_a_run(
+    settings: Settings, instance: dg.DagsterInstance, *, evaluates: bool, evaluated_elsewhere: bool
+) -> dg.SensorResult:
+    """What the sensor returns while a run validates 2021-01-05 with a stand-in gate: a run that
+    also evaluates the day first (`evaluates`, as a backfill of the model group plans it), during
+    which another run evaluated the day again if `evaluated_elsewhere`."""
     sensor = build_definitions(settings).get_sensor_def("promote_evaluated_day")
     cursor = _look(sensor, instance, None).cursor
     looks: list[dg.SensorResult] = []
     days = dg.DailyPartitionsDefinition(start_date=settings.start_date)
 
-    # Stand-ins of the two steps, in one run, as a backfill of the model group plans them.
     @dg.asset(name="model_evaluation", partitions_def=days)
     def evaluation() -> None: ...
 
-    @dg.asset(name="challenger_validation", partitions_def=days, deps=[evaluation])
+    # After the evaluation, when the run holds both: the day is evaluated when the sensor looks.
+    @dg.asset(
+        name="challenger_validation", partitions_def=days, deps=[evaluation] if evaluates else []
+    )
     def validation() -> None:
-        # The day is evaluated, and this run is still deciding it.
+        if evaluated_elsewhere:
+            _evaluated(instance, "2021-01-05")
         looks.append(_look(sensor, instance, cursor))
 
-    assert dg.materialize([evaluation, validation], instance=instance, partition_key="2021-01-05")
+    steps = [evaluation, validation] if evaluates else [validation]
+    assert dg.materialize(steps, instance=instance, partition_key="2021-01-05")
     (during,) = looks
+    return during
+
+
+def test_a_day_decided_by_the_run_that_evaluated_it_is_left_to_that_run(
+    settings: Settings, instance: dg.DagsterInstance
+) -> None:
+    during = _look_during_a_run(settings, instance, evaluates=True, evaluated_elsewhere=False)
+
     assert not during.run_requests
     assert json.loads(during.cursor or "{}")["waiting"] == {}
     # A day evaluated again on its own is promoted again, by promotion_job.
     _evaluated(instance, "2021-01-05")
+    sensor = build_definitions(settings).get_sensor_def("promote_evaluated_day")
     (again,) = _look(sensor, instance, during.cursor).run_requests or []
     assert again.partition_key == "2021-01-05"
 
@@ -97,20 +113,10 @@ def test_a_day_decided_by_the_run_that_evaluated_it_is_left_to_that_run(
 def test_a_day_evaluated_again_while_an_earlier_decision_runs_is_promoted_again(
     settings: Settings, instance: dg.DagsterInstance
 ) -> None:
-    sensor = build_definitions(settings).get_sensor_def("promote_evaluated_day")
-    cursor = _look(sensor, instance, None).cursor
-    looks: list[dg.SensorResult] = []
-    days = dg.DailyPartitionsDefinition(start_date=settings.start_date)
+    # The gate of the day is deciding an earlier evaluation while another run evaluates the day
+    # again: that evaluation needs a decision of its own.
+    during = _look_during_a_run(settings, instance, evaluates=False, evaluated_elsewhere=True)
 
-    # A stand-in of the gate of 2021-01-05, deciding an earlier evaluation of the day...
-    @dg.asset(name="challenger_validation", partitions_def=days)
-    def validation() -> None:
-        # ...while another run evaluates the day again: that evaluation needs a decision too.
-        _evaluated(instance, "2021-01-05")
-        looks.append(_look(sensor, instance, cursor))
-
-    assert dg.materialize([validation], instance=instance, partition_key="2021-01-05")
-    (during,) = looks
     (request,) = during.run_requests or []
     assert request.partition_key == "2021-01-05"
 
