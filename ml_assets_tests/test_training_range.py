@@ -2,7 +2,7 @@
 version, nested MLflow run and materialization metadata."""
 
 import json
-from datetime import datetime
+from datetime import date, datetime
 
 import dagster as dg
 import polars as pl
@@ -10,6 +10,7 @@ import pytest
 from mlflow import MlflowClient
 
 from ml_assets.assets import training
+from ml_assets.lib.day_model import windows_read_together
 from ml_assets.lib.features import FEATURE_SCHEMA
 from ml_assets.settings import Settings
 from ml_assets_tests.conftest import range_tags
@@ -40,18 +41,15 @@ def test_a_backfill_trains_all_its_days_in_one_run() -> None:
     assert duration_model.backfill_policy == dg.BackfillPolicy.single_run()
 
 
-def test_a_range_reads_its_features_a_few_days_at_a_time_each_with_its_whole_window(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(training, "DAYS_IN_MEMORY", 2)
+def test_a_range_reads_its_features_a_few_days_at_a_time_each_with_its_whole_window() -> None:
     pickups = [datetime(2021, 1, day, 12) for day in range(1, 8)]
     trip_features = pl.LazyFrame({"pickup_datetime": pickups, "trip": range(1, 8)})
-    days = ["2021-01-04", "2021-01-05", "2021-01-06"]
+    days = [date(2021, 1, 4), date(2021, 1, 5), date(2021, 1, 6)]
 
-    read = list(training._days_with_features(trip_features, days, training_days=3))
+    read = list(windows_read_together(trip_features, days, window_days=3, at_once=2))
 
-    # Each day's frame holds its whole three-day window, and nothing after its chunk.
-    assert [(day, features["trip"].to_list()) for day, features in read] == [
+    # Each day's frame holds its whole three-day window, and nothing after its group.
+    assert [(day.isoformat(), features["trip"].to_list()) for day, features in read] == [
         ("2021-01-04", [2, 3, 4, 5]),
         ("2021-01-05", [2, 3, 4, 5]),
         ("2021-01-06", [4, 5, 6]),

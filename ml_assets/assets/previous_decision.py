@@ -86,19 +86,17 @@ def is_in_progress(
 
 
 def is_being_decided(
-    instance: dg.DagsterInstance, day: str, evaluation: tuple[str | None, int]
+    instance: dg.DagsterInstance, day: str, run_id: str, evaluated_at: int
 ) -> bool:
-    """Whether the promotion decision about an evaluation of `day` (the id of the run that made
-    it, and its storage id) is left to another run: the run that evaluated the day was planned to
-    decide it too (its `challenger_validation`, as in a backfill of the model group), or the day
-    was decided after that evaluation."""
-    run_id, evaluated_at = evaluation
-    if run_id is not None:
-        planned = instance.get_records_for_run(
-            run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED
-        ).records
-        if any(_plans(record, CHALLENGER_VALIDATION, day) for record in planned):
-            return True
+    """Whether the promotion decision about the evaluation of `day` that run `run_id` recorded
+    at storage id `evaluated_at` is left to another run: that run was planned to decide the day
+    too (its `challenger_validation`, as in a backfill of the model group), or the day was
+    decided after that evaluation."""
+    planned = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED
+    ).records
+    if any(_plans(record, CHALLENGER_VALIDATION, day) for record in planned):
+        return True
     validation = _latest(instance, CHALLENGER_VALIDATION, day)
     return validation is not None and validation.storage_id > evaluated_at
 

@@ -5,8 +5,7 @@ together they take about two seconds to import, and every Dagster process import
 it loads the code location.
 """
 
-from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
@@ -57,19 +56,21 @@ def duration_model(
     together, as one run per day.
     """
     # Imported here: scikit-learn and pandas, which only the training step needs.
-    from ml_assets.lib.day_model import fit_day_model, training_window
+    from ml_assets.lib.day_model import fit_day_model, training_window, windows_read_together
 
     training_days = _training_days(context, config)
     params = config.model_params()
-    days = context.partition_keys
+    days = [date.fromisoformat(key) for key in context.partition_keys]
     records: dict[str, dict[str, Any]] = {}
+    read = windows_read_together(trip_features, days, training_days, DAYS_IN_MEMORY)
     with DayRuns(mlflow_tracking, len(days)) as day_runs:
-        for day, features in _days_with_features(trip_features, days, training_days):
+        for when, features in read:
+            day = when.isoformat()
             # A window without trips, or an artifact store the step cannot write to (a file in
             # the way, no permission), fails the same way on every retry, which in a range run
             # would also train the days before it again: fail at once, naming the partition.
             with failing_without_retries(f"partition {day}"):
-                window = training_window(features, date.fromisoformat(day), training_days)
+                window = training_window(features, when, training_days)
                 fitted = fit_day_model(window, params)
                 with day_runs.of_day(day) as run:
                     registered = log_day(
@@ -86,24 +87,7 @@ def duration_model(
                 f"validation RMSE {fitted.validation['rmse']:.3f} vs baseline "
                 f"{fitted.baseline['rmse']:.3f}"
             )
-    return dg.MaterializeResult(value=records if len(days) > 1 else records[days[0]])
-
-
-def _days_with_features(
-    trip_features: pl.LazyFrame, days: list[str], training_days: int
-) -> Iterator[tuple[str, pl.DataFrame]]:
-    """Each day of `days` with the features its window reads, read `DAYS_IN_MEMORY` days at a
-    time."""
-    for start in range(0, len(days), DAYS_IN_MEMORY):
-        chunk = days[start : start + DAYS_IN_MEMORY]
-        earliest = date.fromisoformat(chunk[0]) - timedelta(days=training_days - 1)
-        latest = date.fromisoformat(chunk[-1])
-        features = trip_features.filter(
-            pl.col("pickup_datetime").dt.date().is_between(earliest, latest)
-        ).collect()
-        for day in chunk:
-            yield day, features
-        del features  # freed before the next chunk is read, not after
+    return dg.MaterializeResult(value=records if len(days) > 1 else records[days[0].isoformat()])
 
 
 def _training_days(context: dg.AssetExecutionContext, config: TrainingConfig) -> int:

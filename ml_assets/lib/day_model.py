@@ -5,6 +5,7 @@ fitted on the rest is scored on it next to the zone-pair baseline. The model kep
 the whole window, so it has seen the most recent trips.
 """
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -19,13 +20,39 @@ MIN_WINDOW_TRIPS = 2
 """A model is validated before it is kept: at least one trip to train on and one to validate on."""
 
 
+def window_start(day: date, days: int) -> date:
+    """The first day of the `days`-day window ending on `day`."""
+    return day - timedelta(days=days - 1)
+
+
+def picked_up_between(first: date, last: date) -> pl.Expr:
+    """Rows of `trip_features` picked up from `first` through `last`."""
+    return pl.col("pickup_datetime").dt.date().is_between(first, last)
+
+
+def windows_read_together(
+    features: pl.LazyFrame, days: list[date], window_days: int, at_once: int
+) -> Iterator[tuple[date, pl.DataFrame]]:
+    """Each of `days` (in order) with the rows its `window_days`-day window reads, collected for
+    `at_once` days at a time: one read per group of days, and memory that does not grow with the
+    number of days."""
+    for start in range(0, len(days), at_once):
+        group = days[start : start + at_once]
+        read = features.filter(
+            picked_up_between(window_start(group[0], window_days), group[-1])
+        ).collect()
+        for day in group:
+            yield day, read
+        del read  # freed before the next group is read, not after
+
+
 def training_window(features: pl.DataFrame, day: date, days: int) -> pl.DataFrame:
     """The rows of `trip_features` picked up in the `days` days ending on `day`.
 
     Raises `NotEnoughTripsError` naming the day when they are too few to train and validate on.
     """
-    first = day - timedelta(days=days - 1)
-    window = features.filter(pl.col("pickup_datetime").dt.date().is_between(first, day))
+    first = window_start(day, days)
+    window = features.filter(picked_up_between(first, day))
     if window.height < MIN_WINDOW_TRIPS:
         raise NotEnoughTripsError(
             f"partition {day}: the {days}-day training window ({first}..{day}) holds "

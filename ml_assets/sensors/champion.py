@@ -71,9 +71,6 @@ def build_promotion_sensor(days: DailyPartitioning) -> dg.SensorDefinition:
             if record.partition_key is not None:
                 waiting[record.partition_key] = [record.run_id, record.storage_id]
         requests = []
-        for day, (evaluation_run, evaluation_event) in list(waiting.items()):
-            if is_being_decided(context.instance, day, (evaluation_run, evaluation_event)):
-                del waiting[day]  # its own run decides it (a backfill of the model group)
         for day in sorted(waiting):
             previous = (date.fromisoformat(day) - timedelta(days=1)).isoformat()
             if previous in waiting or is_in_progress(
@@ -81,6 +78,8 @@ def build_promotion_sensor(days: DailyPartitioning) -> dg.SensorDefinition:
             ):
                 continue
             evaluation_run, evaluation_event = waiting.pop(day)
+            if is_being_decided(context.instance, day, evaluation_run, evaluation_event):
+                continue  # another run decides it (its own, in a backfill of the model group)
             requests.append(
                 dg.RunRequest(
                     run_key=f"{day} evaluated at event {evaluation_event}",
