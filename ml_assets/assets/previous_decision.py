@@ -90,15 +90,30 @@ def is_being_decided(
 ) -> bool:
     """Whether the promotion decision about the evaluation of `day` that run `run_id` recorded
     at storage id `evaluated_at` is left to another run: that run was planned to decide the day
-    too (its `challenger_validation`, as in a backfill of the model group), or the day was
-    decided after that evaluation."""
+    too (its `challenger_validation`, as in a backfill of the model group), it belongs to a
+    backfill still running that targets `challenger_validation` (Dagster's daemon can request a
+    day's gate in a later run than its evaluation), or the day was decided after that
+    evaluation."""
     planned = instance.get_records_for_run(
         run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED
     ).records
     if any(_plans(record, CHALLENGER_VALIDATION, day) for record in planned):
         return True
+    if _running_backfill_decides(instance, run_id):
+        return True
     validation = _latest(instance, CHALLENGER_VALIDATION, day)
     return validation is not None and validation.storage_id > evaluated_at
+
+
+def _running_backfill_decides(instance: dg.DagsterInstance, run_id: str) -> bool:
+    run = instance.get_run_by_id(run_id)
+    backfill_id = run.tags.get(BACKFILL_TAG) if run else None
+    backfill = instance.get_backfill(backfill_id) if backfill_id else None
+    return (
+        backfill is not None
+        and backfill.status.value == "REQUESTED"
+        and CHALLENGER_VALIDATION in (backfill.asset_selection or [])
+    )
 
 
 def _plans(record: dg.EventLogRecord, asset: dg.AssetKey, day: str) -> bool:
