@@ -3,9 +3,10 @@
 Each month is generated beforehand in TLC's raw green layout (trips of the synthetic sample source,
 drawn with replacement and spread over the month's days) and written as parquet. Then, for each
 size, one fresh process runs what the assets run: `normalize_trips` (raw_trips),
-`build_trip_features` (trip_features) and `train_model(ModelParams())` on every row
-(duration_model). The process reports each stage's time; its peak resident memory (native memory
-included) comes from the operating system when it exits.
+`build_trip_features` (trip_features) and `train_model(ModelParams())` on every row, as
+duration_model holds them (`training_rows`: no trip key, text as categories). The process reports
+each stage's time; its peak resident memory (native memory included) comes from the operating
+system when it exits.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ import time
 
 import polars as pl
 
+from ml_assets.lib.day_model import training_rows
 from ml_assets.lib.features import trip_features_frame
 from ml_assets.lib.model import ModelParams, train_model
 from ml_assets.lib.sample_source import sample_zones
@@ -73,7 +75,11 @@ raw_done = time.perf_counter()
 features = trip_features_frame(trips.lazy(), zones.lazy())
 del trips
 features_done = time.perf_counter()
-model = train_model(features, ModelParams())
+feature_rows = features.height
+# What duration_model reads of the trip_features files and holds in memory.
+training = training_rows(features)
+del features
+model = train_model(training, ModelParams())
 trained = time.perf_counter()
 print(json.dumps({
     "cpu_s": time.process_time() - cpu_started,
@@ -81,7 +87,7 @@ print(json.dumps({
     "features_s": features_done - raw_done,
     "train_s": trained - features_done,
     "fit_s": model.fit_seconds,
-    "feature_rows": features.height,
+    "feature_rows": feature_rows,
 }))
 """
 

@@ -7,13 +7,15 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ml_assets.lib.day_model import training_window
+from ml_assets.lib.day_model import fit_day_model, training_rows, training_window
 from ml_assets.lib.errors import NotEnoughTripsError
 from ml_assets.lib.features import FEATURE_SCHEMA
 from ml_assets.lib.model import (
     ALL_FEATURES,
+    FEATURE_GROUPS,
     ModelParams,
     ZonePairBaseline,
+    build_pipeline,
     feature_importances,
     model_inputs,
     regression_metrics,
@@ -145,6 +147,33 @@ def test_training_is_reproducible() -> None:
     second = train_model(data, params).predict(data)
 
     assert np.array_equal(first, second)
+
+
+@pytest.mark.parametrize("family", ["hist_gradient_boosting", "ridge"])
+def test_training_fits_the_same_pipeline_as_pipeline_fit(family: str) -> None:
+    data = features_frame(400)
+    params = ModelParams(family=family, max_iter=20)  # type: ignore[arg-type]
+    inputs = model_input(data, params.features)
+    fitted_whole = build_pipeline(params).fit(inputs, data["duration_min"].to_numpy())
+
+    trained = train_model(data, params)
+
+    assert np.array_equal(trained.predict(data), fitted_whole.predict(inputs))
+
+
+@pytest.mark.parametrize("group", FEATURE_GROUPS)
+def test_a_day_model_from_the_training_rows_is_the_one_from_the_full_rows(group: str) -> None:
+    data = features_frame(600)
+    params = ModelParams(feature_groups=(group,), max_iter=20)
+    rows = training_rows(data)
+
+    from_rows, from_full = fit_day_model(rows, params), fit_day_model(data, params)
+
+    assert "trip_key" not in rows.columns and rows.height == data.height
+    assert rows.schema["PU_DO"] == pl.Categorical
+    assert from_rows.validation == from_full.validation
+    assert from_rows.baseline == from_full.baseline
+    assert np.array_equal(from_rows.model.predict(data), from_full.model.predict(data))
 
 
 def test_ridge_fits_a_linear_duration_and_ranks_distance_first() -> None:

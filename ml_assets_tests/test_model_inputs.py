@@ -4,6 +4,7 @@ from datetime import datetime
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 import pytest
 import skops.io
 
@@ -142,6 +143,18 @@ def test_categories_reach_the_pipeline_as_pandas_categories_of_strings(family: s
     expected = on_strings.predict(scored_inputs.astype(as_strings))
     np.testing.assert_array_equal(on_strings.predict(scored_inputs), expected)
     np.testing.assert_array_equal(on_categories.predict(scored_inputs), expected)
+
+
+def test_model_inputs_hold_no_memory_of_pyarrows_pool() -> None:
+    """pyarrow's pool keeps what is freed: memory taken from it for the model input would stay
+    taken through the fit that follows (0.5 GB at 10 million trips)."""
+    features = features_frame(2000)
+    before = pa.total_allocated_bytes()
+
+    inputs = model_input(features, ALL_FEATURES)
+
+    assert pa.total_allocated_bytes() == before
+    assert inputs["trip_distance"].tolist() == features["trip_distance"].to_list()
 
 
 @pytest.mark.parametrize("family", ["hist_gradient_boosting", "ridge"])

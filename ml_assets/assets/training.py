@@ -56,13 +56,18 @@ def duration_model(
     together, as one run per day.
     """
     # Imported here: scikit-learn and pandas, which only the training step needs.
-    from ml_assets.lib.day_model import fit_day_model, training_window, windows_read_together
+    from ml_assets.lib.day_model import (
+        fit_day_model,
+        training_rows,
+        training_window,
+        windows_read_together,
+    )
 
     training_days = _training_days(context, config)
     params = config.model_params()
     days = [date.fromisoformat(key) for key in context.partition_keys]
     records: dict[str, dict[str, Any]] = {}
-    read = windows_read_together(trip_features, days, training_days, DAYS_IN_MEMORY)
+    read = windows_read_together(training_rows(trip_features), days, training_days, DAYS_IN_MEMORY)
     with DayRuns(mlflow_tracking, len(days)) as day_runs:
         for when, features in read:
             day = when.isoformat()

@@ -71,9 +71,12 @@ def model_input(features: pl.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     # the slowest part of the conversion). The encoders learn the same string categories either
     # way, MLflow's signature reads them as strings, and a pipeline trained on one scores the
     # other alike. A null category becomes "None", as pandas' `astype(str)` made it.
+    # `split_blocks`: a column per pandas block, where by default pyarrow copies the floats into
+    # one block of its own memory pool, which keeps the freed memory (0.5 GB at 10 million trips,
+    # through the fit that follows) and takes longer.
     return features.select(
         _model_input_column(name, features) for name in model_inputs(columns)
-    ).to_pandas()
+    ).to_pandas(split_blocks=True)
 
 
 def _model_input_column(name: str, features: pl.DataFrame) -> pl.Expr:
