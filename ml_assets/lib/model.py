@@ -126,7 +126,7 @@ def train_model(features: pl.DataFrame, params: ModelParams) -> TrainedModel:
     started = time.perf_counter()
     with threadpool_limits(params.n_threads):
         # The steps are fitted as `Pipeline.fit` fits them, but `Pipeline.fit` would keep the
-        # input frame until the trees are fitted: 0.6 GB more at the peak at 10 million trips.
+        # input frame (0.6 GB at 10 million trips) until the trees are fitted.
         encoded = pipeline[:-1].fit_transform(inputs, target)
         del inputs
         pipeline[-1].fit(encoded, target)
