@@ -102,6 +102,17 @@ class TrainingConfig(_FailFastConfig):
             "whole window."
         ),
     )
+    parallel_fits: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description=(
+            "How many days' models a run over several days (a backfill) fits at once, each in a "
+            "worker process of its own. Empty: one per CPU core of the machine running the step. "
+            "1: one day after the other in the step's own process. The models are the same "
+            "either way; each fit holds its window in memory."
+        ),
+    )
     learning_rate: float = Field(
         default=_DEFAULTS.learning_rate,
         gt=0.0,

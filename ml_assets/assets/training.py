@@ -51,13 +51,16 @@ def duration_model(
 
     A backfill trains all its days in one run (a single-run backfill policy), in date order: each
     day is its own model, registered version and MLflow run (nested in the run of the Dagster run),
-    and its materialization carries its own metadata. Every day's model then lands at once, so
+    and its materialization carries its own metadata. Its days are fitted several at a time, in
+    worker processes (one per CPU core unless `parallel_fits` says otherwise), with the same
+    models as one after the other. Every day's model then lands at once, so
     the backfill daemon requests each later day's scoring, promotion decision and predictions
     together, as one run per day.
     """
     # Imported here: scikit-learn and pandas, which only the training step needs.
     from ml_assets.lib.day_model import (
-        fit_day_model,
+        fit_day_models,
+        fitting_processes,
         training_rows,
         training_window,
         windows_read_together,
@@ -68,15 +71,19 @@ def duration_model(
     days = [date.fromisoformat(key) for key in context.partition_keys]
     records: dict[str, dict[str, Any]] = {}
     read = windows_read_together(training_rows(trip_features), days, training_days, DAYS_IN_MEMORY)
-    with DayRuns(mlflow_tracking, len(days)) as day_runs:
-        for when, features in read:
+    # A window without trips fails at once, naming its day (training_window says which).
+    windows = ((when, training_window(features, when, training_days)) for when, features in read)
+    processes = fitting_processes(len(days), config.parallel_fits)
+    if processes > 1:
+        context.log.info(f"fitting {len(days)} days' models {processes} at a time")
+    with failing_without_retries(), DayRuns(mlflow_tracking, len(days)) as day_runs:
+        for when, window, fitting in fit_day_models(windows, params, processes):
             day = when.isoformat()
-            # A window without trips, or an artifact store the step cannot write to (a file in
-            # the way, no permission), fails the same way on every retry, which in a range run
-            # would also train the days before it again: fail at once, naming the partition.
+            # An artifact store the step cannot write to (a file in the way, no permission)
+            # fails the same way on every retry, which in a range run would also train the days
+            # before it again: fail at once, naming the partition.
             with failing_without_retries(f"partition {day}"):
-                window = training_window(features, when, training_days)
-                fitted = fit_day_model(window, params)
+                fitted = fitting.result()
                 with day_runs.of_day(day) as run:
                     registered = log_day(
                         mlflow_tracking, model_registry, day, window, fitted, training_days
