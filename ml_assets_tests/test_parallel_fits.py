@@ -1,19 +1,18 @@
 """A range run fits several days' models at once in worker processes: the same models, in order."""
 
+import multiprocessing
 from collections.abc import Iterator
+from concurrent.futures.process import BrokenProcessPool
 from datetime import date
 
 import numpy as np
 import polars as pl
 import pytest
 
-from ml_assets.lib.day_model import (
-    fit_day_models,
-    fitting_processes,
-    training_rows,
-)
+from ml_assets.lib.day_model import training_rows
 from ml_assets.lib.errors import NotEnoughTripsError
 from ml_assets.lib.model_params import ModelParams
+from ml_assets.lib.parallel_fits import fit_day_models, fitting_processes
 from ml_assets_tests.test_model import features_frame
 
 PARAMS = ModelParams(max_iter=10)
@@ -73,3 +72,17 @@ def test_one_worker_per_core_unless_asked_and_never_more_than_the_days() -> None
     assert fitting_processes(days=1) == 1  # a day's run fits in its own process
     assert fitting_processes(days=1000, requested=3) == 3
     assert fitting_processes(days=2, requested=8) == 2
+
+
+def test_a_caller_that_stops_early_does_not_wait_for_the_fits_still_running() -> None:
+    # Fits of minutes: waiting for them would let the first day's fit finish with a model.
+    slow = ModelParams(max_iter=2000, learning_rate=0.01)
+    big = [(day, training_rows(features_frame(100_000, seed=n))) for n, day in enumerate(DAYS)]
+    fits = fit_day_models(big, slow, processes=2)
+    _, _, first = next(fits)
+
+    fits.close()  # as a failed day or a stopped run does
+
+    assert first.done()
+    assert first.cancelled() or isinstance(first.exception(), BrokenProcessPool)
+    assert multiprocessing.active_children() == []

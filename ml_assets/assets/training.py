@@ -58,13 +58,8 @@ def duration_model(
     together, as one run per day.
     """
     # Imported here: scikit-learn and pandas, which only the training step needs.
-    from ml_assets.lib.day_model import (
-        fit_day_models,
-        fitting_processes,
-        training_rows,
-        training_window,
-        windows_read_together,
-    )
+    from ml_assets.lib.day_model import training_rows, training_window, windows_read_together
+    from ml_assets.lib.parallel_fits import fit_day_models, fitting_processes
 
     training_days = _training_days(context, config)
     params = config.model_params()

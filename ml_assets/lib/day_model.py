@@ -5,11 +5,7 @@ fitted on the rest is scored on it next to the zone-pair baseline. The model kep
 the whole window, so it has seen the most recent trips.
 """
 
-import multiprocessing
-import os
-from collections import deque
-from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import TypeVar
@@ -131,59 +127,3 @@ def fit_day_model(window: pl.DataFrame, params: ModelParams) -> DayModel:
         window_start=str(pickup_days.min()),
         window_end=str(pickup_days.max()),
     )
-
-
-def fitting_processes(days: int, requested: int | None = None) -> int:
-    """How many worker processes fit the models of `days` days: `requested`, or else one per CPU
-    core this process may use; never more than there are days. 1 means no workers."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(days, requested or cores or 1))
-
-
-def fit_day_models(
-    windows: Iterable[tuple[date, pl.DataFrame]], params: ModelParams, processes: int
-) -> Iterator[tuple[date, pl.DataFrame, "Future[DayModel]"]]:
-    """Each day's window with its model (`fit_day_model`) as a future, in the windows' order.
-
-    With `processes` above 1, up to that many days are fitted at once, each in a worker process
-    (a fit uses one core, and the days' fits do not depend on each other): the same models as
-    fitted one after the other, in a fraction of the time, while the caller logs the days before.
-    A day's `result()` raises what its fit raised. When reading the windows raises, the days
-    read before are still given first.
-    """
-    if processes <= 1:
-        for day, window in windows:
-            yield day, window, _fitted_here(window, params)
-        return
-    # Spawned, not forked: the caller's process runs polars' and Dagster's threads.
-    pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))
-    pending: deque[tuple[date, pl.DataFrame, Future[DayModel]]] = deque()
-    stopped_early = False
-    try:
-        unread: Exception | None = None
-        try:
-            for day, window in windows:
-                pending.append((day, window, pool.submit(fit_day_model, window, params)))
-                if len(pending) > processes:  # a day queued behind the busy workers, no more
-                    yield pending.popleft()
-        except Exception as error:
-            unread = error
-        while pending:
-            yield pending.popleft()
-        if unread is not None:
-            raise unread
-    except GeneratorExit:
-        stopped_early = True
-        raise
-    finally:
-        # A caller that stops early (a failed day) does not wait for days it will not use.
-        pool.shutdown(wait=True, cancel_futures=stopped_early)
-
-
-def _fitted_here(window: pl.DataFrame, params: ModelParams) -> "Future[DayModel]":
-    fitted: Future[DayModel] = Future()
-    try:
-        fitted.set_result(fit_day_model(window, params))
-    except Exception as error:
-        fitted.set_exception(error)
-    return fitted
