@@ -1,6 +1,8 @@
 """A range run fits several days' models at once in worker processes: the same models, in order."""
 
+import gc
 import multiprocessing
+import weakref
 from collections.abc import Iterator
 from concurrent.futures.process import BrokenProcessPool
 from datetime import date
@@ -9,7 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ml_assets.lib.day_model import training_rows
+from ml_assets.lib.day_model import DayModel, training_rows
 from ml_assets.lib.errors import NotEnoughTripsError
 from ml_assets.lib.model_params import ModelParams
 from ml_assets.lib.parallel_fits import fit_day_models, fitting_processes
@@ -86,3 +88,17 @@ def test_a_caller_that_stops_early_does_not_wait_for_the_fits_still_running() ->
     assert first.done()
     assert first.cancelled() or isinstance(first.exception(), BrokenProcessPool)
     assert multiprocessing.active_children() == []
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_days_model_is_freed_once_the_caller_moves_on(processes: int) -> None:
+    # A backfill of a year must not hold a year of models: only the days not yet taken.
+    models: list[weakref.ref[DayModel]] = []
+    alive_at_the_last_day = []
+    for day, _, fitting in fit_day_models(windows(), PARAMS, processes):
+        models.append(weakref.ref(fitting.result()))
+        if day == DAYS[-1]:
+            gc.collect()
+            alive_at_the_last_day = [model() is not None for model in models]
+
+    assert alive_at_the_last_day == [False, False, True]

@@ -55,20 +55,22 @@ def fit_day_models(
     pool = ProcessPoolExecutor(
         processes, mp_context=context, initializer=_report_pid, initargs=(worker_pids,)
     )
-    submitted: list[Future[DayModel]] = []
     pending: deque[tuple[date, pl.DataFrame, Future[DayModel]]] = deque()
+    # Only the days not yet taken are held here: a day's model is freed once its caller is done.
+    given: Future[DayModel] | None = None
     try:
         unread: Exception | None = None
         try:
             for day, window in windows:
-                submitted.append(pool.submit(fit_day_model, window, params))
-                pending.append((day, window, submitted[-1]))
+                pending.append((day, window, pool.submit(fit_day_model, window, params)))
                 if len(pending) > processes:  # a day queued behind the busy workers, no more
-                    yield pending.popleft()
+                    _, _, given = item = pending.popleft()
+                    yield item
         except Exception as error:
             unread = error
         while pending:
-            yield pending.popleft()
+            _, _, given = item = pending.popleft()
+            yield item
         if unread is not None:
             raise unread
     except GeneratorExit:
@@ -76,7 +78,7 @@ def fit_day_models(
         # dropped, and the fits still running, which on large windows would keep it waiting for
         # minutes, are stopped.
         pool.shutdown(wait=False, cancel_futures=True)
-        _stop_workers(worker_pids, submitted)
+        _stop_workers(worker_pids, [fit for fit in (given, *(f for _, _, f in pending)) if fit])
         raise
     finally:
         pool.shutdown(wait=True)
