@@ -4,6 +4,7 @@ import gc
 import multiprocessing
 import weakref
 from collections.abc import Iterator
+from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from datetime import date
 
@@ -102,3 +103,23 @@ def test_a_days_model_is_freed_once_the_caller_moves_on(processes: int) -> None:
             alive_at_the_last_day = [model() is not None for model in models]
 
     assert alive_at_the_last_day == [False, False, True]
+
+
+def test_a_run_told_to_stop_while_reading_the_days_stops_the_fits_running() -> None:
+    slow = ModelParams(max_iter=2000, learning_rate=0.01)
+    fits: list[Future[DayModel]] = []
+
+    def read() -> Iterator[tuple[date, pl.DataFrame]]:
+        for n, day in enumerate(DAYS):
+            yield day, training_rows(features_frame(100_000, seed=n))
+        raise KeyboardInterrupt  # as Dagster's interrupt arrives in the step
+
+    with pytest.raises(KeyboardInterrupt):
+        for _, _, fitting in fit_day_models(read(), slow, processes=2):
+            fits.append(fitting)
+
+    # The day given before the interrupt was stopped, not waited for: no model came of it.
+    assert [fit.cancelled() or isinstance(fit.exception(), BrokenProcessPool) for fit in fits] == [
+        True
+    ]
+    assert multiprocessing.active_children() == []

@@ -73,10 +73,10 @@ def fit_day_models(
             yield item
         if unread is not None:
             raise unread
-    except GeneratorExit:
-        # The caller stopped (a failed day, a run told to stop): the days not started are
-        # dropped, and the fits still running, which on large windows would keep it waiting for
-        # minutes, are stopped.
+    except BaseException:
+        # The caller stopped (a failed day), or the run was told to stop while the days were
+        # read: the days not started are dropped, and the fits still running, which on large
+        # windows would keep it waiting for minutes, are stopped.
         pool.shutdown(wait=False, cancel_futures=True)
         _stop_workers(worker_pids, [fit for fit in (given, *(f for _, _, f in pending)) if fit])
         raise
