@@ -77,11 +77,12 @@ def fit_day_models(
         # The caller stopped (a failed day), or the run was told to stop while the days were
         # read: the days not started are dropped, and the fits still running, which on large
         # windows would keep it waiting for minutes, are stopped.
-        pool.shutdown(wait=False, cancel_futures=True)
+        for _, _, waiting in pending:
+            waiting.cancel()
         _stop_workers(worker_pids, [fit for fit in (given, *(f for _, _, f in pending)) if fit])
         raise
     finally:
-        pool.shutdown(wait=True)
+        pool.shutdown(wait=True)  # every worker has exited when the days are done with
         worker_pids.close()
 
 
