@@ -22,9 +22,18 @@ PARAMS = ModelParams(max_iter=10)
 DAYS = [date(2021, 1, 4), date(2021, 1, 5), date(2021, 1, 6)]
 
 
-def windows() -> list[tuple[date, pl.DataFrame]]:
+SLOW = ModelParams(max_iter=2000, learning_rate=0.01)
+"""Fits of minutes on `windows(100_000)`: a run that waited for them would see them finish."""
+
+
+def windows(rows: int = 300) -> list[tuple[date, pl.DataFrame]]:
     # Three different windows, so that a model given to the wrong day would show.
-    return [(day, training_rows(features_frame(300, seed=n))) for n, day in enumerate(DAYS)]
+    return [(day, training_rows(features_frame(rows, seed=n))) for n, day in enumerate(DAYS)]
+
+
+def stopped(fit: "Future[DayModel]") -> bool:
+    """Whether the day's fit was stopped (dropped or its worker stopped) rather than finished."""
+    return fit.cancelled() or isinstance(fit.exception(), BrokenProcessPool)
 
 
 def test_workers_fit_the_same_models_as_one_after_the_other_in_the_days_order() -> None:
@@ -78,16 +87,13 @@ def test_one_worker_per_core_unless_asked_and_never_more_than_the_days() -> None
 
 
 def test_a_caller_that_stops_early_does_not_wait_for_the_fits_still_running() -> None:
-    # Fits of minutes: waiting for them would let the first day's fit finish with a model.
-    slow = ModelParams(max_iter=2000, learning_rate=0.01)
-    big = [(day, training_rows(features_frame(100_000, seed=n))) for n, day in enumerate(DAYS)]
-    fits = fit_day_models(big, slow, processes=2)
+    fits = fit_day_models(windows(100_000), SLOW, processes=2)
     _, _, first = next(fits)
 
     fits.close()  # as a failed day or a stopped run does
 
     assert first.done()
-    assert first.cancelled() or isinstance(first.exception(), BrokenProcessPool)
+    assert stopped(first)
     assert multiprocessing.active_children() == []
 
 
@@ -106,20 +112,16 @@ def test_a_days_model_is_freed_once_the_caller_moves_on(processes: int) -> None:
 
 
 def test_a_run_told_to_stop_while_reading_the_days_stops_the_fits_running() -> None:
-    slow = ModelParams(max_iter=2000, learning_rate=0.01)
     fits: list[Future[DayModel]] = []
 
     def read() -> Iterator[tuple[date, pl.DataFrame]]:
-        for n, day in enumerate(DAYS):
-            yield day, training_rows(features_frame(100_000, seed=n))
+        yield from windows(100_000)
         raise KeyboardInterrupt  # as Dagster's interrupt arrives in the step
 
     with pytest.raises(KeyboardInterrupt):
-        for _, _, fitting in fit_day_models(read(), slow, processes=2):
+        for _, _, fitting in fit_day_models(read(), SLOW, processes=2):
             fits.append(fitting)
 
     # The day given before the interrupt was stopped, not waited for: no model came of it.
-    assert [fit.cancelled() or isinstance(fit.exception(), BrokenProcessPool) for fit in fits] == [
-        True
-    ]
+    assert [stopped(fit) for fit in fits] == [True]
     assert multiprocessing.active_children() == []
