@@ -21,7 +21,7 @@ bumping the code versions of what stores the digests):
 - The digest is both lanes as 32 hex digits.
 
 Numbers are handled by numpy on whole columns and strings once per distinct value, so a month of
-76,518 green trips with 20 columns takes about 20 ms.
+76,518 green trips with 20 columns takes about 15 ms.
 """
 
 from __future__ import annotations
@@ -44,11 +44,14 @@ _MIX_2 = 0x94D049BB133111EB
 _HEX_PAIRS_TEXT = b"".join(f"{byte:02x}".encode("ascii") for byte in range(256))
 
 
-def _mix(words: np.ndarray) -> None:
-    """SplitMix64's finalizer, in place: every input bit changes about half the output bits."""
+def _mix(words: np.ndarray, shifted: np.ndarray) -> None:
+    """SplitMix64's finalizer, in place: every input bit changes about half the output bits.
+
+    `shifted` is scratch space of the shape of `words`, reused from column to column.
+    """
     import numpy as np
 
-    shifted = words >> np.uint64(30)
+    np.right_shift(words, np.uint64(30), out=shifted)
     words ^= shifted
     words *= np.uint64(_MIX_1)
     np.right_shift(words, np.uint64(27), out=shifted)
@@ -82,9 +85,12 @@ def _words(series: pl.Series) -> np.ndarray:
     if dtype.is_integer() or dtype == pl.Boolean:
         return _without_nulls(series.cast(pl.Int64), 0).to_numpy().view(np.uint64)
     if dtype.is_float():
-        values = _without_nulls(series.cast(pl.Float64), 0.0).to_numpy().copy()
-        values[values == 0.0] = 0.0  # -0.0 and 0.0 are one value
-        values[np.isnan(values)] = np.nan  # and so is every NaN
+        # A new array (numpy's view of a polars column is read-only), in which -0.0 + 0.0 is 0.0:
+        # the two zeros are one value. Every other value is left as it is.
+        values = _without_nulls(series.cast(pl.Float64), 0.0).to_numpy() + 0.0
+        nans = np.isnan(values)
+        if nans.any():
+            values[nans] = np.nan  # and so is every NaN
         return values.view(np.uint64)
     if isinstance(dtype, pl.Datetime | pl.Duration):
         physical = series.dt.cast_time_unit("us").to_physical().cast(pl.Int64)
@@ -134,21 +140,23 @@ def row_digests(frame: pl.DataFrame) -> pl.Series:
     # Both lanes in one array, so each step is one numpy operation over both.
     lanes = np.repeat(np.asarray(_SEEDS, dtype=np.uint64).reshape(2, 1), rows, axis=1)
     null_words: list[np.ndarray] = []
+    scratch = np.empty_like(lanes)
     # Unsigned overflow is the point of the arithmetic, not an error.
     with np.errstate(over="ignore"):
         for position, name in enumerate(sorted(frame.columns)):
             column = frame.get_column(name)
             lanes ^= _words(column)
             lanes ^= _column_constants(name)
-            _mix(lanes)
+            _mix(lanes, scratch)
             if position % 64 == 0:
                 null_words.append(np.zeros(rows, dtype=np.uint64))
             if column.null_count():
                 flags = column.is_null().to_numpy().astype(np.uint64)
-                null_words[-1] |= flags << np.uint64(position % 64)
+                np.left_shift(flags, np.uint64(position % 64), out=flags)
+                null_words[-1] |= flags
         for null_word in null_words:
             lanes ^= null_word
-            _mix(lanes)
+            _mix(lanes, scratch)
     return pl.Series("digest", _hex_rows(lanes), dtype=pl.Binary).cast(pl.String)
 
 
