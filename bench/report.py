@@ -65,7 +65,7 @@ ANALYSIS = """\
 
 This analysis was written for the runs of 2026-12-04, one case at a time on an otherwise idle
 machine, `bench/recorded/2026-12-04.json` (backfill, scale), `2026-12-04-pm.json` (daily, after
-the fork server), `2026-12-04-late.json` (features, after faster digests and model inputs) and
+the fork server), `2026-12-06-features.json` (features, after cheaper digests and model inputs) and
 `2026-12-05-models-group.json` (models, after the backfill of the whole model group with its
 training in one run; its CPU time before that in `2026-12-05-models.json`), `2026-12-06-models.json`
 (models, after the training run fits in worker processes), `2026-12-06-scale.json`
@@ -87,29 +87,39 @@ one) on the same machine, interleaved, it was:
 | backfill, the re-run's own work (median of 3) | 0.29 s | 0.39 s |
 | again on 2026-12-05, twice each, interleaved: the first single run's own work (median of 3) | 1.99 s, 1.94 s | 1.81 s, 1.82 s |
 | the same: the re-run's own work (median of 3) | 0.25 s, 0.30 s | 0.33 s, 0.33 s |
+| again on 2026-12-06, interleaved: the features case, the project's path (median of 9, three times each) | 0.109 s, 0.103 s, 0.103 s | 0.136 s, 0.131 s, 0.130 s |
+| the same, with each month's digests looked up instead of computed (median of 15, three times) | | 0.090 s to 0.097 s |
+| the backfill's first single run's own work (median of 3, twice each) | 1.75 s, 1.89 s | 1.69 s, 1.92 s |
+| the same: the re-run's own work | 0.25 s, 0.24 s | 0.34 s, 0.38 s |
 
-- **features** (6.5x on 2026-11-29, 3.4x at 16:20, 4.4x in `2026-12-04-late.json`; goal 5x,
-  **MISSED**) and **model** (fit CPU 1.2 s then, 3.4 s on 2026-12-03, 2.3 s in
-  `2026-12-06-model.json`, where the code before and after that day's memory changes took 2.34 s
-  alike, twice each, side by side; goal 5 s): the model reads more
-  inputs, which `model_input` builds (minute of day, holidays, whole-minute pickups, borough pair,
-  zone by recording, pickup time) and which took the course protocol's RMSE from 5.35 to 5.11
-  (goal 5.2), and every trip gets a content digest as its key (trip identity). Side by side, the
-  2026-11-29 code took 0.14 s here and the code of 16:20 0.20 s: the digests of the two months
-  (about 60 ms then) were the difference. Since then, a digest skips copying columns that hold no
-  nulls and writes its hex digits from a table (January 25 -> 20 ms, the same digests: a test pins
-  them), and `model_input` finds whole-minute pickups with one remainder instead of reading their
-  second and nanosecond (3.4 -> 0.6 ms) and appends a ready suffix to the zone instead of
-  formatting a number per row (7.9 -> 4.5 ms): 0.19 -> 0.17 s side by side, the same frames on the
-  three shared months. The 4.4x of the late run is flattered by the machine (the course's pandas
-  0.84 s there against 0.67 s at 16:20); on the machine of 16:20 the path would be about 3.9x. For
-  January's 76,518 trips the digest now takes about 20 ms, `build_trip_features` 14 to 20 ms and
-  `model_input` about 26 ms, of which 9 ms is the conversion to pandas. Earlier that day,
-  `build_trip_features` moved to polars' in-memory engine (`FEATURES_ENGINE`) instead
-  of the streaming engine polars 2 picks by default, whose joins and sort cost more on frames
-  already in memory: January 22 -> 14 ms, the 90 days of a backfill at once 207 -> 69 ms, the same
-  rows (a test checks both engines agree). Before, it dropped repeated trips with `unique`, which
-  copied every column through a hash table; a filter on each key's first row does it now.
+- **features** (6.5x on 2026-11-29, 4.4x in `2026-12-04-late.json`, 4.9x in
+  `2026-12-06-features.json`; goal 5x, **MISSED**) and **model** (fit CPU 1.2 s then, 3.4 s on
+  2026-12-03, 2.3 s in `2026-12-06-model.json`, where the code before and after that day's memory
+  changes took 2.34 s alike, twice each, side by side; goal 5 s): the model reads more inputs,
+  which `model_input` builds (minute of day, holidays, whole-minute pickups, borough pair, zone by
+  recording, pickup time) and which took the course protocol's RMSE from 5.35 to 5.11 (goal 5.2),
+  and every trip gets a content digest as its key (trip identity, issue 12: a key made of the
+  row's content is what lets the checks see a trip served twice). The digests are the whole of
+  the difference from 2026-11-29: side by side on 2026-12-06, interleaved, the 2026-11-29 code
+  took 0.103 to 0.109 s, this code 0.130 to 0.136 s, and this code with each month's digests
+  looked up instead of computed 0.090 to 0.097 s, faster than the 2026-11-29 code although it
+  builds six more model inputs. That morning a digest got cheaper again, with the same digests
+  (the three shared months compared bit for bit, and a test pins them): a float column is made
+  canonical with one addition (-0.0 + 0.0 is 0.0) where a copy and two masks did it, and the
+  mixing reuses one scratch array (January 17 -> 15 ms); and `model_input` is collected lazily,
+  so the inputs that share the pickup's epoch compute it once (19 -> 17 ms): 0.142 -> 0.13 s.
+  What a digest still costs is numpy's passes over two 64-bit lanes per column (about 9 ms for
+  January's 20 columns) and handing 76,518 hex strings to polars (about 3.5 ms). Splitting the
+  rows between two threads gains nothing (numpy's many small operations contend for the
+  interpreter), and handing the strings over through pyarrow, 2 ms faster, would import pyarrow
+  (0.12 s) into the ingestion step, which imports no pandas. On 2026-12-04 a digest stopped
+  copying columns that hold no nulls and began writing its hex digits from a table (January
+  25 -> 20 ms), `model_input` found whole-minute pickups with one remainder and appended a ready
+  suffix to the zone, and `build_trip_features` moved to polars' in-memory engine
+  (`FEATURES_ENGINE`) instead of the streaming engine polars 2 picks by default, whose joins and
+  sort cost more on frames already in memory: January 22 -> 14 ms, the 90 days of a backfill at
+  once 207 -> 69 ms, the same rows (a test checks both engines agree). Repeated trips are dropped
+  by a filter on each key's first row, where `unique` copied every column through a hash table.
 - **scale**, peak memory **met** since 2026-12-06: 3.83 GiB at 10,000,000 trips
   (`2026-12-06-scale.json`; 5.10 GiB on 2026-12-04, 3.89 GiB on 2026-11-29; goal 4 GiB). The
   peak is inside the fit: with categorical features, scikit-learn's
@@ -162,7 +172,13 @@ one) on the same machine, interleaved, it was:
   take about 0.12 s more, in pieces of 10 to 25 ms: reading 90 footers for the kept days' stamps
   (per asset), the three HEAD requests (raw_trips, and again in the on-time check), reading the
   checks' latest results back, and Dagster recording 180 materializations that carry metadata.
-  The single run stays 62x faster than a run per partition.
+  Side by side with the 2026-11-29 code on 2026-12-06 (0.34 and 0.38 s against 0.25 and 0.24 s),
+  the re-run's steps took, median of three runs each, this code against that one: `raw_trips`
+  91 against 63 ms (the HEAD requests, the stamped metadata), its checks 53 against 44 ms, the
+  on-time check 36 ms (a step that code did not have, issue 15), `trip_features` 83 against
+  70 ms and its checks 49 against 30 ms. Of the steps' own code, `trip_features` spends 28 ms
+  of a re-run under cProfile (its inputs' and its own footers, the carried metadata); the rest
+  of each step is Dagster recording it. The single run stays 62x faster than a run per partition.
 - **models**, **MISSED** (1.73x the script, 390 s against 225 s, in
   `bench/recorded/2026-12-06-models.json`; 2.08x, 420 s against 202 s, in
   `2026-12-05-models-group.json`; 2.51x that morning, 2.52x on 2026-12-04, 3.55x on 2026-12-03;
