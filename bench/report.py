@@ -65,7 +65,7 @@ ANALYSIS = """\
 
 This analysis was written for the runs of 2026-12-04, one case at a time on an otherwise idle
 machine, `bench/recorded/2026-12-04.json` (backfill, scale), `2026-12-04-pm.json` (daily, after
-the fork server), `2026-12-06-features.json` (features, after cheaper digests and model inputs) and
+the fork server), `2026-12-06-features.json` (features, after cheaper digests) and
 `2026-12-05-models-group.json` (models, after the backfill of the whole model group with its
 training in one run; its CPU time before that in `2026-12-05-models.json`), `2026-12-06-models.json`
 (models, after the training run fits in worker processes), `2026-12-06-scale.json`
@@ -87,12 +87,12 @@ one) on the same machine, interleaved, it was:
 | backfill, the re-run's own work (median of 3) | 0.29 s | 0.39 s |
 | again on 2026-12-05, twice each, interleaved: the first single run's own work (median of 3) | 1.99 s, 1.94 s | 1.81 s, 1.82 s |
 | the same: the re-run's own work (median of 3) | 0.25 s, 0.30 s | 0.33 s, 0.33 s |
-| again on 2026-12-06, interleaved: the features case, the project's path (median of 9, three times each) | 0.109 s, 0.103 s, 0.103 s | 0.136 s, 0.131 s, 0.130 s |
-| the same, with each month's digests looked up instead of computed (median of 15, three times) | | 0.090 s to 0.097 s |
+| again on 2026-12-06, interleaved: the features case, the project's path (median of 9, three times each) | 0.097 s, 0.109 s, 0.102 s | 0.137 s, 0.135 s, 0.132 s |
+| the same path in one process, no pandas in between (median of 15, three times each); now: computing the digests, and with each month's digests looked up instead | 0.085 to 0.096 s | 0.113 to 0.118 s; 0.081 to 0.083 s |
 | the backfill's first single run's own work (median of 3, twice each) | 1.75 s, 1.89 s | 1.69 s, 1.92 s |
 | the same: the re-run's own work | 0.25 s, 0.24 s | 0.34 s, 0.38 s |
 
-- **features** (6.5x on 2026-11-29, 4.4x in `2026-12-04-late.json`, 4.9x in
+- **features** (6.5x on 2026-11-29, 4.4x in `2026-12-04-late.json`, 4.8x in
   `2026-12-06-features.json`; goal 5x, **MISSED**) and **model** (fit CPU 1.2 s then, 3.4 s on
   2026-12-03, 2.3 s in `2026-12-06-model.json`, where the code before and after that day's memory
   changes took 2.34 s alike, twice each, side by side; goal 5 s): the model reads more inputs,
@@ -101,13 +101,15 @@ one) on the same machine, interleaved, it was:
   and every trip gets a content digest as its key (trip identity, issue 12: a key made of the
   row's content is what lets the checks see a trip served twice). The digests are the whole of
   the difference from 2026-11-29: side by side on 2026-12-06, interleaved, the 2026-11-29 code
-  took 0.103 to 0.109 s, this code 0.130 to 0.136 s, and this code with each month's digests
-  looked up instead of computed 0.090 to 0.097 s, faster than the 2026-11-29 code although it
-  builds six more model inputs. That morning a digest got cheaper again, with the same digests
-  (the three shared months compared bit for bit, and a test pins them): a float column is made
-  canonical with one addition (-0.0 + 0.0 is 0.0) where a copy and two masks did it, and the
-  mixing reuses one scratch array (January 17 -> 15 ms); and `model_input` is collected lazily,
-  so the inputs that share the pickup's epoch compute it once (19 -> 17 ms): 0.142 -> 0.13 s.
+  took 0.097 to 0.109 s, this code 0.132 to 0.137 s; timed in one process with nothing in
+  between, the 2026-11-29 code took 0.085 to 0.096 s, this code 0.113 to 0.118 s, and this code
+  with each month's digests looked up instead of computed 0.081 to 0.083 s: as fast as the
+  2026-11-29 code, although it builds six more model inputs. That morning a digest got cheaper, with the same digests (the three shared months
+  compared bit for bit, and a test pins them): a float column is made canonical with one addition
+  (-0.0 + 0.0 is 0.0) where a copy and two masks did it, and the mixing reuses one scratch array
+  (January 17 -> 15 ms). Collecting `model_input` lazily took 2 ms less a month (what several
+  inputs share is computed once) but made polars 2.1's streaming engine panic in the models
+  benchmark's script, so it stays eager.
   What a digest still costs is numpy's passes over two 64-bit lanes per column (about 9 ms for
   January's 20 columns) and handing 76,518 hex strings to polars (about 3.5 ms). Splitting the
   rows between two threads gains nothing (numpy's many small operations contend for the
