@@ -155,5 +155,5 @@ def test_a_real_month_is_digested_in_a_fraction_of_a_second() -> None:
 
     # No row of the month repeats another in full, so no two digests are equal.
     assert digests.n_unique() == raw.height == 76518
-    # About 20 ms here on an idle core; the bound leaves room for a busy CI machine.
+    # About 15 ms here on an idle core; the bound leaves room for a busy CI machine.
     assert elapsed < 1.0

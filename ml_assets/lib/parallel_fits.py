@@ -79,7 +79,8 @@ def fit_day_models(
         # windows would keep it waiting for minutes, are stopped.
         for _, _, waiting in pending:
             waiting.cancel()
-        _stop_workers(worker_pids, [fit for fit in (given, *(f for _, _, f in pending)) if fit])
+        running = [fit for _, _, fit in pending] + ([given] if given else [])
+        _stop_workers(worker_pids, running)
         raise
     finally:
         pool.shutdown(wait=True)  # every worker has exited when the days are done with
