@@ -6,6 +6,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from dagster._core.storage.event_log import SqliteEventLogStorage
+from sqlalchemy.engine import Engine
 
 from ml_assets.local_event_log import OPEN_RUN_DATABASES, PooledSqliteEventLogStorage
 from ml_assets_tests.conftest import new_local_home, range_tags
@@ -81,6 +82,35 @@ def test_open_run_databases_are_bounded_and_closed_on_wipe(local_home: Path) -> 
         assert (
             len(instance.fetch_materializations(dg.AssetKey("daily_numbers"), limit=5).records) == 1
         )
+
+
+def test_only_a_database_without_tables_goes_through_dagsters_creation_check(
+    local_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with dg.DagsterInstance.from_config(str(local_home)) as instance:
+        first = dg.materialize([daily_numbers], instance=instance, partition_key="2021-01-01")
+    # A later process (a step's, the webserver's) opens the same databases.
+    checked: list[str] = []
+    dagsters_check = SqliteEventLogStorage._initdb
+
+    def recording_check(
+        storage: SqliteEventLogStorage, engine: Engine, for_index_shard: bool = False
+    ) -> None:
+        checked.append(Path(str(engine.url.database)).name)
+        dagsters_check(storage, engine, for_index_shard=for_index_shard)
+
+    monkeypatch.setattr(SqliteEventLogStorage, "_initdb", recording_check)
+    with dg.DagsterInstance.from_config(str(local_home)) as instance:
+        assert instance.all_logs(first.run_id)
+        second = dg.materialize([daily_numbers], instance=instance, partition_key="2021-01-02")
+        assert second.success
+        assert len(instance.fetch_materializations(daily_numbers.key, limit=5).records) == 2
+
+    # The index and the first run's database are stamped: left as they are. The second run's
+    # database is new: created by Dagster's own code, tables and stamp.
+    assert checked == [f"{second.run_id}.db"]
+    with sqlite3.connect(local_home / "history" / "runs" / f"{second.run_id}.db") as connection:
+        assert connection.execute("select count(*) from alembic_version").fetchone() == (1,)
 
 
 def test_the_template_needs_dagster_home_to_locate_the_event_log(
