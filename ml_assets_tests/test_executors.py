@@ -1,6 +1,8 @@
 """The default executor: steps in processes started from a fork server that has the code loaded."""
 
+import gc
 import os
+import subprocess
 import sys
 
 import dagster as dg
@@ -19,6 +21,11 @@ def step_process() -> dg.MaterializeResult:
             "pid": os.getpid(),
             "parent_pid": os.getppid(),
             "code_location_preloaded": "ml_assets.definitions" in sys.modules,
+            "instance_modules_preloaded": all(
+                name in sys.modules for name in ("sqlalchemy", "ml_assets.local_event_log")
+            ),
+            # Objects the fork server froze: this process's collections never walk them.
+            "inherited_objects_frozen": gc.get_freeze_count(),
         }
     )
 
@@ -48,6 +55,8 @@ def test_steps_start_from_a_fork_server_that_has_loaded_the_code_location() -> N
     # A spawned step process is a child of the run's process; a forked one, of the fork server.
     assert record["parent_pid"] != os.getpid()
     assert record["code_location_preloaded"] is True
+    assert record["instance_modules_preloaded"] is True
+    assert record["inherited_objects_frozen"] > 10_000
 
 
 @pytest.mark.slow
@@ -59,4 +68,20 @@ def test_a_run_can_still_ask_for_spawned_processes_or_for_its_own_process() -> N
 
     assert spawned["parent_pid"] == os.getpid()
     assert spawned["code_location_preloaded"] is False
+    assert spawned["inherited_objects_frozen"] == 0
     assert in_process["pid"] == os.getpid()
+
+
+def test_loading_the_code_location_freezes_nothing() -> None:
+    # Importing ml_assets.fork_server freezes the garbage collector's view of the process: only
+    # the fork server may do that, never a process that merely loads the definitions.
+    probe = (
+        "import gc, sys\n"
+        "import ml_assets.definitions as location\n"
+        "location.defs()\n"
+        "print('ml_assets.fork_server' in sys.modules, gc.get_freeze_count())\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=os.environ
+    )
+    assert loaded.stdout.split() == ["False", "0"]
