@@ -64,8 +64,8 @@ ANALYSIS = """\
 ## Reading the figures
 
 This analysis was written for the runs of 2026-12-04, one case at a time on an otherwise idle
-machine, `bench/recorded/2026-12-04.json` (backfill, scale), `2026-12-04-pm.json` (daily, after
-the fork server), `2026-12-06-features.json` (features, after cheaper digests) and
+machine, `bench/recorded/2026-12-04.json` (backfill, scale), `2026-12-06-daily.json` (daily, after
+the fork server holds the instance's modules), `2026-12-06-features.json` (features, after cheaper digests) and
 `2026-12-05-models-group.json` (models, after the backfill of the whole model group with its
 training in one run; its CPU time before that in `2026-12-05-models.json`), `2026-12-06-models.json`
 (models, after the training run fits in worker processes), `2026-12-06-scale.json`
@@ -146,20 +146,36 @@ one) on the same machine, interleaved, it was:
   on the same synthetic months on 2026-12-06, the code before these changes took 21.2 s of CPU at
   1,000,000 trips and 259.8 and 267.8 s at 10,000,000 (fits of 241.6 and 249.9 s), the code after
   them 20.2 s and 271.9 and 269.2 s (fits of 249.3 and 245.1 s): the runs overlap.
-- **daily** (goal 1.5x on the default executor, **MISSED**: 3.33x on 2026-11-29, 3.97x this
-  morning, 2.67x now, `bench/recorded/2026-12-04-pm.json`; in-process 1.39x then, 1.48x this
-  morning, 1.58x now on a slower machine): with the default executor each of the run's eight steps
-  runs in a process of its own, and Dagster spawned each one to import Dagster and load the code
-  location again (about 0.9 s, the row "only `import ml_assets.definitions`") before its work; the
-  run also has the on-time checks of `raw_trips` and `trip_duration_predictions` (issue 15) as steps
-  of their own. The steps now start from a fork server that has imported Dagster, polars and the
-  code location once per run (`ml_assets/executors.py`): 15.6 s this morning, 11.8 s now. Preloading
+- **daily** (goal 1.5x on the default executor, **MISSED**: 3.33x on 2026-11-29, 3.97x on the
+  morning of 2026-12-04, 2.67x that evening (`2026-12-04-pm.json`), 2.13x now,
+  `bench/recorded/2026-12-06-daily.json`, on a machine about twice as slow all that day; in-process
+  1.39x, 1.48x, 1.58x, 1.53x): with the default executor each of the run's eight steps runs in a
+  process of its own, and Dagster spawned each one to import Dagster and load the code location
+  again (about 0.9 s, the row "only `import ml_assets.definitions`") before its work; the run also
+  has the on-time checks of `raw_trips` and `trip_duration_predictions` (issue 15) as steps of
+  their own. Since 2026-12-04 the steps start from a fork server that has imported Dagster, polars
+  and the code location once per run (`ml_assets/executors.py`): 15.6 s that morning, 11.8 s that
+  evening. Profiled on 2026-12-06 (py-spy, every process of the run), each step's process still
+  spent, before its work: importing SQLAlchemy, alembic and Dagster's storage to open the instance
+  (Dagster imports them lazily), about 0.35 s; a first full garbage collection walking the 200,000
+  objects it inherited from the fork server, 0.1 to 0.2 s (and copying the memory they live on);
+  and loading every alembic migration script of the event log to learn that the run's databases,
+  created a moment before by the run's process, need nothing, 0.1 to 0.3 s. The fork server now
+  imports the instance's modules and freezes what it holds (`gc.freeze`, as Python advises for a
+  forking server; `ml_assets/fork_server.py`), and the pooled event log opens a database stamped
+  with a revision without that check: side by side with the code before (218e9ae), the case took
+  20.68 s against a script of 7.93 s (2.61x) minutes before this run's 17.02 s against 7.98 s
+  (2.13x), and the same CLI run alternated between the two codes on one instance took 3.5 to 4.4 s
+  less in six pairs of seven (median difference 4.1 s). What is left is the fork server's own
+  start (about 3 s on that day's machine: the run's process has imported the same modules, but a
+  fork server starts afresh) and about 0.5 s a step: Dagster's run and schedule storages check
+  their migrations too, and each step's process builds the definitions again (0.15 s). Preloading
   pandas, pandera, scikit-learn and MLflow in the fork server as well gains nothing (measured
   interleaved, three runs each: 12.9, 12.4, 13.3 s without, 12.8, 13.1, 14.5 s with): the steps
   depend on each other, so what the fork server imports first is paid on the same critical path,
-  and only the prediction step needs MLflow and scikit-learn. In-process,
-  the run spends 3.4 of its 3.8 s in the prediction step, importing MLflow and loading the model as
-  the script does; the rest is the `dagster` process: imports, the instance, planning the run.
+  and only the prediction step needs MLflow and scikit-learn. In-process, the run spends 3.4 of
+  its 3.8 s in the prediction step, importing MLflow and loading the model as the script does; the
+  rest is the `dagster` process: imports, the instance, planning the run.
 - **backfill**, the first run's own work, **MISSED** (2.41x the script; goal 1.5x). Side by side
   with the 2026-11-29 code it is faster (2.04 s against 2.24 s), but the script got faster too
   (the same engine change). Of its 1.9 s, the raw trips' check step takes 0.6 s, about 0.35 s of

@@ -58,7 +58,7 @@ FORKSERVER_PRELOAD = ["dagster", "polars", "ml_assets.definitions", "ml_assets.f
 started by Dagster's default start method (spawn) spends about a second on these imports before
 its step. Side by side, scoring a day through the CLI (eight steps) took 12 s this way against 19
 to 21 s with spawned processes. `ml_assets.fork_server`, last, adds what a step needs to open the
-instance and freezes the garbage collector's view of it all (about 30% less time again)."""
+instance and freezes the garbage collector's view of it all (about a fifth less time again)."""
 
 
 def _steps_from_a_fork_server(config: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ what it is for, so, unlike every other module of ml_assets, it acts when importe
   in a collection. The first full collection of each step otherwise walked some 200,000 inherited
   objects, 0.1 to 0.2 s, and copied the memory pages they live on.
 
-Scoring a day through the CLI (eight step processes) took about 30% less time with both
+Scoring a day through the CLI (eight step processes) took about a fifth less time with both
 (`python -m bench daily`).
 """
 
