@@ -26,8 +26,15 @@ def step_process() -> dg.MaterializeResult:
             ),
             # Objects the fork server froze: this process's collections never walk them.
             "inherited_objects_frozen": gc.get_freeze_count(),
+            "code_location_built": _code_locations_built(),
         }
     )
+
+
+def _code_locations_built() -> int:
+    """How many settings' definitions this process holds built (in the fork server's memory)."""
+    location = sys.modules.get("ml_assets.definitions")
+    return location._definitions_for.cache_info().currsize if location else 0
 
 
 def _job() -> dg.JobDefinition:
@@ -57,6 +64,7 @@ def test_steps_start_from_a_fork_server_that_has_loaded_the_code_location() -> N
     assert record["code_location_preloaded"] is True
     assert record["instance_modules_preloaded"] is True
     assert record["inherited_objects_frozen"] > 10_000
+    assert record["code_location_built"] == 1
 
 
 @pytest.mark.slow
@@ -69,6 +77,7 @@ def test_a_run_can_still_ask_for_spawned_processes_or_for_its_own_process() -> N
     assert spawned["parent_pid"] == os.getpid()
     assert spawned["code_location_preloaded"] is False
     assert spawned["inherited_objects_frozen"] == 0
+    assert spawned["code_location_built"] == 0
     assert in_process["pid"] == os.getpid()
 
 
