@@ -168,8 +168,12 @@ one) on the same machine, interleaved, it was:
   (2.13x), and the same CLI run alternated between the two codes on one instance took 3.5 to 4.4 s
   less in six pairs of seven (median difference 4.1 s). What is left is the fork server's own
   start (about 3 s on that day's machine: the run's process has imported the same modules, but a
-  fork server starts afresh) and about 0.5 s a step: Dagster's run and schedule storages check
-  their migrations too, and each step's process builds the definitions again (0.15 s). Preloading
+  fork server starts afresh) and about 0.4 s a step, some of it Dagster's run and schedule
+  storages checking their migrations too. Each step's process also built the definitions again
+  (0.1 to 0.2 s); since the run recorded here the fork server builds them from its environment,
+  which is every step's, and a step finds them built: in the run's log, the gap between a step's
+  "worker started" and "resource init started" events fell from 0.13 to 0.19 s to 0.03 s (the
+  case run again after it: 2.19x, runs of 15.3 to 19.5 s, no change beyond that day's noise). Preloading
   pandas, pandera, scikit-learn and MLflow in the fork server as well gains nothing (measured
   interleaved, three runs each: 12.9, 12.4, 13.3 s without, 12.8, 13.1, 14.5 s with): the steps
   depend on each other, so what the fork server imports first is paid on the same critical path,
@@ -197,6 +201,11 @@ one) on the same machine, interleaved, it was:
   70 ms and its checks 49 against 30 ms. Of the steps' own code, `trip_features` spends 28 ms
   of a re-run under cProfile (its inputs' and its own footers, the carried metadata); the rest
   of each step is Dagster recording it. The single run stays 62x faster than a run per partition.
+  Run on 2026-12-06 side by side with the code before that day's changes (218e9ae; a machine
+  twice as slow as usual), a run per partition did 98 s of work for the 90 days against 139 s:
+  each run's process opens the index database without loading every alembic script of the
+  event log first (`ml_assets/local_event_log.py`). The single run's own work did not change
+  beyond noise (2.99 s and a re-run of 0.53 s, against 3.09 s and 0.56 s).
 - **models**, **MISSED** (1.73x the script, 390 s against 225 s, in
   `bench/recorded/2026-12-06-models.json`; 2.08x, 420 s against 202 s, in
   `2026-12-05-models-group.json`; 2.51x that morning, 2.52x on 2026-12-04, 3.55x on 2026-12-03;
