@@ -2,7 +2,6 @@
 
 import gc
 import os
-import subprocess
 import sys
 
 import dagster as dg
@@ -79,18 +78,3 @@ def test_a_run_can_still_ask_for_spawned_processes_or_for_its_own_process() -> N
     assert spawned["inherited_objects_frozen"] == 0
     assert spawned["code_location_built"] == 0
     assert in_process["pid"] == os.getpid()
-
-
-def test_loading_the_code_location_freezes_nothing() -> None:
-    # Importing ml_assets.fork_server freezes the garbage collector's view of the process: only
-    # the fork server may do that, never a process that merely loads the definitions.
-    probe = (
-        "import gc, sys\n"
-        "import ml_assets.definitions as location\n"
-        "location.defs()\n"
-        "print('ml_assets.fork_server' in sys.modules, gc.get_freeze_count())\n"
-    )
-    loaded = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=os.environ
-    )
-    assert loaded.stdout.split() == ["False", "0"]
