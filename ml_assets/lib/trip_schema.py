@@ -101,6 +101,7 @@ def normalize_trips(raw: pl.DataFrame, *, taxi_type: str, source_name: str) -> p
             f"(found: {', '.join(raw.columns)})"
         )
     columns: list[pl.Expr] = [pl.lit(row_digests(raw)).alias("trip_key")]
+    casts: dict[str, tuple[pl.Expr, pl.Expr]] = {}
     for name, dtype in TRIP_SCHEMA.items():
         if name == "trip_key":
             continue
@@ -114,7 +115,9 @@ def normalize_trips(raw: pl.DataFrame, *, taxi_type: str, source_name: str) -> p
             raise TripSchemaError(
                 f"{source_name}: required column {name} holds no values (all null)"
             )
-        columns.append(_cast(renamed, name, source_dtype, dtype, source_name))
+        casts[name] = _cast(name, source_dtype, dtype)
+        columns.append(casts[name][1])
+    _raise_on_unreadable_values(renamed, casts, source_name)
     trips = renamed.select(columns)
     # Every column above is built with its target dtype; this guards that promise cheaply
     # (the pandera schema of `ml_assets.lib.schemas` is what the checks validate with).
@@ -160,9 +163,9 @@ def _renames(columns: list[str], taxi_type: str, source_name: str) -> dict[str, 
     return renames
 
 
-def _cast(
-    frame: pl.DataFrame, name: str, source: pl.DataType, target: pl.DataType, source_name: str
-) -> pl.Expr:
+def _cast(name: str, source: pl.DataType, target: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
+    """Column `name` as the values it holds and as read into `target`, where a value that cannot
+    be read becomes null: more nulls in the second than in the first are unreadable values."""
     values = pl.col(name)
     if source.is_float() and target.is_integer():
         # NaN is how pandas writes a missing number (passenger counts, rate codes): a missing
@@ -174,14 +177,33 @@ def _cast(
         expr = values.dt.convert_time_zone("UTC").dt.replace_time_zone(None).cast(target)
     else:
         expr = values.cast(target, strict=False)
-    nulls = frame.select(after=expr.is_null().sum(), before=values.is_null().sum()).row(0)
-    unreadable = nulls[0] - nulls[1]
-    if unreadable > 0:
-        raise TripSchemaError(
-            f"{source_name}: column {name} has {unreadable} value(s) that cannot be read as "
-            f"{target} (source dtype {source})"
+    return values, expr.alias(name)
+
+
+def _raise_on_unreadable_values(
+    frame: pl.DataFrame, casts: Mapping[str, tuple[pl.Expr, pl.Expr]], source_name: str
+) -> None:
+    """Raise `TripSchemaError` for the first column, in schema order, with unreadable values.
+
+    Every column's nulls before and after its cast are counted in one pass over `frame`.
+    """
+    counts = frame.select(
+        *(
+            count
+            for name, (values, cast) in casts.items()
+            for count in (
+                values.is_null().sum().alias(f"{name} before"),
+                cast.is_null().sum().alias(f"{name} after"),
+            )
         )
-    return expr.alias(name)
+    ).row(0, named=True)
+    for name in casts:
+        unreadable = counts[f"{name} after"] - counts[f"{name} before"]
+        if unreadable > 0:
+            raise TripSchemaError(
+                f"{source_name}: column {name} has {unreadable} value(s) that cannot be read as "
+                f"{TRIP_SCHEMA[name]} (source dtype {frame.schema[name]})"
+            )
 
 
 def empty_trips() -> pl.DataFrame:
