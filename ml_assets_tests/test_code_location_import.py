@@ -38,3 +38,22 @@ def test_loading_the_code_location_freezes_nothing(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert printed == ["False", "0"]
+
+
+def test_keying_trips_imports_neither_pandas_nor_pyarrow(tmp_path: Path) -> None:
+    # The ingestion step reads and keys every trip with polars alone; pandas and pyarrow (about
+    # 0.3 s to import) are for the steps that check, train and score.
+    printed = _printed_by_a_fresh_process(
+        "import sys\n"
+        "from datetime import datetime\n"
+        "import polars as pl\n"
+        "from ml_assets.lib.trip_schema import normalize_trips\n"
+        "raw = pl.DataFrame({'lpep_pickup_datetime': [datetime(2021, 1, 5, 7)],\n"
+        "    'lpep_dropoff_datetime': [datetime(2021, 1, 5, 7, 20)], 'PULocationID': [74],\n"
+        "    'DOLocationID': [75], 'trip_distance': [2.5], 'store_and_fwd_flag': ['N'],\n"
+        "    'passenger_count': [None]})\n"
+        "trips = normalize_trips(raw, taxi_type='green', source_name='f.parquet')\n"
+        "print(len(trips['trip_key'][0]), *(m for m in ('pandas', 'pyarrow') if m in sys.modules))\n",
+        cwd=tmp_path,
+    )
+    assert printed == ["32"]
