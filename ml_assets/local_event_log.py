@@ -17,7 +17,12 @@ SQLite's recommended setting for WAL: a crash of the process loses nothing; a po
 the last commits, never the database. The same event then costs about 1.5 ms (`python -m bench
 backfill` compares it with Dagster's own storage). With `DAGSTER_EVENT_BATCH_SIZE` set, Dagster
 hands a range run's materializations (and a run's planned ones) over as one batch, which is
-written in one transaction per database, each event serialized once for both.
+written in one transaction per database, each event serialized once for both; a range run's
+planned check executions, a row per day and check, are likewise written with their event
+serialized once (about 20 ms less per check of a 90-day run when the run is created).
+
+One module though past 250 lines: it is the one concern of how the local event log writes, and
+the one home of the Dagster internals that this takes.
 
 Everything else, including the file layout under `$DAGSTER_HOME/history/runs`, is Dagster's, so
 an instance can switch between this class and Dagster's default in either direction. Production
@@ -44,7 +49,16 @@ TESTED_WITH_DAGSTER = "1.13.27"
 """The Dagster release this storage was tested with; on any other it steps aside."""
 
 try:
-    from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
+    from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+        AssetCheckEvaluationPlanned,
+    )
+    from dagster._core.storage.asset_check_execution_record import (
+        AssetCheckExecutionRecordStatus,
+    )
+    from dagster._core.storage.event_log.schema import (
+        AssetCheckExecutionsTable,
+        SqlEventLogStorageTable,
+    )
     from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME
     from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS, create_db_conn_string
     from dagster._serdes import ConfigurableClassData
@@ -222,6 +236,35 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         for event in events:
             if event.dagster_event_type not in _BATCHED_TYPES:
                 self.store_event(event)
+
+    def _store_asset_check_evaluation_planned(
+        self, event: dagster.EventLogEntry, event_id: int | None
+    ) -> None:
+        """Record a planned check execution for each partition of the run, as Dagster does, with
+        the event serialized once and one statement compiled once for all the rows.
+
+        Dagster serializes the same event again for each partition and builds one statement with
+        a row per partition: for a 90-day range run, 90 serializations and a statement of 90 rows
+        per check, about a third of what Dagster spends recording a re-run over unchanged inputs.
+        """
+        planned = event.get_dagster_event().event_specific_data
+        assert isinstance(planned, AssetCheckEvaluationPlanned)
+        row = {
+            "asset_key": planned.asset_key.to_string(),
+            "check_name": planned.check_name,
+            "run_id": event.run_id,
+            "execution_status": AssetCheckExecutionRecordStatus.PLANNED.value,
+            "evaluation_event": dagster.serialize_value(event),
+            "evaluation_event_timestamp": self._event_insert_timestamp(event),
+            "evaluation_event_storage_id": event_id,
+        }
+        subset = planned.partitions_subset
+        partitions = subset.get_partition_keys() if subset else [None]
+        with self.index_connection() as connection:
+            connection.execute(
+                AssetCheckExecutionsTable.insert(),
+                [{**row, "partition": partition} for partition in partitions],
+            )
 
     def has_table(self, table_name: str) -> bool:
         # Dagster asks this for every asset event it stores, while it holds an index connection

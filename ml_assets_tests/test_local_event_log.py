@@ -204,6 +204,61 @@ def test_batched_writes_record_every_partition_as_single_writes_do(
         assert set(statuses.values()) == {dg.AssetPartitionStatus.MATERIALIZED}
 
 
+@dg.asset_check(asset=ranged_numbers)
+def ranged_numbers_are_counted() -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(passed=True, metadata={"counted": 4})
+
+
+def recorded_check_executions(runs_dir: Path) -> list[tuple[object, ...]]:
+    """Every check execution the index holds: what it is, the event it keeps, and its order."""
+    with sqlite3.connect(runs_dir / "index.db") as connection:
+        rows = connection.execute(
+            "select asset_key, check_name, partition, execution_status, evaluation_event "
+            "from asset_check_executions order by id"
+        ).fetchall()
+    recorded = []
+    for asset_key, check_name, partition, status, serialized in rows:
+        event = dg.deserialize_value(serialized, dg.EventLogEntry)
+        recorded.append(
+            (asset_key, check_name, partition, status, event.get_dagster_event().event_type_value)
+        )
+    return recorded
+
+
+def test_a_range_runs_planned_checks_are_recorded_as_dagsters_storage_records_them(
+    local_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "1000")
+    plain_home = tmp_path / "dagsters_own"
+    plain_home.mkdir()
+    with (
+        dg.DagsterInstance.from_config(str(local_home)) as pooled,
+        dg.DagsterInstance.local_temp(tempdir=str(plain_home)) as plain,
+    ):
+        assert type(plain.event_log_storage) is SqliteEventLogStorage
+        for instance in (pooled, plain):
+            result = dg.materialize(
+                [ranged_numbers, ranged_numbers_are_counted],
+                instance=instance,
+                tags=range_tags(RANGE[0], RANGE[-1]),
+            )
+            assert result.success
+        check_key = ranged_numbers_are_counted.check_key
+        for instance in (pooled, plain):
+            (summary,) = instance.event_log_storage.get_asset_check_summary_records(
+                [check_key]
+            ).values()
+            latest = summary.last_completed_check_execution_record
+            assert latest is not None
+            assert latest.status.value == "SUCCEEDED"
+
+    # The same rows, in the same order and state, keeping the same events: a planned execution
+    # per partition of the run, then the evaluation.
+    pooled_rows = recorded_check_executions(local_home / "history" / "runs")
+    assert pooled_rows == recorded_check_executions(plain_home / "history" / "runs")
+    assert [row[2] for row in pooled_rows if row[3] == "PLANNED"] == RANGE
+
+
 def test_on_a_dagster_it_was_not_tested_with_it_steps_aside_with_one_warning_line(
     local_home: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
