@@ -65,7 +65,8 @@ ANALYSIS = """\
 
 This analysis was written for the runs of 2026-12-04, one case at a time on an otherwise idle
 machine, `bench/recorded/2026-12-04.json` (backfill, scale), `2026-12-06-daily.json` (daily, after
-the fork server holds the instance's modules), `2026-12-06-features.json` (features, after cheaper digests) and
+the fork server holds the instance's modules), `2026-12-06-pm-features.json` (features, after the
+digests' cheaper hand-over to polars) and
 `2026-12-05-models-group.json` (models, after the backfill of the whole model group with its
 training in one run; its CPU time before that in `2026-12-05-models.json`), `2026-12-06-models.json`
 (models, after the training run fits in worker processes), `2026-12-06-scale.json`
@@ -91,6 +92,8 @@ one) on the same machine, interleaved, it was:
 | the same path in one process, no pandas in between (median of 15, three times each); now: computing the digests, and with each month's digests looked up instead | 0.085 to 0.096 s | 0.113 to 0.118 s; 0.081 to 0.083 s |
 | the backfill's first single run's own work (median of 3, twice each) | 1.75 s, 1.89 s | 1.69 s, 1.92 s |
 | the same: the re-run's own work | 0.25 s, 0.24 s | 0.34 s, 0.38 s |
+| again on 2026-12-06 afternoon, in one process interleaved with the course's pandas: the features case's project path (median of 15, twice; that morning's code, 9696cb7: 245 and 253 ms) | 222 ms, 200 ms | 218 ms, 227 ms |
+| the backfill's re-run's own work, each code on its own instance, alternated run by run (median of 10): the steps' medians, `raw_trips` / its checks / on-time check / `trip_features` / its checks | 0.67 s: 158 / 80 / - / 173 / 80 ms | 0.75 s: 181 / 123 / 72 / 174 / 71 ms |
 
 - **features** (6.5x on 2026-11-29, 4.4x in `2026-12-04-late.json`, 4.8x in
   `2026-12-06-features.json`; goal 5x, **MISSED**) and **model** (fit CPU 1.2 s then, 3.4 s on
@@ -110,11 +113,26 @@ one) on the same machine, interleaved, it was:
   (January 17 -> 15 ms). Collecting `model_input` lazily took 2 ms less a month (what several
   inputs share is computed once) but made polars 2.1's streaming engine panic in the models
   benchmark's script, so it stays eager.
-  What a digest still costs is numpy's passes over two 64-bit lanes per column (about 9 ms for
-  January's 20 columns) and handing 76,518 hex strings to polars (about 3.5 ms). Splitting the
+  That afternoon the rest of a digest and of `normalize_trips` got cheaper, with the same digests
+  (the three shared months compared bit for bit again): the hex digits reach polars as fixed-size
+  byte arrays cast to strings, where a numpy array of byte strings went through a Python object per
+  row; the null flags of all columns come from one polars expression; text values are mapped to
+  their words by a join instead of `replace_strict` (half the time); and `normalize_trips` counts
+  every column's unreadable values in one select instead of one per column. Timed in one process,
+  interleaved, the project's path took 255 ms against 305 ms for the code of that morning, and as
+  long as the code of 2026-11-29 (the table above): the digests no longer cost the path anything
+  measurable against that code, which built six model inputs fewer. The recorded run reads 4.8x
+  (4.4x in the run of the same command two minutes before it): the course's pandas swings by a
+  third from run to run on this machine, and the project's path runs slower right after it than
+  after itself (the join and sort of `trip_features` 28 -> 40 ms, `model_input` 49 -> 58 ms).
+  Handing the strings over through pyarrow would be as fast, but would import pyarrow (about
+  0.3 s) into the ingestion step, which imports neither pandas nor pyarrow (a test keeps it so).
+  What a digest still costs is numpy's passes over two 64-bit lanes per column; splitting the
   rows between two threads gains nothing (numpy's many small operations contend for the
-  interpreter), and handing the strings over through pyarrow, 2 ms faster, would import pyarrow
-  (0.12 s) into the ingestion step, which imports no pandas. On 2026-12-04 a digest stopped
+  interpreter), and neither does mixing blocks of rows that fit the CPU's cache (tried: slower).
+  Building the category columns of `model_input` through Arrow dictionaries instead of polars
+  categories was tried too: no faster (converting the categories to pandas is most of the cost).
+  On 2026-12-04 a digest stopped
   copying columns that hold no nulls and began writing its hex digits from a table (January
   25 -> 20 ms), `model_input` found whole-minute pickups with one remainder and appended a ready
   suffix to the zone, and `build_trip_features` moved to polars' in-memory engine
@@ -205,7 +223,22 @@ one) on the same machine, interleaved, it was:
   twice as slow as usual), a run per partition did 98 s of work for the 90 days against 139 s:
   each run's process opens the index database without loading every alembic script of the
   event log first (`ml_assets/local_event_log.py`). The single run's own work did not change
-  beyond noise (2.99 s and a re-run of 0.53 s, against 3.09 s and 0.56 s).
+  beyond noise (2.99 s and a re-run of 0.53 s, against 3.09 s and 0.56 s). That afternoon the
+  pooled event log began writing a range run's planned check executions (a row per day and
+  check, written when the run is created) with their event serialized once, where Dagster
+  serializes it again for every day: about 20 ms per check of the 90-day run on that machine.
+  Alternated run by run with the code before, eight each, the re-run took 4.53 s from start to
+  exit against 4.74 s (its work 0.76 s against 0.85 s). It lowers the no-op floor alike, so the
+  re-run's ratio to the floor does not improve: the case run that afternoon (not recorded; a
+  machine about 1.75x slower than on 2026-12-04, the script 1.75 s against 1.0 s) read 2.69x for
+  the first run's work and 1.81x for the re-run's. Profiled with py-spy, a fifth of the re-run's
+  steps is Dagster listing every partition of the daily partitions, for each check step's result
+  of a check of the whole asset (2,165 days since 2021-01-01, about 22 ms each time, and one day
+  more every day), only to compare their number with a threshold of 100 (`DataVersionCache`);
+  the floor pays it too. Against the 2026-11-29 code step by step (the table above), the
+  re-run's extra time is in what that code did not do: the on-time check's own step (issue 15)
+  and a fifth check of `raw_trips` (repeated trips, issue 12), for which Dagster records a planned
+  execution per day and a result.
 - **models**, **MISSED** (1.73x the script, 390 s against 225 s, in
   `bench/recorded/2026-12-06-models.json`; 2.08x, 420 s against 202 s, in
   `2026-12-05-models-group.json`; 2.51x that morning, 2.52x on 2026-12-04, 3.55x on 2026-12-03;
