@@ -1,6 +1,5 @@
 """Row digests, the identity of a trip: stable, from content only, and cheap."""
 
-import time as timer
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -142,18 +141,15 @@ def test_wide_and_empty_frames() -> None:
     assert all(len(digest) == 32 for digest in row_digests(wide))
 
 
-def test_a_real_month_is_digested_in_a_fraction_of_a_second() -> None:
+def test_every_trip_of_a_real_month_gets_a_digest_of_its_own() -> None:
     path = SHARED_TLC_DIR / "green_tripdata_2021-01.parquet"
     if not path.exists():
         pytest.skip(f"the real TLC month is not available at {path}")
     raw = pl.read_parquet(path)
-    row_digests(raw.head(10))  # numpy imported outside the timing
 
-    started = timer.perf_counter()
     digests = row_digests(raw)
-    elapsed = timer.perf_counter() - started
 
-    # No row of the month repeats another in full, so no two digests are equal.
+    # No row of the month repeats another in full, so no two digests are equal. (What a digest
+    # costs is measured by `python -m bench features`, side by side, not asserted here.)
     assert digests.n_unique() == raw.height == 76518
-    # About 15 ms here on an idle core; the bound leaves room for a busy CI machine.
-    assert elapsed < 1.0
+    assert digests.str.len_bytes().unique().to_list() == [32]
