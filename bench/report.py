@@ -94,6 +94,7 @@ one) on the same machine, interleaved, it was:
 | the same: the re-run's own work | 0.25 s, 0.24 s | 0.34 s, 0.38 s |
 | again on 2026-12-06 afternoon, in one process interleaved with the course's pandas: the features case's project path (median of 15, twice; that morning's code, 9696cb7: 245 and 253 ms) | 222 ms, 200 ms | 218 ms, 227 ms |
 | the backfill's re-run's own work, each code on its own instance, alternated run by run (median of 10): the steps' medians, `raw_trips` / its checks / on-time check / `trip_features` / its checks | 0.67 s: 158 / 80 / - / 173 / 80 ms | 0.75 s: 181 / 123 / 72 / 174 / 71 ms |
+| the same after the planned-check rows (a2cfe23), alternated twelve times; this code also with only the checks of the 2026-11-29 code (no on-time check, no repeated-trips check) | 0.667 s: 172 / 104 / - / 200 / 78 ms; wall 4.09 s | 0.667 s: 155 / 96 / 64 / 182 / 72 ms, wall 4.28 s; with those checks only 0.576 s, wall 3.99 s |
 
 - **features** (6.5x on 2026-11-29, 4.4x in `2026-12-04-late.json`, 4.8x in
   `2026-12-06-features.json`; goal 5x, **MISSED**) and **model** (fit CPU 1.2 s then, 3.4 s on
@@ -238,7 +239,9 @@ one) on the same machine, interleaved, it was:
   the floor pays it too. Against the 2026-11-29 code step by step (the table above), the
   re-run's extra time is in what that code did not do: the on-time check's own step (issue 15)
   and a fifth check of `raw_trips` (repeated trips, issue 12), for which Dagster records a planned
-  execution per day and a result.
+  execution per day and a result. After the planned-check rows, alternated twelve times, this
+  code's re-run did as much work as the 2026-11-29 code's (0.667 s each; 4.28 s against 4.09 s
+  from start to exit), and less when given only that code's checks (0.576 s; 3.99 s).
 - **models**, **MISSED** (1.73x the script, 390 s against 225 s, in
   `bench/recorded/2026-12-06-models.json`; 2.08x, 420 s against 202 s, in
   `2026-12-05-models-group.json`; 2.51x that morning, 2.52x on 2026-12-04, 3.55x on 2026-12-03;
