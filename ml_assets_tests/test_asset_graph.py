@@ -410,13 +410,19 @@ def test_evaluating_a_day_without_trips_fails_naming_the_partition(tmp_path: Pat
     )
     no_trips = pl.LazyFrame(schema=FEATURE_SCHEMA)
 
-    # Waiting adds no trips to the day: the step fails at once, without a retry.
-    with pytest.raises(
-        dg.Failure, match=r"^partition 2021-01-05: trip_features holds no trips"
-    ) as failed:
+    # Waiting adds no trips to the day: the step fails at once, without a retry. The context is
+    # closed on leaving the block: left to the garbage collector (the traceback keeps it), its
+    # ephemeral instance would hand the Dagster instance that was current when it was built back
+    # to whichever later test of this worker it is collected in.
+    with (
+        dg.build_asset_context(partition_key="2021-01-05") as context,
+        pytest.raises(
+            dg.Failure, match=r"^partition 2021-01-05: trip_features holds no trips"
+        ) as failed,
+    ):
         list(
             evaluation.model_evaluation(
-                dg.build_asset_context(partition_key="2021-01-05"),
+                context,
                 duration_model={"2021-01-04": {"version": "4"}},
                 trip_features=no_trips,
                 model_registry=build_resources(settings)["model_registry"],
