@@ -66,9 +66,8 @@ ANALYSIS = """\
 This analysis was written for the runs of 2026-12-04, one case at a time on an otherwise idle
 machine, `bench/recorded/2026-12-04.json` (backfill, scale), `2026-12-06-daily.json` (daily, after
 the fork server holds the instance's modules), `2026-12-06-late-daily.json` and
-`2026-12-06-late-backfill.json` (daily and backfill again with this code, on a quick machine),
-`2026-12-06-pm-features.json` (features, after the digests' cheaper hand-over to polars),
-`2026-12-06-late-features.json` (features, after `model_input` indexes the zone categories) and
+`2026-12-06-late-backfill.json` (daily and backfill again with this code, on a quick machine), `2026-12-06-pm-features.json` (features, after the
+digests' cheaper hand-over to polars) and
 `2026-12-05-models-group.json` (models, after the backfill of the whole model group with its
 training in one run; its CPU time before that in `2026-12-05-models.json`), `2026-12-06-models.json`
 (models, after the training run fits in worker processes), `2026-12-06-scale.json`
@@ -99,8 +98,7 @@ one) on the same machine, interleaved, it was:
 | the same after the planned-check rows (a2cfe23), alternated twelve times; this code also with only the checks of the 2026-11-29 code (no on-time check, no repeated-trips check) | 0.667 s: 172 / 104 / - / 200 / 78 ms; wall 4.09 s | 0.667 s: 155 / 96 / 64 / 182 / 72 ms, wall 4.28 s; with those checks only 0.576 s, wall 3.99 s |
 
 - **features** (6.5x on 2026-11-29, 4.4x in `2026-12-04-late.json`, 4.8x in
-  `2026-12-06-features.json` and `2026-12-06-pm-features.json`, 3.9x in `2026-12-06-late-features.json`, on a quicker machine;
-  goal 5x, **MISSED**) and **model** (fit CPU 1.2 s then, 3.4 s on
+  `2026-12-06-features.json`; goal 5x, **MISSED**) and **model** (fit CPU 1.2 s then, 3.4 s on
   2026-12-03, 2.3 s in `2026-12-06-model.json`, where the code before and after that day's memory
   changes took 2.34 s alike, twice each, side by side; goal 5 s): the model reads more inputs,
   which `model_input` builds (minute of day, holidays, whole-minute pickups, borough pair, zone by
@@ -136,16 +134,6 @@ one) on the same machine, interleaved, it was:
   interpreter), and neither does mixing blocks of rows that fit the CPU's cache (tried: slower).
   Building the category columns of `model_input` through Arrow dictionaries instead of polars
   categories was tried too: no faster (converting the categories to pandas is most of the cost).
-  Late on 2026-12-06 `model_input` made the zone IDs and `PU_whole_minute` categories by index
-  into a table of their labels (265 and 530 strings, made once per call), where a string was
-  formatted and hashed for every row: the same frames, categories in the same order (checked on
-  the three shared months), and the path 158 to 160 ms against 167 to 169 ms, in one process,
-  interleaved with the code before (median of 15, three times). Indexing the boroughs the same
-  way took longer than formatting their pairs (the distinct boroughs are found first), so
-  `borough_pair` stays formatted. The recorded run that followed reads 3.9x, lower than the
-  4.8x of that afternoon with a faster path, because the machine had turned quick: the course's
-  pandas took 0.71 s against 1.1 to 1.8 s on the slow machine, while the project's path gained
-  less (0.18 s against 0.23 s). The ratio moves with the machine more than with the code.
   On 2026-12-04 a digest stopped
   copying columns that hold no nulls and began writing its hex digits from a table (January
   25 -> 20 ms), `model_input` found whole-minute pickups with one remainder and appended a ready
