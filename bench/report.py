@@ -66,8 +66,9 @@ ANALYSIS = """\
 This analysis was written for the runs of 2026-12-04, one case at a time on an otherwise idle
 machine, `bench/recorded/2026-12-04.json` (backfill, scale), `2026-12-06-daily.json` (daily, after
 the fork server holds the instance's modules), `2026-12-06-late-daily.json` and
-`2026-12-06-late-backfill.json` (daily and backfill again with this code, on a quick machine), `2026-12-06-pm-features.json` (features, after the
-digests' cheaper hand-over to polars) and
+`2026-12-06-late-backfill.json` (daily and backfill again with this code, on a quick machine),
+`2026-12-06-pm-features.json` (features, after the digests' cheaper hand-over to polars),
+`2026-12-06-late-features.json` (features again with that code, on the quick machine) and
 `2026-12-05-models-group.json` (models, after the backfill of the whole model group with its
 training in one run; its CPU time before that in `2026-12-05-models.json`), `2026-12-06-models.json`
 (models, after the training run fits in worker processes), `2026-12-06-scale.json`
@@ -98,7 +99,8 @@ one) on the same machine, interleaved, it was:
 | the same after the planned-check rows (a2cfe23), alternated twelve times; this code also with only the checks of the 2026-11-29 code (no on-time check, no repeated-trips check) | 0.667 s: 172 / 104 / - / 200 / 78 ms; wall 4.09 s | 0.667 s: 155 / 96 / 64 / 182 / 72 ms, wall 4.28 s; with those checks only 0.576 s, wall 3.99 s |
 
 - **features** (6.5x on 2026-11-29, 4.4x in `2026-12-04-late.json`, 4.8x in
-  `2026-12-06-features.json`; goal 5x, **MISSED**) and **model** (fit CPU 1.2 s then, 3.4 s on
+  `2026-12-06-features.json`, 3.7x in `2026-12-06-late-features.json` with the same code on a
+  quicker machine; goal 5x, **MISSED**) and **model** (fit CPU 1.2 s then, 3.4 s on
   2026-12-03, 2.3 s in `2026-12-06-model.json`, where the code before and after that day's memory
   changes took 2.34 s alike, twice each, side by side; goal 5 s): the model reads more inputs,
   which `model_input` builds (minute of day, holidays, whole-minute pickups, borough pair, zone by
@@ -134,6 +136,14 @@ one) on the same machine, interleaved, it was:
   interpreter), and neither does mixing blocks of rows that fit the CPU's cache (tried: slower).
   Building the category columns of `model_input` through Arrow dictionaries instead of polars
   categories was tried too: no faster (converting the categories to pandas is most of the cost).
+  Late on 2026-12-06, on a quick machine, the same code read 3.7x: the course's pandas took
+  0.67 s there against 1.1 to 1.8 s on the slow machine, while the project's path took 0.18 s
+  against 0.23 s, so this ratio moves with the machine more than with the code. Taking the zone
+  IDs and `PU_whole_minute` by index from a table of their labels, instead of formatting and
+  hashing a string per row, made the path 5% faster (158 to 160 ms against 167 to 169 ms, the
+  same frames on the three shared months) but made polars 2.1 panic inside `model_input`'s
+  select in the models benchmark's script ("assertion failed: i < self.len()", in polars-arrow's
+  string views), every time, on the tiny sample data: reverted (dec5028).
   On 2026-12-04 a digest stopped
   copying columns that hold no nulls and began writing its hex digits from a table (January
   25 -> 20 ms), `model_input` found whole-minute pickups with one remainder and appended a ready
