@@ -98,7 +98,9 @@ def build_trip_features(
             how="left",
         )
         .with_columns(
-            pl.format("{}_{}", "PULocationID", "DOLocationID").alias("PU_DO"),
+            # concat_str, not pl.format: polars' format can panic on string views
+            # (pola-rs/polars#25187, #25525).
+            pl.concat_str("PULocationID", "DOLocationID", separator="_").alias("PU_DO"),
             pl.col("pickup_datetime").dt.hour().cast(pl.Int8).alias("pickup_hour"),
             pl.col("pickup_datetime").dt.weekday().cast(pl.Int8).alias("pickup_dow"),
             pl.col("pu_borough").fill_null("Unknown"),

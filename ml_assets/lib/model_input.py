@@ -31,7 +31,8 @@ def _derived(name: str, features: pl.DataFrame) -> pl.Expr:
     if name == "pickup_whole_minute":
         return whole_minute.cast(pl.Float64).alias(name)
     if name == "borough_pair":
-        return pl.format("{}_{}", "pu_borough", "do_borough").alias(name)
+        # concat_str, not pl.format, which can panic on string views (pola-rs/polars#25187, #25525).
+        return pl.concat_str("pu_borough", "do_borough", separator="_").alias(name)
     if name == "PU_whole_minute":
         # "<zone>_1" or "<zone>_0": the suffix picked whole, not formatted from a number per row.
         suffix = pl.when(whole_minute).then(pl.lit("_1")).when(~whole_minute).then(pl.lit("_0"))
