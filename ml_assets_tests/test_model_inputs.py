@@ -63,6 +63,30 @@ def test_derived_inputs_of_hand_made_trips() -> None:
     assert inputs["pickup_days"].round(4).tolist() == [18645.3229, 18646.9994, 18673.0]
 
 
+def test_zone_categories_are_their_ids_and_a_missing_zone_or_time_is_none() -> None:
+    frame = (
+        features_frame(4)
+        .with_columns(
+            pl.Series("PULocationID", [1, 265, None, 0], dtype=pl.Int32),
+            pl.Series("DOLocationID", [265, None, 7, 266], dtype=pl.Int32),
+            pl.Series(
+                "pickup_datetime",
+                [datetime(2021, 1, 5, 7, 30), datetime(2021, 1, 5, 7, 30, 1), None, None],
+                dtype=pl.Datetime("us"),
+            ),
+        )
+        .select([pl.col(name).cast(dtype) for name, dtype in FEATURE_SCHEMA.items()])
+    )
+
+    inputs = model_input(frame, ALL_FEATURES)
+
+    # Zones outside TLC's 1..265 never reach trip_features (its cleaning rules drop them).
+    assert inputs["PULocationID"].tolist() == ["1", "265", "None", "None"]
+    assert inputs["DOLocationID"].tolist() == ["265", "None", "7", "None"]
+    assert inputs["PU_whole_minute"].tolist() == ["1_1", "265_0", "None", "None"]
+    assert all(inputs[name].dtype == "category" for name in ("PULocationID", "PU_whole_minute"))
+
+
 def test_a_whole_minute_is_exact_to_the_microsecond_on_either_side_of_1970() -> None:
     pickups = [
         datetime(1969, 12, 31, 23, 59, 0),

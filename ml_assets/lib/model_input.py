@@ -15,31 +15,69 @@ import pandas as pd
 import polars as pl
 from pandas.tseries.holiday import USFederalHolidayCalendar
 
+from ml_assets.lib.features import MAX_LOCATION_ID, MIN_LOCATION_ID
 from ml_assets.lib.model_params import CATEGORICAL, DERIVED_INPUTS, model_inputs
+
+NULL_CATEGORY = "None"
+"""The category of a missing value, as pandas' `astype(str)` made it."""
+
+ZONES = range(MIN_LOCATION_ID, MAX_LOCATION_ID + 1)
+"""The zone IDs `trip_features` holds (its cleaning rules drop every other)."""
+
+INDEXED_CATEGORIES = frozenset({"PULocationID", "DOLocationID", "PU_whole_minute"})
+"""Categories whose few labels are made once, each row taking its own by index (see
+`_indexed_category`): formatting a string per row and hashing it into a category was most of
+the model input's time."""
 
 
 def _derived(name: str, features: pl.DataFrame) -> pl.Expr:
-    """The expression computing the derived input `name` (see `DERIVED_INPUTS`)."""
+    """The expression computing the derived input `name` (see `DERIVED_INPUTS`), but for
+    `INDEXED_CATEGORIES`."""
     pickup = pl.col("pickup_datetime")
-    # A whole minute is a multiple of 60 s since the epoch (pickups are microsecond datetimes):
-    # one remainder, where reading the second and the nanosecond out of each pickup cost 6x more.
-    whole_minute = (pickup.dt.epoch("us") % 60_000_000).eq(0)
     if name == "pickup_minute":
-        return (pickup.dt.hour().cast(pl.Float64) * 60 + pickup.dt.minute()).alias(name)
+        return pickup.dt.hour().cast(pl.Float64) * 60 + pickup.dt.minute()
     if name == "pickup_holiday":
-        return pickup.dt.date().is_in(_holidays(features).implode()).cast(pl.Float64).alias(name)
+        return pickup.dt.date().is_in(_holidays(features).implode()).cast(pl.Float64)
     if name == "pickup_whole_minute":
-        return whole_minute.cast(pl.Float64).alias(name)
+        return _whole_minute().cast(pl.Float64)
     if name == "borough_pair":
+        # Made per row (the boroughs are strings: indexing them first took longer), with
         # concat_str, not pl.format, which can panic on string views (pola-rs/polars#25187, #25525).
-        return pl.concat_str("pu_borough", "do_borough", separator="_").alias(name)
-    if name == "PU_whole_minute":
-        # "<zone>_1" or "<zone>_0": the suffix picked whole, not formatted from a number per row.
-        suffix = pl.when(whole_minute).then(pl.lit("_1")).when(~whole_minute).then(pl.lit("_0"))
-        return pl.concat_str(pl.col("PULocationID").cast(pl.String), suffix).alias(name)
+        return pl.concat_str("pu_borough", "do_borough", separator="_")
     if name == "pickup_days":
-        return (pickup.dt.epoch("us").cast(pl.Float64) / 86_400e6).alias(name)
+        return pickup.dt.epoch("us").cast(pl.Float64) / 86_400e6
     raise ValueError(f"derived model input {name!r} is not one of {sorted(DERIVED_INPUTS)}")
+
+
+def _whole_minute() -> pl.Expr:
+    """Whether the pickup time has no seconds: a multiple of 60 s since the epoch (pickups are
+    microsecond datetimes), one remainder where reading the second and the nanosecond out of each
+    pickup cost 6x more."""
+    return (pl.col("pickup_datetime").dt.epoch("us") % 60_000_000).eq(0)
+
+
+def _indexed_category(name: str, features: pl.DataFrame) -> pl.Expr:
+    """The input `name` of `INDEXED_CATEGORIES`: a zone ID, or the pickup zone and whether its
+    time is a whole minute ("7_1")."""
+    if name in ("PULocationID", "DOLocationID"):
+        return _category_by_index(_zone_index(name), [str(zone) for zone in ZONES])
+    if name == "PU_whole_minute":
+        zone_and_minute = _zone_index("PULocationID") * 2 + _whole_minute().cast(pl.Int64)
+        return _category_by_index(zone_and_minute, [f"{z}_{w}" for z in ZONES for w in (0, 1)])
+    raise ValueError(f"model input {name!r} is not one of {sorted(INDEXED_CATEGORIES)}")
+
+
+def _zone_index(name: str) -> pl.Expr:
+    """The position of each row's zone ID in `ZONES`."""
+    return pl.col(name).cast(pl.Int64) - MIN_LOCATION_ID
+
+
+def _category_by_index(index: pl.Expr, labels: list[str]) -> pl.Expr:
+    """`labels[i]` for each row's `index` i, as a category; `NULL_CATEGORY` for a null or an `i`
+    outside `labels`."""
+    table = pl.Series([*labels, NULL_CATEGORY], dtype=pl.Categorical)
+    known = pl.when(index.is_between(0, len(labels) - 1)).then(index).otherwise(len(labels))
+    return pl.lit(table).gather(known)
 
 
 def _holidays(features: pl.DataFrame) -> pl.Series:
@@ -85,7 +123,9 @@ def model_input(features: pl.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
 
 def _model_input_column(name: str, features: pl.DataFrame) -> pl.Expr:
     """The input `name` as the pipeline takes it: a category of strings or a float."""
+    if name in INDEXED_CATEGORIES:
+        return _indexed_category(name, features).alias(name)
     column = _derived(name, features) if name in DERIVED_INPUTS else pl.col(name)
     if name in CATEGORICAL:
-        return column.cast(pl.String).fill_null("None").cast(pl.Categorical)
-    return column.cast(pl.Float64)
+        return column.cast(pl.String).fill_null(NULL_CATEGORY).cast(pl.Categorical).alias(name)
+    return column.cast(pl.Float64).alias(name)
