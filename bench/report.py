@@ -143,7 +143,12 @@ one) on the same machine, interleaved, it was:
   hashing a string per row, made the path 5% faster (158 to 160 ms against 167 to 169 ms, the
   same frames on the three shared months) but made polars 2.1 panic inside `model_input`'s
   select in the models benchmark's script ("assertion failed: i < self.len()", in polars-arrow's
-  string views), every time, on the tiny sample data: reverted (dec5028).
+  string views), every time, on the tiny sample data. The panic is `pl.format`'s
+  (pola-rs/polars#25187, #25525): with `PU_DO` and `borough_pair` joined by `pl.concat_str`
+  instead (8967342) the same script ran, and the change is back (3afecca; 160 to 164 ms against
+  169 to 171 ms). The features case run after it read 3.9x (not recorded: the machine had just
+  run the tests), its path 0.181 s against 0.182 s: right after the course's pandas, as the case
+  times it, the gain does not show beyond noise.
   On 2026-12-04 a digest stopped
   copying columns that hold no nulls and began writing its hex digits from a table (January
   25 -> 20 ms), `model_input` found whole-minute pickups with one remainder and appended a ready
