@@ -57,6 +57,15 @@ class CleaningRules:
         )
 
 
+def underscore_joined(*columns: str) -> pl.Expr:
+    """The columns' values as text joined by "_" ("7_132"); null where any is null.
+
+    `concat_str`, not `pl.format`, which can panic on string views in polars 2
+    (pola-rs/polars#25187, #25525).
+    """
+    return pl.concat_str(*columns, separator="_")
+
+
 def duration_minutes() -> pl.Expr:
     return (pl.col("dropoff_datetime") - pl.col("pickup_datetime")).dt.total_microseconds() / 60e6
 
@@ -98,9 +107,7 @@ def build_trip_features(
             how="left",
         )
         .with_columns(
-            # concat_str, not pl.format: polars' format can panic on string views
-            # (pola-rs/polars#25187, #25525).
-            pl.concat_str("PULocationID", "DOLocationID", separator="_").alias("PU_DO"),
+            underscore_joined("PULocationID", "DOLocationID").alias("PU_DO"),
             pl.col("pickup_datetime").dt.hour().cast(pl.Int8).alias("pickup_hour"),
             pl.col("pickup_datetime").dt.weekday().cast(pl.Int8).alias("pickup_dow"),
             pl.col("pu_borough").fill_null("Unknown"),

@@ -15,7 +15,7 @@ import pandas as pd
 import polars as pl
 from pandas.tseries.holiday import USFederalHolidayCalendar
 
-from ml_assets.lib.features import MAX_LOCATION_ID, MIN_LOCATION_ID
+from ml_assets.lib.features import MAX_LOCATION_ID, MIN_LOCATION_ID, underscore_joined
 from ml_assets.lib.model_params import CATEGORICAL, DERIVED_INPUTS, model_inputs
 
 NULL_CATEGORY = "None"
@@ -41,9 +41,8 @@ def _derived(name: str, features: pl.DataFrame) -> pl.Expr:
     if name == "pickup_whole_minute":
         return _whole_minute().cast(pl.Float64)
     if name == "borough_pair":
-        # Made per row (the boroughs are strings: indexing them first took longer), with
-        # concat_str, not pl.format, which can panic on string views (pola-rs/polars#25187, #25525).
-        return pl.concat_str("pu_borough", "do_borough", separator="_")
+        # Joined per row: the boroughs are strings, and indexing them first took longer.
+        return underscore_joined("pu_borough", "do_borough")
     if name == "pickup_days":
         return pickup.dt.epoch("us").cast(pl.Float64) / 86_400e6
     raise ValueError(f"derived model input {name!r} is not one of {sorted(DERIVED_INPUTS)}")
@@ -56,7 +55,7 @@ def _whole_minute() -> pl.Expr:
     return (pl.col("pickup_datetime").dt.epoch("us") % 60_000_000).eq(0)
 
 
-def _indexed_category(name: str, features: pl.DataFrame) -> pl.Expr:
+def _indexed_category(name: str) -> pl.Expr:
     """The input `name` of `INDEXED_CATEGORIES`: a zone ID, or the pickup zone and whether its
     time is a whole minute ("7_1")."""
     if name in ("PULocationID", "DOLocationID"):
@@ -124,7 +123,7 @@ def model_input(features: pl.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
 def _model_input_column(name: str, features: pl.DataFrame) -> pl.Expr:
     """The input `name` as the pipeline takes it: a category of strings or a float."""
     if name in INDEXED_CATEGORIES:
-        return _indexed_category(name, features).alias(name)
+        return _indexed_category(name).alias(name)
     column = _derived(name, features) if name in DERIVED_INPUTS else pl.col(name)
     if name in CATEGORICAL:
         return column.cast(pl.String).fill_null(NULL_CATEGORY).cast(pl.Categorical).alias(name)
