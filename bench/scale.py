@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -129,40 +130,34 @@ def run(context: BenchContext) -> CaseResult:
     order = [smallest]
     for size in sizes[1:]:
         order += [size, smallest]
-    measured: list[tuple[int, dict[str, float], float]] = []
-    for size in order:
-        stages, peak = _measure(folder, size)
-        measured.append((size, stages, peak))
-    smallest_per_million = [
-        stages["cpu_s"] / (size / 1e6) for size, stages, _ in measured if size == smallest
-    ]
-    baseline_of_all = statistics.mean(smallest_per_million)
+    measured = [_measure(folder, size) for size in order]
+    smallest_per_million = [run.cpu_per_million for run in measured if run.size == smallest]
     growth_by_size: dict[int, float] = {}
-    for position, (size, stages, peak) in enumerate(measured):
-        per_million = stages["cpu_s"] / (size / 1e6)
-        if size == smallest:
-            against = baseline_of_all
+    for position, run in enumerate(measured):
+        if run.size == smallest:
+            against = statistics.mean(smallest_per_million)
         else:
             before, after = measured[position - 1], measured[position + 1]
-            against = statistics.mean([run[1]["cpu_s"] / (run[0] / 1e6) for run in (before, after)])
-            growth_by_size[size] = ratio(per_million, against)
+            against = statistics.mean([before.cpu_per_million, after.cpu_per_million])
+            growth_by_size[run.size] = ratio(run.cpu_per_million, against)
+        stages = run.stages
         result.rows.append(
             {
-                "trips": size,
+                "trips": run.size,
                 "feature rows": stages["feature_rows"],
                 "raw s": stages["raw_s"],
                 "features s": stages["features_s"],
                 "training s": stages["train_s"],
                 "total s": stages["raw_s"] + stages["features_s"] + stages["train_s"],
                 "CPU s": stages["cpu_s"],
-                "CPU s per M trips": per_million,
-                "vs smallest": ratio(per_million, against),
-                "peak GiB": peak,
+                "CPU s per M trips": run.cpu_per_million,
+                "vs smallest": ratio(run.cpu_per_million, against),
+                "peak GiB": run.peak_gib,
             }
         )
     largest = sizes[-1]
     growth = growth_by_size[largest]
-    peak_largest = next(peak for size, _, peak in measured if size == largest)
+    peak_largest = next(run.peak_gib for run in measured if run.size == largest)
     result.goals += [
         Goal(
             f"time grows linearly (CPU time per trip at {sizes[-1]:,} within "
@@ -179,7 +174,7 @@ def run(context: BenchContext) -> CaseResult:
     result.notes.append(
         "training fits on every row with the project's default parameters (one thread); CPU "
         "time is the three stages' (all threads); peak resident memory is the whole process's, "
-        "interpreter and imports included, as the operating system reports it",
+        "interpreter and imports included, as the operating system reports it"
     )
     result.notes.append(
         f"runs in this order: {', '.join(f'{size:,}' for size in order)}; `vs smallest` of a "
@@ -191,9 +186,22 @@ def run(context: BenchContext) -> CaseResult:
     return result
 
 
-def _measure(folder: Path, size: int) -> tuple[dict[str, float], float]:
+@dataclass(frozen=True)
+class _SizeRun:
+    """One fresh process's figures for a synthetic month of `size` trips."""
+
+    size: int
+    stages: dict[str, float]
+    peak_gib: float
+
+    @property
+    def cpu_per_million(self) -> float:
+        return self.stages["cpu_s"] / (self.size / 1e6)
+
+
+def _measure(folder: Path, size: int) -> _SizeRun:
     """One fresh process through raw, features and training on a synthetic month of `size`
-    trips (generated once): its stages' figures and its peak memory in GiB."""
+    trips (generated once)."""
     path = folder / f"green_tripdata_synthetic_{size}.parquet"
     if not path.exists():
         python_child(
@@ -203,4 +211,5 @@ def _measure(folder: Path, size: int) -> tuple[dict[str, float], float]:
     child = python_child(f"import sys; sys.argv = ['pipeline', {str(path)!r}]\n" + PIPELINE).check(
         f"raw, features and training on {size:,} trips"
     )
-    return json.loads(child.stdout.strip().splitlines()[-1]), gib(child.peak_rss_bytes)
+    stages = json.loads(child.stdout.strip().splitlines()[-1])
+    return _SizeRun(size, stages, gib(child.peak_rss_bytes))
