@@ -73,8 +73,8 @@ the fork server holds the instance's modules), `2026-12-06-late-daily.json` and
 training in one run; its CPU time before that in `2026-12-05-models.json`), `2026-12-06-models.json`
 (models, after the training run fits in worker processes), `2026-12-06-scale.json`
 and `2026-12-06-model.json` (scale and model, after training holds less memory),
-`2026-12-06-eve-scale.json` (scale, its smallest size run before and after each larger one), and for the runs
-of 2026-12-03 still shown (`2026-12-03-pm.json`: peers), and quotes them; the tables below are the
+`2026-12-06-eve-scale.json` (scale, its smallest size run before and after each larger one), and
+for the runs of 2026-12-03 still shown (`2026-12-03-pm.json`: peers), and quotes them; the tables below are the
 current ones. The
 machine ran faster on the morning of 2026-12-04 than on 2026-12-03 (the course's pandas took 0.67 s
 against 0.9 to 1.1 s, the daily script 3.9 s against 6.2 s) and slower again that evening:

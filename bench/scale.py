@@ -131,33 +131,33 @@ def run(context: BenchContext) -> CaseResult:
     for size in sizes[1:]:
         order += [size, smallest]
     measured = [_measure(folder, size) for size in order]
-    smallest_per_million = [run.cpu_per_million for run in measured if run.size == smallest]
+    smallest_per_million = [one.cpu_per_million for one in measured if one.size == smallest]
     growth_by_size: dict[int, float] = {}
-    for position, run in enumerate(measured):
-        if run.size == smallest:
+    for position, size_run in enumerate(measured):
+        if size_run.size == smallest:
             against = statistics.mean(smallest_per_million)
         else:
             before, after = measured[position - 1], measured[position + 1]
             against = statistics.mean([before.cpu_per_million, after.cpu_per_million])
-            growth_by_size[run.size] = ratio(run.cpu_per_million, against)
-        stages = run.stages
+            growth_by_size[size_run.size] = ratio(size_run.cpu_per_million, against)
+        stages = size_run.stages
         result.rows.append(
             {
-                "trips": run.size,
+                "trips": size_run.size,
                 "feature rows": stages["feature_rows"],
                 "raw s": stages["raw_s"],
                 "features s": stages["features_s"],
                 "training s": stages["train_s"],
                 "total s": stages["raw_s"] + stages["features_s"] + stages["train_s"],
                 "CPU s": stages["cpu_s"],
-                "CPU s per M trips": run.cpu_per_million,
-                "vs smallest": ratio(run.cpu_per_million, against),
-                "peak GiB": run.peak_gib,
+                "CPU s per M trips": size_run.cpu_per_million,
+                "vs smallest": ratio(size_run.cpu_per_million, against),
+                "peak GiB": size_run.peak_gib,
             }
         )
     largest = sizes[-1]
     growth = growth_by_size[largest]
-    peak_largest = next(run.peak_gib for run in measured if run.size == largest)
+    peak_largest = next(one.peak_gib for one in measured if one.size == largest)
     result.goals += [
         Goal(
             f"time grows linearly (CPU time per trip at {sizes[-1]:,} within "
