@@ -338,10 +338,12 @@ one) on the same machine, interleaved, it was:
   `dagster` does not export (of the launchers it exports only `DefaultRunLauncher`, which
   launches through that code server): outside the public API this project keeps to. The
   per-run imports are Dagster's cost alone, and they are what the ratio is made of: 4.4 s of
-  CPU a day's run, about 130 s over 30 runs, some 65 s of the backfill's wall time on two cores,
-  where 1.5x needs 53 s less. Work both sides do cannot close the gap: a saving there helps the
-  script, which runs on one core, twice as much as Dagster's runs, which overlap on two (dropping
-  MLflow's evaluation from both, about 0.7 s a day and its 0.9 s import, would read about 1.8x).
+  CPU a day's run, about 130 s over 30 runs, some 65 s of the backfill's wall time on two cores
+  (computed from the recorded run's figures, not measured apart), where 1.5x needs 53 s less.
+  Work both sides do cannot close the gap: a saving there helps the script, which runs on one
+  core, twice as much as Dagster's runs, which overlap on two (by the same figures, dropping
+  MLflow's evaluation from both, about 0.7 s a day and its 0.9 s import, would read about 1.8x;
+  not run).
   Profiled alone on 2026-12-06 (pyinstrument), a day run's
   `model_evaluation` step took 7.0 s: importing MLflow 1.5 s and scikit-learn 1.0 s, skops 1.0 s
   and reading the challenger with it 0.6 s (the champion 0.3 s), MLflow's evaluator registry
